@@ -1,0 +1,9 @@
+{
+  "targets": [
+    {
+      "target_name": "overlayd_native",
+      "sources": ["overlayd_native.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-D_GNU_SOURCE"]
+    }
+  ]
+}

@@ -1,0 +1,456 @@
+/*
+ * overlayd_native: the few syscalls Node's fs lacks, as thin N-API wrappers.
+ *
+ * Convention: every function returns a number >= 0 on success and -errno on
+ * failure; only misuse of the API (wrong argument types) throws. The core turns
+ * -errno into errors that carry the code, so no syscall error is ever a JS
+ * exception born here. Paths are always (dirfd, name) pairs so that no lookup
+ * follows a symlink planted inside a layer and no path is limited by PATH_MAX
+ * measured from the host root.
+ */
+#include <node_api.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <sys/mount.h>
+#include <sys/ioctl.h>
+#include <linux/fs.h>
+#include <linux/openat2.h>
+
+#define MAXARGS 8
+#define PATHBUF 8192
+
+#define THROW_IF(cond, msg) do { if (cond) { napi_throw_type_error(env, NULL, msg); return NULL; } } while (0)
+
+typedef struct { napi_env env; size_t argc; napi_value argv[MAXARGS]; } args_t;
+
+static int get_args(napi_env env, napi_callback_info info, args_t *a, size_t want) {
+  a->env = env;
+  a->argc = MAXARGS;
+  if (napi_get_cb_info(env, info, &a->argc, a->argv, NULL, NULL) != napi_ok) return -1;
+  if (a->argc < want) { napi_throw_type_error(env, NULL, "overlayd_native: too few arguments"); return -1; }
+  return 0;
+}
+
+static int32_t arg_i32(args_t *a, size_t i) {
+  int32_t v = 0;
+  if (napi_get_value_int32(a->env, a->argv[i], &v) != napi_ok) napi_throw_type_error(a->env, NULL, "overlayd_native: expected integer");
+  return v;
+}
+
+static int64_t arg_i64(args_t *a, size_t i) {
+  int64_t v = 0;
+  if (napi_get_value_int64(a->env, a->argv[i], &v) != napi_ok) napi_throw_type_error(a->env, NULL, "overlayd_native: expected integer");
+  return v;
+}
+
+/* Copies a JS string argument into buf; returns its length or -1 (exception pending). */
+static ssize_t arg_str(args_t *a, size_t i, char *buf, size_t cap) {
+  size_t len = 0;
+  if (napi_get_value_string_utf8(a->env, a->argv[i], buf, cap, &len) != napi_ok) {
+    napi_throw_type_error(a->env, NULL, "overlayd_native: expected string");
+    return -1;
+  }
+  if (len >= cap - 1) return -2;
+  return (ssize_t)len;
+}
+
+static napi_value num(napi_env env, double v) {
+  napi_value r;
+  napi_create_double(env, v, &r);
+  return r;
+}
+
+static napi_value rc(napi_env env, long r) { return num(env, r < 0 ? -errno : (double)r); }
+
+#define STR_ARG(a, i, var) \
+  char var[PATHBUF]; \
+  do { ssize_t l_ = arg_str(a, i, var, sizeof var); if (l_ == -1) return NULL; if (l_ == -2) return num(env, -ENAMETOOLONG); } while (0)
+
+#define ARGS(n) args_t a; if (get_args(env, info, &a, n)) return NULL
+
+/* "/proc/self/fd/N/name": a path that resolves dirfd without walking the host tree. */
+static int fdpath(char *out, size_t cap, int dirfd, const char *name) {
+  int n = name[0] ? snprintf(out, cap, "/proc/self/fd/%d/%s", dirfd, name) : snprintf(out, cap, "/proc/self/fd/%d", dirfd);
+  return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
+}
+
+/* openBeneath(rootfd, relpath, flags, mode): open relpath under rootfd, never crossing a symlink. */
+static napi_value open_beneath(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  int rootfd = arg_i32(&a, 0);
+  STR_ARG(&a, 1, path);
+  int flags = arg_i32(&a, 2);
+  int mode = arg_i32(&a, 3);
+  struct open_how how;
+  memset(&how, 0, sizeof how);
+  how.flags = (unsigned)flags | O_CLOEXEC;
+  how.mode = (flags & (O_CREAT | O_TMPFILE)) ? (unsigned)mode : 0;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+  long fd = syscall(SYS_openat2, rootfd, path[0] ? path : ".", &how, sizeof how);
+  return rc(env, fd);
+}
+
+/* openat(dirfd, name, flags, mode) */
+static napi_value js_openat(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  int dirfd = arg_i32(&a, 0);
+  STR_ARG(&a, 1, name);
+  int flags = arg_i32(&a, 2);
+  int mode = arg_i32(&a, 3);
+  return rc(env, openat(dirfd, name[0] ? name : ".", flags | O_CLOEXEC, mode));
+}
+
+static napi_value js_close(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  return rc(env, close(arg_i32(&a, 0)));
+}
+
+/*
+ * fstatat(dirfd, name, flags, out Float64Array[17]): fills
+ * dev, ino_hi, ino_lo, mode, nlink, uid, gid, rdev_major, rdev_minor, size, blksize, blocks,
+ * atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns.
+ * The inode is split in two 32-bit halves so 64-bit numbers survive doubles.
+ */
+#define STAT_FIELDS 18
+static void fill_stat(double *o, const struct stat *st) {
+  o[0] = (double)st->st_dev;
+  o[1] = (double)(uint32_t)((uint64_t)st->st_ino >> 32);
+  o[2] = (double)(uint32_t)((uint64_t)st->st_ino & 0xffffffffu);
+  o[3] = st->st_mode; o[4] = (double)st->st_nlink; o[5] = st->st_uid; o[6] = st->st_gid;
+  o[7] = major(st->st_rdev); o[8] = minor(st->st_rdev);
+  o[9] = (double)st->st_size; o[10] = (double)st->st_blksize; o[11] = (double)st->st_blocks;
+  o[12] = (double)st->st_atim.tv_sec; o[13] = (double)st->st_atim.tv_nsec;
+  o[14] = (double)st->st_mtim.tv_sec; o[15] = (double)st->st_mtim.tv_nsec;
+  o[16] = (double)st->st_ctim.tv_sec; o[17] = (double)st->st_ctim.tv_nsec;
+}
+
+static double *arg_f64(args_t *a, size_t i, size_t need) {
+  napi_typedarray_type t; size_t len; void *data; napi_value ab; size_t off;
+  if (napi_get_typedarray_info(a->env, a->argv[i], &t, &len, &data, &ab, &off) != napi_ok || t != napi_float64_array || len < need) {
+    napi_throw_type_error(a->env, NULL, "overlayd_native: expected Float64Array of stat fields");
+    return NULL;
+  }
+  return (double *)data;
+}
+
+static napi_value js_fstatat(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  int dirfd = arg_i32(&a, 0);
+  STR_ARG(&a, 1, name);
+  int flags = arg_i32(&a, 2);
+  double *out = arg_f64(&a, 3, STAT_FIELDS);
+  if (!out) return NULL;
+  struct stat st;
+  if (!name[0]) flags |= AT_EMPTY_PATH;
+  if (fstatat(dirfd, name, &st, flags) < 0) return num(env, -errno);
+  fill_stat(out, &st);
+  return num(env, 0);
+}
+
+static napi_value js_mkdirat(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name); int mode = arg_i32(&a, 2);
+  return rc(env, mkdirat(dirfd, name, mode));
+}
+
+/* mknodat(dirfd, name, mode, major, minor) */
+static napi_value js_mknodat(napi_env env, napi_callback_info info) {
+  ARGS(5);
+  int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name); int mode = arg_i32(&a, 2);
+  unsigned ma = (unsigned)arg_i64(&a, 3), mi = (unsigned)arg_i64(&a, 4);
+  return rc(env, mknodat(dirfd, name, mode, makedev(ma, mi)));
+}
+
+static napi_value js_symlinkat(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  STR_ARG(&a, 0, target); int dirfd = arg_i32(&a, 1); STR_ARG(&a, 2, name);
+  return rc(env, symlinkat(target, dirfd, name));
+}
+
+static napi_value js_linkat(napi_env env, napi_callback_info info) {
+  ARGS(5);
+  int ofd = arg_i32(&a, 0); STR_ARG(&a, 1, oname); int nfd = arg_i32(&a, 2); STR_ARG(&a, 3, nname);
+  int flags = arg_i32(&a, 4);
+  if (!oname[0]) flags |= AT_EMPTY_PATH;
+  return rc(env, linkat(ofd, oname, nfd, nname, flags));
+}
+
+static napi_value js_unlinkat(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name); int flags = arg_i32(&a, 2);
+  return rc(env, unlinkat(dirfd, name, flags));
+}
+
+static napi_value js_renameat2(napi_env env, napi_callback_info info) {
+  ARGS(5);
+  int ofd = arg_i32(&a, 0); STR_ARG(&a, 1, oname); int nfd = arg_i32(&a, 2); STR_ARG(&a, 3, nname);
+  unsigned flags = (unsigned)arg_i32(&a, 4);
+  return rc(env, syscall(SYS_renameat2, ofd, oname, nfd, nname, flags));
+}
+
+static napi_value js_readlinkat(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name);
+  char buf[PATHBUF];
+  ssize_t n = readlinkat(dirfd, name, buf, sizeof buf);
+  if (n < 0) return num(env, -errno);
+  napi_value s;
+  napi_create_string_utf8(env, buf, (size_t)n, &s);
+  return s;
+}
+
+/* fchmodat on a name that is never a symlink; via /proc so O_PATH dirfds work. */
+static napi_value js_fchmodat(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name); int mode = arg_i32(&a, 2);
+  return rc(env, fchmodat(dirfd, name[0] ? name : ".", mode, 0));
+}
+
+static napi_value js_fchownat(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name);
+  uid_t uid = (uid_t)arg_i64(&a, 2); gid_t gid = (gid_t)arg_i64(&a, 3);
+  int flags = AT_SYMLINK_NOFOLLOW | (name[0] ? 0 : AT_EMPTY_PATH);
+  return rc(env, fchownat(dirfd, name, uid, gid, flags));
+}
+
+/* utimensat(dirfd, name, atime_s, atime_ns, mtime_s, mtime_ns): ns may be UTIME_NOW/UTIME_OMIT. */
+static napi_value js_utimensat(napi_env env, napi_callback_info info) {
+  ARGS(6);
+  int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name);
+  struct timespec ts[2];
+  ts[0].tv_sec = arg_i64(&a, 2); ts[0].tv_nsec = arg_i64(&a, 3);
+  ts[1].tv_sec = arg_i64(&a, 4); ts[1].tv_nsec = arg_i64(&a, 5);
+  if (!name[0]) {
+    /* dirfd may be O_PATH, which futimens refuses: name it through /proc instead. */
+    char p[PATHBUF];
+    fdpath(p, sizeof p, dirfd, "");
+    return rc(env, utimensat(AT_FDCWD, p, ts, 0));
+  }
+  return rc(env, utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW));
+}
+
+/* Directory listing as [names[], types Uint8Array(d_type)], without . and .. */
+static napi_value js_readdir(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int dirfd = arg_i32(&a, 0);
+  int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return num(env, -errno);
+  DIR *d = fdopendir(fd);
+  if (!d) { int e = errno; close(fd); return num(env, -e); }
+  size_t cap = 64, n = 0;
+  unsigned char *types = malloc(cap);
+  napi_value names;
+  napi_create_array(env, &names);
+  struct dirent *de;
+  errno = 0;
+  while ((de = readdir(d)) != NULL) {
+    const char *nm = de->d_name;
+    if (nm[0] == '.' && (nm[1] == 0 || (nm[1] == '.' && nm[2] == 0))) continue;
+    if (n == cap) { cap *= 2; types = realloc(types, cap); }
+    types[n] = de->d_type;
+    napi_value s;
+    napi_create_string_utf8(env, nm, NAPI_AUTO_LENGTH, &s);
+    napi_set_element(env, names, (uint32_t)n, s);
+    n++;
+  }
+  int err = errno;
+  closedir(d);
+  if (err) { free(types); return num(env, -err); }
+  napi_value ab, ta, res;
+  void *data;
+  napi_create_arraybuffer(env, n ? n : 1, &data, &ab);
+  memcpy(data, types, n);
+  free(types);
+  napi_create_typedarray(env, napi_uint8_array, n, ab, 0, &ta);
+  napi_create_array_with_length(env, 2, &res);
+  napi_set_element(env, res, 0, names);
+  napi_set_element(env, res, 1, ta);
+  return res;
+}
+
+/* Extended attributes on (dirfd, name) without following a final symlink. */
+static napi_value js_getxattr(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name); STR_ARG(&a, 2, xname);
+  char p[PATHBUF];
+  int e = fdpath(p, sizeof p, dirfd, name);
+  if (e) return num(env, e);
+  for (;;) {
+    ssize_t n = name[0] ? lgetxattr(p, xname, NULL, 0) : getxattr(p, xname, NULL, 0);
+    if (n < 0) return num(env, -errno);
+    void *data; napi_value buf;
+    napi_create_buffer(env, (size_t)n, &data, &buf);
+    ssize_t m = n ? (name[0] ? lgetxattr(p, xname, data, (size_t)n) : getxattr(p, xname, data, (size_t)n)) : 0;
+    if (m < 0 && errno == ERANGE) continue;
+    if (m < 0) return num(env, -errno);
+    if (m == n) return buf;
+    napi_value sub;
+    napi_create_buffer_copy(env, (size_t)m, data, NULL, &sub);
+    return sub;
+  }
+}
+
+static napi_value js_listxattr(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name);
+  char p[PATHBUF];
+  int e = fdpath(p, sizeof p, dirfd, name);
+  if (e) return num(env, e);
+  for (;;) {
+    ssize_t n = name[0] ? llistxattr(p, NULL, 0) : listxattr(p, NULL, 0);
+    if (n < 0) return num(env, -errno);
+    char *buf = malloc(n ? (size_t)n : 1);
+    ssize_t m = n ? (name[0] ? llistxattr(p, buf, (size_t)n) : listxattr(p, buf, (size_t)n)) : 0;
+    if (m < 0) { int err = errno; free(buf); if (err == ERANGE) continue; return num(env, -err); }
+    napi_value arr;
+    napi_create_array(env, &arr);
+    uint32_t k = 0;
+    for (ssize_t i = 0; i < m;) {
+      size_t l = strlen(buf + i);
+      napi_value s;
+      napi_create_string_utf8(env, buf + i, l, &s);
+      napi_set_element(env, arr, k++, s);
+      i += (ssize_t)l + 1;
+    }
+    free(buf);
+    return arr;
+  }
+}
+
+/* setxattr(dirfd, name, xname, value Buffer, flags) */
+static napi_value js_setxattr(napi_env env, napi_callback_info info) {
+  ARGS(5);
+  int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name); STR_ARG(&a, 2, xname);
+  void *data; size_t len;
+  THROW_IF(napi_get_buffer_info(env, a.argv[3], &data, &len) != napi_ok, "overlayd_native: expected Buffer");
+  int flags = arg_i32(&a, 4);
+  char p[PATHBUF];
+  int e = fdpath(p, sizeof p, dirfd, name);
+  if (e) return num(env, e);
+  return rc(env, name[0] ? lsetxattr(p, xname, data, len, flags) : setxattr(p, xname, data, len, flags));
+}
+
+static napi_value js_removexattr(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name); STR_ARG(&a, 2, xname);
+  char p[PATHBUF];
+  int e = fdpath(p, sizeof p, dirfd, name);
+  if (e) return num(env, e);
+  return rc(env, name[0] ? lremovexattr(p, xname) : removexattr(p, xname));
+}
+
+/* fstatfs(fd, out Float64Array[10]): bsize, frsize, blocks, bfree, bavail, files, ffree, namemax, type, flags */
+static napi_value js_fstatfs(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int fd = arg_i32(&a, 0);
+  double *o = arg_f64(&a, 1, 10);
+  if (!o) return NULL;
+  struct statfs s;
+  if (fstatfs(fd, &s) < 0) return num(env, -errno);
+  o[0] = (double)s.f_bsize; o[1] = (double)s.f_frsize; o[2] = (double)s.f_blocks; o[3] = (double)s.f_bfree;
+  o[4] = (double)s.f_bavail; o[5] = (double)s.f_files; o[6] = (double)s.f_ffree; o[7] = (double)s.f_namelen;
+  o[8] = (double)s.f_type; o[9] = (double)s.f_flags;
+  return num(env, 0);
+}
+
+/* copyFileRange(fdIn, offIn, fdOut, offOut, len): bytes copied (0 at EOF) */
+static napi_value js_copy_file_range(napi_env env, napi_callback_info info) {
+  ARGS(5);
+  int in = arg_i32(&a, 0); loff_t oi = arg_i64(&a, 1); int out = arg_i32(&a, 2); loff_t oo = arg_i64(&a, 3);
+  size_t len = (size_t)arg_i64(&a, 4);
+  return rc(env, copy_file_range(in, &oi, out, &oo, len, 0));
+}
+
+/* ficlone(destFd, srcFd): whole-file reflink where the filesystem offers it */
+static napi_value js_ficlone(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int dst = arg_i32(&a, 0), src = arg_i32(&a, 1);
+  return rc(env, ioctl(dst, FICLONE, src));
+}
+
+/* lseek(fd, off, whence): SEEK_DATA/SEEK_HOLE for sparse-preserving copies */
+static napi_value js_lseek(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  return rc(env, lseek(arg_i32(&a, 0), arg_i64(&a, 1), arg_i32(&a, 2)));
+}
+
+static napi_value js_fallocate(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  return rc(env, fallocate(arg_i32(&a, 0), arg_i32(&a, 1), arg_i64(&a, 2), arg_i64(&a, 3)));
+}
+
+static napi_value js_umount2(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  STR_ARG(&a, 0, target);
+  return rc(env, umount2(target, arg_i32(&a, 1)));
+}
+
+static napi_value js_fsync(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int fd = arg_i32(&a, 0);
+  return rc(env, arg_i32(&a, 1) ? fdatasync(fd) : fsync(fd));
+}
+
+static napi_value js_ftruncate(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  return rc(env, ftruncate(arg_i32(&a, 0), arg_i64(&a, 1)));
+}
+
+static napi_value js_umask(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  return num(env, umask((mode_t)arg_i32(&a, 0)));
+}
+
+static void def_int(napi_env env, napi_value obj, const char *name, int64_t v) {
+  napi_value n;
+  napi_create_int64(env, v, &n);
+  napi_set_named_property(env, obj, name, n);
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  static const struct { const char *name; napi_callback fn; } fns[] = {
+    {"openBeneath", open_beneath}, {"openat", js_openat}, {"close", js_close}, {"fstatat", js_fstatat},
+    {"mkdirat", js_mkdirat}, {"mknodat", js_mknodat}, {"symlinkat", js_symlinkat}, {"linkat", js_linkat},
+    {"unlinkat", js_unlinkat}, {"renameat2", js_renameat2}, {"readlinkat", js_readlinkat},
+    {"fchmodat", js_fchmodat}, {"fchownat", js_fchownat}, {"utimensat", js_utimensat}, {"readdir", js_readdir},
+    {"getxattr", js_getxattr}, {"listxattr", js_listxattr}, {"setxattr", js_setxattr},
+    {"removexattr", js_removexattr}, {"fstatfs", js_fstatfs}, {"copyFileRange", js_copy_file_range},
+    {"ficlone", js_ficlone}, {"lseek", js_lseek}, {"fallocate", js_fallocate}, {"umount2", js_umount2},
+    {"fsync", js_fsync}, {"ftruncate", js_ftruncate}, {"umask", js_umask},
+  };
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    napi_value f;
+    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);
+    napi_set_named_property(env, exports, fns[i].name, f);
+  }
+  napi_value c;
+  napi_create_object(env, &c);
+  def_int(env, c, "O_PATH", O_PATH); def_int(env, c, "O_NOFOLLOW", O_NOFOLLOW); def_int(env, c, "O_DIRECTORY", O_DIRECTORY);
+  def_int(env, c, "O_RDONLY", O_RDONLY); def_int(env, c, "O_WRONLY", O_WRONLY); def_int(env, c, "O_RDWR", O_RDWR);
+  def_int(env, c, "O_CREAT", O_CREAT); def_int(env, c, "O_EXCL", O_EXCL); def_int(env, c, "O_TRUNC", O_TRUNC);
+  def_int(env, c, "O_APPEND", O_APPEND); def_int(env, c, "O_TMPFILE", O_TMPFILE); def_int(env, c, "O_NONBLOCK", O_NONBLOCK);
+  def_int(env, c, "AT_SYMLINK_NOFOLLOW", AT_SYMLINK_NOFOLLOW); def_int(env, c, "AT_REMOVEDIR", AT_REMOVEDIR);
+  def_int(env, c, "AT_EMPTY_PATH", AT_EMPTY_PATH); def_int(env, c, "AT_SYMLINK_FOLLOW", AT_SYMLINK_FOLLOW);
+  def_int(env, c, "RENAME_NOREPLACE", RENAME_NOREPLACE); def_int(env, c, "RENAME_EXCHANGE", RENAME_EXCHANGE);
+  def_int(env, c, "RENAME_WHITEOUT", RENAME_WHITEOUT);
+  def_int(env, c, "XATTR_CREATE", XATTR_CREATE); def_int(env, c, "XATTR_REPLACE", XATTR_REPLACE);
+  def_int(env, c, "UTIME_NOW", UTIME_NOW); def_int(env, c, "UTIME_OMIT", UTIME_OMIT);
+  def_int(env, c, "SEEK_DATA", SEEK_DATA); def_int(env, c, "SEEK_HOLE", SEEK_HOLE);
+  def_int(env, c, "MNT_DETACH", MNT_DETACH); def_int(env, c, "MNT_FORCE", MNT_FORCE);
+  def_int(env, c, "STAT_FIELDS", STAT_FIELDS);
+  napi_set_named_property(env, exports, "constants", c);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

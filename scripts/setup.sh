@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# One idempotent set-up for a fresh Debian 12 machine with Node 20, run as root:
+# Debian packages, npm packages, the TypeScript build and the native addon.
+# Every step checks first, so a second run costs a few seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+# libfuse2 backs fuse-native; fuse3 gives fusermount3 and mount.fuse3 for the mount helper;
+# fuse-overlayfs is the peer the benchmark measures; attr and psmisc are used by tests.
+apt_pkgs=(libfuse2 fuse3 fuse-overlayfs attr psmisc util-linux kmod)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    log "missing Debian packages: ${missing[*]} (run as root, or install them first)"; exit 1
+  fi
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm packages: reinstall only when the manifest or lockfile changed since the last install.
+stamp=node_modules/.overlayd-install-stamp
+want=$(cat package.json package-lock.json 2>/dev/null | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  log "installing npm packages"
+  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error >&2; else npm install --no-audit --no-fund --loglevel=error >&2; fi
+  want=$(cat package.json package-lock.json 2>/dev/null | sha256sum | cut -d' ' -f1)
+  echo "$want" > "$stamp"
+fi
+
+# Native addon: rebuild when its source is newer than the built module.
+addon=native/build/Release/overlayd_native.node
+if [ ! -f "$addon" ] || [ native/overlayd_native.c -nt "$addon" ] || [ native/binding.gyp -nt "$addon" ]; then
+  log "building native addon"
+  npx --no-install node-gyp rebuild --directory native --loglevel=error >&2
+fi
+
+# TypeScript: tsc is incremental enough at this size; build when any source is newer than the output.
+if [ ! -f dist/.build-stamp ] || [ -n "$(find src tsconfig.json -newer dist/.build-stamp -print -quit)" ]; then
+  log "compiling TypeScript"
+  npx --no-install tsc -p tsconfig.json
+  touch dist/.build-stamp
+fi

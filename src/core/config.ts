@@ -1,0 +1,27 @@
+// What the core needs to know about a mount; the CLI builds it from `-o` options.
+
+export interface OverlayConfig {
+  /** Lower directories, absolute, top layer first (the kernel's leftmost lowerdir). */
+  lowerdirs: string[];
+  /** Writable upper layer; absent means a read-only mount. */
+  upperdir?: string;
+  /** Scratch directory on the upper filesystem for atomic copy-up. */
+  workdir?: string;
+  /** Use user.overlay.* instead of trusted.overlay.* (unprivileged layers). */
+  userxattr: boolean;
+  /** Skip fsync of copied-up data (the kernel's `volatile`). */
+  volatile: boolean;
+  /** Mounted read-only even though an upper layer is given. */
+  readonly: boolean;
+}
+
+/** Who asked: every operation that creates or checks permissions takes one. */
+export interface Caller {
+  uid: number;
+  gid: number;
+  pid: number;
+  /** The caller's umask, where the transport knows it; undefined means the mode is already masked. */
+  umask?: number;
+}
+
+export const DAEMON_CALLER: Caller = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid: process.pid };

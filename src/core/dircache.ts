@@ -1,0 +1,90 @@
+// Merged directories already resolved, each holding O_PATH fds of its real directory in every
+// contributing layer. Lookups below a cached directory cost one fstatat per layer and never
+// walk the host path again. Bounded: the least recently used directories are closed first.
+// Coherence rests on the rule overlayfs states too: layers change only through the mount.
+import { sys } from '../host/native';
+import type { Layer } from './layers';
+
+/** One real directory that contributes to a merged directory. */
+export interface LayerDir {
+  layer: Layer;
+  fd: number;
+}
+
+export class DirNode {
+  constructor(
+    readonly path: string,
+    /** Top to bottom; stops at the first opaque directory. */
+    readonly dirs: LayerDir[],
+    readonly opaque: boolean,
+    /** Root's fds belong to the layers and are never closed here. */
+    readonly ownsFds: boolean,
+  ) {}
+
+  get top(): LayerDir {
+    return this.dirs[0];
+  }
+
+  /** A merged directory in the kernel's sense: more than one layer contributes. */
+  get merged(): boolean {
+    return this.dirs.length > 1;
+  }
+
+  release(): void {
+    if (this.ownsFds) for (const d of this.dirs) sys.close(d.fd);
+  }
+}
+
+export class DirCache {
+  private readonly nodes = new Map<string, DirNode>();
+
+  constructor(private readonly root: DirNode, private readonly limit = 4096) {}
+
+  get(path: string): DirNode | undefined {
+    if (path === '/') return this.root;
+    const node = this.nodes.get(path);
+    if (node) {
+      this.nodes.delete(path);
+      this.nodes.set(path, node);
+    }
+    return node;
+  }
+
+  set(node: DirNode): void {
+    const old = this.nodes.get(node.path);
+    if (old) { this.nodes.delete(node.path); old.release(); }
+    this.nodes.set(node.path, node);
+    if (this.nodes.size > this.limit) {
+      const oldest = this.nodes.keys().next().value as string;
+      this.nodes.get(oldest)?.release();
+      this.nodes.delete(oldest);
+    }
+  }
+
+  /** Forget `path` and everything below it; call after the core changes them on disk. */
+  invalidate(path: string): void {
+    if (path === '/') { this.clear(); return; }
+    const prefix = path + '/';
+    for (const [p, node] of this.nodes) {
+      if (p === path || p.startsWith(prefix)) {
+        node.release();
+        this.nodes.delete(p);
+      }
+    }
+  }
+
+  /** Forget only `path` itself (its layer set changed, e.g. after copy-up), keep descendants. */
+  invalidateOne(path: string): void {
+    const node = this.nodes.get(path);
+    if (node) { node.release(); this.nodes.delete(path); }
+  }
+
+  clear(): void {
+    for (const node of this.nodes.values()) node.release();
+    this.nodes.clear();
+  }
+
+  get size(): number {
+    return this.nodes.size;
+  }
+}

@@ -1,0 +1,144 @@
+// Name lookup over the layers, rule by rule as Documentation/filesystems/overlayfs.rst puts it.
+import { Buffer } from 'node:buffer';
+import { C, sys } from '../host/native';
+import { isDir, lstatAt, type Stat } from '../host/stat';
+import { DirCache, DirNode, type LayerDir } from './dircache';
+import { E, check, fail } from './errors';
+import type { Layer, LayerStack } from './layers';
+import { WH_PREFIX, hasOpaqueMarker, hasWhiteoutFile, isOpaqueDir, isWhiteoutStat } from './whiteout';
+
+export const NAME_MAX = 255;
+
+/** One real object in one layer, named relative to its parent directory's fd. */
+export interface Entry {
+  layer: Layer;
+  parentFd: number;
+  name: string;
+  stat: Stat;
+}
+
+/** What a merged path resolves to. */
+export interface Resolved {
+  path: string;
+  name: string;
+  /** The merged parent directory; undefined for the root. */
+  parent: DirNode | undefined;
+  /**
+   * Top to bottom. A non-directory resolves to exactly one entry (it hides everything below);
+   * a directory to every directory merged beneath it, down to the first opaque one.
+   */
+  entries: Entry[];
+  opaque: boolean;
+}
+
+export function splitPath(path: string): [string, string] {
+  const i = path.lastIndexOf('/');
+  return [i <= 0 ? '/' : path.slice(0, i), path.slice(i + 1)];
+}
+
+export function joinPath(dir: string, name: string): string {
+  return dir === '/' ? '/' + name : dir + '/' + name;
+}
+
+export function checkName(name: string): void {
+  if (name.length > NAME_MAX / 4 && Buffer.byteLength(name) > NAME_MAX) fail(E.ENAMETOOLONG, 'lookup', name);
+}
+
+/**
+ * Looks `name` up in every layer of a merged directory, top down:
+ * - "a whiteout hides the name in all lower layers" (0/0 char device, or an OCI `.wh.` file);
+ * - an entry in a higher layer hides the same name below; a non-directory hides everything;
+ * - "directories merge only with directories": a non-directory under a directory ends the merge;
+ * - "an opaque directory stops the merge below it".
+ * Returns undefined when nothing is visible (ENOENT).
+ */
+export function lookupIn(parent: DirNode, name: string): Omit<Resolved, 'path'> | undefined {
+  checkName(name);
+  if (name.startsWith(WH_PREFIX)) return undefined;
+  const entries: Entry[] = [];
+  let opaque = false;
+  for (const d of parent.dirs) {
+    const st = lstatAt(d.fd, name);
+    if (typeof st === 'number') {
+      if (st !== -E.ENOENT) fail(-st, 'lookup', name);
+      if (hasWhiteoutFile(d.fd, name)) break;
+      continue;
+    }
+    if (isWhiteoutStat(st)) break;
+    const dir = isDir(st.mode);
+    if (entries.length > 0 && !dir) break;
+    entries.push({ layer: d.layer, parentFd: d.fd, name, stat: st });
+    if (!dir) break;
+    if (isOpaqueDir(d.fd, name) || hasOpaqueMarker(d.fd, name)) { opaque = true; break; }
+  }
+  if (entries.length === 0) return undefined;
+  return { name, parent, entries, opaque };
+}
+
+/** Opens a real directory without following a symlink put in its place. */
+function openDirIn(parentFd: number, name: string): number {
+  return check(sys.openat(parentFd, name, C.O_PATH | C.O_NOFOLLOW | C.O_DIRECTORY, 0), 'open', name);
+}
+
+/** Resolves merged paths to layer entries, caching merged directories. */
+export class Resolver {
+  readonly cache: DirCache;
+
+  constructor(readonly stack: LayerStack, cacheLimit?: number) {
+    const rootDirs: LayerDir[] = stack.layers.map((layer) => ({ layer, fd: layer.fd }));
+    this.cache = new DirCache(new DirNode('/', rootDirs, false, false), cacheLimit);
+  }
+
+  /** The merged directory at `path`; ENOENT or ENOTDIR as the kernel would say. */
+  dir(path: string): DirNode {
+    const cached = this.cache.get(path);
+    if (cached) return cached;
+    const [parentPath, name] = splitPath(path);
+    const parent = this.dir(parentPath);
+    const r = lookupIn(parent, name);
+    if (!r) fail(E.ENOENT, 'lookup', path);
+    if (!isDir(r.entries[0].stat.mode)) fail(E.ENOTDIR, 'lookup', path);
+    return this.cacheDir(path, r.entries, r.opaque);
+  }
+
+  /** Resolves any merged path; undefined when it does not exist. */
+  resolve(path: string): Resolved | undefined {
+    if (path === '/') return this.rootResolved();
+    const [parentPath, name] = splitPath(path);
+    const parent = this.dir(parentPath);
+    const r = lookupIn(parent, name);
+    return r && { path, ...r };
+  }
+
+  /** Like resolve, but ENOENT when absent. */
+  get(path: string): Resolved {
+    const r = this.resolve(path);
+    if (!r) fail(E.ENOENT, 'lookup', path);
+    return r;
+  }
+
+
+  private rootResolved(): Resolved {
+    const root = this.cache.get('/') as DirNode;
+    const entries = root.dirs.map((d) => ({
+      layer: d.layer,
+      parentFd: d.fd,
+      name: '',
+      stat: check(lstatAt(d.fd, ''), 'stat', d.layer.root),
+    }));
+    return { path: '/', name: '', parent: undefined, entries, opaque: false };
+  }
+
+  private cacheDir(path: string, entries: Entry[], opaque: boolean): DirNode {
+    const dirs: LayerDir[] = [];
+    try {
+      for (const e of entries) dirs.push({ layer: e.layer, fd: openDirIn(e.parentFd, e.name) });
+    } catch (err) {
+      for (const d of dirs) sys.close(d.fd);
+      throw err;
+    }
+    const node = new DirNode(path, dirs, opaque, true);
+    this.cache.set(node);
+    return node;
+  }
+}

@@ -1,0 +1,263 @@
+// The union-resolution core: merged paths in, host syscalls out, errno codes on failure.
+// It knows nothing of FUSE; a transport calls these methods and maps FsError to its replies.
+import fs from 'node:fs';
+import { C, sys } from '../host/native';
+import { isDir, isLnk, lstatAt, type Stat } from '../host/stat';
+import type { OverlayConfig } from './config';
+import { E, check, fail } from './errors';
+import { InodeNumbers } from './inode';
+import { LayerStack } from './layers';
+import { Resolver, type Resolved } from './lookup';
+import { listMerged, type DirEntry } from './readdir';
+import { isPrivateXattr } from './whiteout';
+import { FileHandle, HandleTable } from './handles';
+import { UpperWriter, type CoreEvents, type UpperStats } from './upper';
+import * as create from './create';
+import * as remove from './remove';
+import { rename } from './rename';
+import * as setattr from './setattr';
+import type { Caller } from './config';
+import type { Timespec } from '../host/stat';
+
+/** Attributes of a merged object as the caller sees them. */
+export interface Attr extends Stat {
+  /** The inode number reported through the mount (see InodeNumbers). */
+  ino: bigint;
+}
+
+export interface StatFs {
+  bsize: number; frsize: number; blocks: number; bfree: number; bavail: number;
+  files: number; ffree: number; namemax: number;
+}
+
+export interface MergedDirEntry extends DirEntry {
+  ino: bigint;
+}
+
+const silentEvents: CoreEvents = { warn: () => undefined, error: () => undefined };
+
+export class Overlay {
+  readonly stack: LayerStack;
+  readonly resolver: Resolver;
+  readonly inodes: InodeNumbers;
+
+  readonly handles = new HandleTable();
+  private readonly writer: UpperWriter | undefined;
+
+  constructor(readonly config: OverlayConfig, events: CoreEvents = silentEvents, stack?: LayerStack) {
+    this.stack = stack ?? LayerStack.open(config);
+    try {
+      this.resolver = new Resolver(this.stack);
+      this.inodes = new InodeNumbers(this.stack);
+      this.writer = this.stack.upper && !config.readonly ? new UpperWriter(this.stack, this.resolver, config, events) : undefined;
+    } catch (err) {
+      this.stack.close();
+      throw err;
+    }
+  }
+
+  get readonly(): boolean {
+    return this.writer === undefined;
+  }
+
+  /** Counters for status reports. */
+  get upperStats(): UpperStats | undefined {
+    return this.writer?.stats;
+  }
+
+  close(): void {
+    this.handles.closeAll();
+    this.resolver.cache.clear();
+    this.writer?.close();
+    this.stack.close();
+  }
+
+  /** The write context, or EROFS on a read-only mount. */
+  private w(op: string, path: string): create.WriteContext {
+    if (!this.writer) fail(E.EROFS, op, path);
+    return { resolver: this.resolver, upper: this.writer };
+  }
+
+  /** "The attributes are those of the upper object if it exists, else of the lower." */
+  attrOf(r: Resolved): Attr {
+    const top = r.entries[0];
+    const st = top.stat;
+    const attr: Attr = { ...st, ino: this.inodes.of(st.dev, st.ino) };
+    // As the kernel: counting subdirectories of a merged directory is not worth it; nlink=1
+    // tells find(1) and friends not to rely on it.
+    if (isDir(st.mode) && r.entries.length > 1) attr.nlink = 1;
+    return attr;
+  }
+
+  getattr(path: string): Attr {
+    return this.attrOf(this.resolver.get(path));
+  }
+
+  readdir(path: string): MergedDirEntry[] {
+    const node = this.resolver.dir(path);
+    const list = listMerged(node) as MergedDirEntry[];
+    // d_ino: cheap for single-layer entries, which is what readdir callers mostly see.
+    for (const e of list) {
+      const d = node.dirs[e.layer];
+      const st = lstatAt(d.fd, e.name);
+      e.ino = typeof st === 'number' ? 0n : this.inodes.of(st.dev, st.ino);
+    }
+    return list;
+  }
+
+  /** Names only, without inode numbers: what a transport needs when it fills d_ino itself. */
+  readdirNames(path: string): DirEntry[] {
+    return listMerged(this.resolver.dir(path));
+  }
+
+  readlink(path: string): string {
+    const top = this.resolver.get(path).entries[0];
+    if (!isLnk(top.stat.mode)) fail(E.EINVAL, 'readlink', path);
+    return check(sys.readlinkat(top.parentFd, top.name), 'readlink', path);
+  }
+
+  /**
+   * Opens a merged file; returns a handle number. Readers get the winning object where it
+   * lies; writers (or O_TRUNC) get the upper copy, copied up first.
+   */
+  open(path: string, flags: number): number {
+    const writing = (flags & 3) !== C.O_RDONLY || (flags & C.O_TRUNC) !== 0;
+    let fd: number;
+    if (writing) {
+      fd = setattr.openWrite(this.w('open', path), path, flags);
+    } else {
+      const top = this.resolver.get(path).entries[0];
+      if (isDir(top.stat.mode)) fail(E.EISDIR, 'open', path);
+      const keep = flags & (C.O_NONBLOCK | fs.constants.O_NOATIME);
+      fd = check(sys.openat(top.parentFd, top.name, C.O_RDONLY | C.O_NOFOLLOW | keep, 0), 'open', path);
+    }
+    return this.handles.add(new FileHandle(fd, path, writing));
+  }
+
+  /** Creates a regular file and opens it; returns a handle number. */
+  create(path: string, mode: number, flags: number, caller: Caller): number {
+    const fd = create.createFile(this.w('create', path), path, mode, flags, caller);
+    return this.handles.add(new FileHandle(fd, path, true));
+  }
+
+  handle(id: number): FileHandle {
+    const h = this.handles.get(id);
+    if (!h) fail(E.EBADF, 'handle', String(id));
+    return h;
+  }
+
+  release(id: number): void {
+    if (!this.handles.release(id)) fail(E.EBADF, 'release', String(id));
+  }
+
+  read(id: number, buf: Buffer, len: number, pos: number): Promise<number> {
+    const h = this.handle(id);
+    return new Promise((resolve, reject) => {
+      fs.read(h.fd, buf, 0, len, pos, (err, n) => (err ? reject(err) : resolve(n)));
+    });
+  }
+
+  write(id: number, buf: Buffer, len: number, pos: number): Promise<number> {
+    const h = this.handle(id);
+    if (!h.writable) fail(E.EBADF, 'write', h.path);
+    return new Promise((resolve, reject) => {
+      fs.write(h.fd, buf, 0, len, pos, (err, n) => (err ? reject(err) : resolve(n)));
+    });
+  }
+
+  fsync(id: number, datasync: boolean): void {
+    check(sys.fsync(this.handle(id).fd, datasync ? 1 : 0), 'fsync');
+  }
+
+  ftruncate(id: number, size: number): void {
+    const h = this.handle(id);
+    if (!h.writable) { this.truncate(h.path, size); return; }
+    check(sys.ftruncate(h.fd, size), 'ftruncate', h.path);
+  }
+
+  fallocate(id: number, mode: number, offset: number, length: number): void {
+    check(sys.fallocate(this.handle(id).fd, mode, offset, length), 'fallocate', this.handle(id).path);
+  }
+
+  /** Attributes through an open handle: right even after the name is gone. */
+  fgetattr(id: number): Attr {
+    const h = this.handle(id);
+    const st = check(lstatAt(h.fd, ''), 'fstat', h.path);
+    return { ...st, ino: this.inodes.of(st.dev, st.ino) };
+  }
+
+  mkdir(path: string, mode: number, caller: Caller): void {
+    create.mkdir(this.w('mkdir', path), path, mode, caller);
+  }
+
+  mknod(path: string, mode: number, major: number, minor: number, caller: Caller): void {
+    create.mknod(this.w('mknod', path), path, mode, major, minor, caller);
+  }
+
+  symlink(target: string, path: string, caller: Caller): void {
+    create.symlink(this.w('symlink', path), target, path, caller);
+  }
+
+  link(existing: string, path: string, caller: Caller): void {
+    create.link(this.w('link', path), existing, path, caller);
+  }
+
+  unlink(path: string): void {
+    remove.unlink(this.w('unlink', path), path);
+  }
+
+  rmdir(path: string): void {
+    remove.rmdir(this.w('rmdir', path), path);
+  }
+
+  rename(from: string, to: string, flags = 0): void {
+    rename(this.w('rename', from), from, to, flags);
+  }
+
+  chmod(path: string, mode: number): void {
+    setattr.chmod(this.w('chmod', path), path, mode);
+  }
+
+  chown(path: string, uid: number, gid: number): void {
+    setattr.chown(this.w('chown', path), path, uid, gid);
+  }
+
+  utimens(path: string, atime: Timespec, mtime: Timespec): void {
+    setattr.utimens(this.w('utimens', path), path, atime, mtime);
+  }
+
+  truncate(path: string, size: number): void {
+    setattr.truncate(this.w('truncate', path), path, size);
+  }
+
+  setxattr(path: string, name: string, value: Buffer, flags: number): void {
+    setattr.setxattr(this.w('setxattr', path), path, name, value, flags);
+  }
+
+  removexattr(path: string, name: string): void {
+    setattr.removexattr(this.w('removexattr', path), path, name);
+  }
+
+  statfs(): StatFs {
+    const o = new Float64Array(10);
+    check(sys.fstatfs(this.stack.statfsLayer.fd, o), 'statfs', this.stack.statfsLayer.root);
+    return { bsize: o[0], frsize: o[1], blocks: o[2], bfree: o[3], bavail: o[4], files: o[5], ffree: o[6], namemax: o[7] };
+  }
+
+  getxattr(path: string, name: string): Buffer {
+    if (isPrivateXattr(name)) fail(E.ENODATA, 'getxattr', path);
+    const top = this.resolver.get(path).entries[0];
+    return check(sys.getxattr(top.parentFd, top.name, name), 'getxattr', path);
+  }
+
+  listxattr(path: string): string[] {
+    const top = this.resolver.get(path).entries[0];
+    return check(sys.listxattr(top.parentFd, top.name), 'listxattr', path).filter((n) => !isPrivateXattr(n));
+  }
+
+  /** access(2) beyond what default_permissions already checks: existence and read-only layers. */
+  access(path: string, mode: number): void {
+    this.resolver.get(path);
+    if (mode & 2 /* W_OK */ && this.readonly) fail(E.EROFS, 'access', path);
+  }
+}

@@ -1,0 +1,54 @@
+// Merged directory listing: "the readdir of a merged directory reads upper and each lower
+// directory, merging names; names hidden by whiteouts, and the whiteouts themselves, are left out".
+import { sys } from '../host/native';
+import { lstatAt, S_IFMT } from '../host/stat';
+import type { DirNode } from './dircache';
+import { check } from './errors';
+import { WH_PREFIX, isWhiteoutStat } from './whiteout';
+
+export const DT_UNKNOWN = 0;
+export const DT_CHR = 2;
+export const DT_DIR = 4;
+
+export interface DirEntry {
+  name: string;
+  /** d_type of the winning entry (DT_* as in <dirent.h>). */
+  type: number;
+  /** Index into node.dirs of the layer whose entry wins. */
+  layer: number;
+}
+
+/** d_type from a stat mode, for filesystems that report DT_UNKNOWN. */
+export function dtypeOf(mode: number): number {
+  return (mode & S_IFMT) >> 12;
+}
+
+export function listMerged(node: DirNode): DirEntry[] {
+  const out: DirEntry[] = [];
+  const taken = new Set<string>();
+  for (let i = 0; i < node.dirs.length; i++) {
+    const fd = node.dirs[i].fd;
+    const [names, types] = check(sys.readdir(fd), 'readdir', node.path);
+    // A layer's whiteouts hide names in the layers below it, not its own entries.
+    const hidden: string[] = [];
+    for (let j = 0; j < names.length; j++) {
+      const name = names[j];
+      let type = types[j];
+      if (name.startsWith(WH_PREFIX)) {
+        if (name.length > WH_PREFIX.length && name !== '.wh..wh..opq') hidden.push(name.slice(WH_PREFIX.length));
+        continue;
+      }
+      if (taken.has(name)) continue;
+      if (type === DT_CHR || type === DT_UNKNOWN) {
+        const st = lstatAt(fd, name);
+        if (typeof st === 'number') continue; // vanished between readdir and stat
+        if (isWhiteoutStat(st)) { hidden.push(name); continue; }
+        type = dtypeOf(st.mode);
+      }
+      taken.add(name);
+      out.push({ name, type, layer: i });
+    }
+    for (const h of hidden) taken.add(h);
+  }
+  return out;
+}

@@ -1,0 +1,86 @@
+// rename(2) over the union, as the kernel does without redirect_dir:
+// - a non-directory is copied up, renamed in upper, and a whiteout is left at the old name
+//   when the old name still shows something below;
+// - a directory that has lower content cannot be moved: EXDEV, so mv(1) copies instead;
+// - a directory moved into a merged directory is made opaque, so nothing below merges in.
+import { C, sys } from '../host/native';
+import { isDir, lstatAt } from '../host/stat';
+import type { WriteContext } from './create';
+import { E, check, fail } from './errors';
+import { checkName, splitPath, type Resolved } from './lookup';
+import { listMerged } from './readdir';
+import { removeTree } from './upper';
+import { WH_PREFIX, isOpaqueDir } from './whiteout';
+
+export function rename(ctx: WriteContext, from: string, to: string, flags: number): void {
+  if (flags & ~(C.RENAME_NOREPLACE | C.RENAME_EXCHANGE)) fail(E.EINVAL, 'rename', from);
+  if (flags & C.RENAME_EXCHANGE) fail(E.EXDEV, 'rename', from); // as the kernel without redirect_dir for lower objects
+  const [toParent, toName] = splitPath(to);
+  checkName(toName);
+  if (toName.startsWith(WH_PREFIX)) fail(E.EINVAL, 'rename', to);
+  const src = ctx.resolver.get(from);
+  if (from === to) return;
+  if (to.startsWith(from + '/')) fail(E.EINVAL, 'rename', from);
+  const srcIsDir = isDir(src.entries[0].stat.mode);
+  const dst = ctx.resolver.resolve(to);
+  if (dst) {
+    if (flags & C.RENAME_NOREPLACE) fail(E.EEXIST, 'rename', to);
+    const dstIsDir = isDir(dst.entries[0].stat.mode);
+    if (srcIsDir && !dstIsDir) fail(E.ENOTDIR, 'rename', to);
+    if (!srcIsDir && dstIsDir) fail(E.EISDIR, 'rename', to);
+    if (dstIsDir && listMerged(ctx.resolver.dir(to)).length > 0) fail(E.ENOTEMPTY, 'rename', to);
+    if (from.startsWith(to + '/')) fail(E.ENOTEMPTY, 'rename', to);
+    if (sameObject(src, dst)) return; // hard links to one inode: rename(2) does nothing
+  }
+  if (srcIsDir && !isPureUpper(ctx, src)) fail(E.EXDEV, 'rename', from);
+
+  const [fromParent, fromName] = splitPath(from);
+  ctx.upper.copyUp(src);
+  const dstParentFd = ctx.upper.upperDir(toParent);
+  const srcParentFd = ctx.upper.upperDir(fromParent);
+  const oldNeedsWhiteout = ctx.upper.lowerPositive(ctx.resolver.dir(fromParent), fromName);
+  if (srcIsDir && ctx.resolver.dir(toParent).merged && !isOpaqueDir(srcParentFd, fromName)) {
+    ctx.upper.setOpaque(srcParentFd, fromName);
+  }
+
+  let exchangeWithWhiteout = false;
+  if (dst && isDir(dst.entries[0].stat.mode) && ctx.upper.isUpper(dst.entries[0])) {
+    // An empty merged directory: its upper part holds only whiteouts. Take it out of the way.
+    const tmp = ctx.upper.tempName();
+    check(sys.renameat2(dstParentFd, toName, ctx.upper.work, tmp, 0), 'rename', to);
+    removeTree(ctx.upper.work, tmp);
+  } else if (!dst && ctx.upper.hasWhiteout(dstParentFd, toName)) {
+    ctx.upper.clearWhiteoutFile(dstParentFd, toName);
+    // A directory cannot replace the device-form whiteout; swap them instead, as the kernel does.
+    exchangeWithWhiteout = srcIsDir && typeof lstatAt(dstParentFd, toName) !== 'number';
+  }
+
+  if (exchangeWithWhiteout) {
+    check(sys.renameat2(srcParentFd, fromName, dstParentFd, toName, C.RENAME_EXCHANGE), 'rename', from);
+    // The whiteout now sits at the old name: exactly what is needed there, or nothing.
+    if (!oldNeedsWhiteout) check(sys.unlinkat(srcParentFd, fromName, 0), 'rename', from);
+  } else {
+    const r = oldNeedsWhiteout ? sys.renameat2(srcParentFd, fromName, dstParentFd, toName, C.RENAME_WHITEOUT) : -E.EINVAL;
+    if (r === -E.EINVAL) {
+      // No RENAME_WHITEOUT needed, or none on this filesystem: rename, then whiteout.
+      check(sys.renameat2(srcParentFd, fromName, dstParentFd, toName, 0), 'rename', from);
+      if (oldNeedsWhiteout) ctx.upper.whiteout(srcParentFd, fromName);
+    } else {
+      check(r, 'rename', from);
+      ctx.upper.stats.whiteouts++;
+    }
+  }
+  ctx.resolver.cache.invalidate(from);
+  ctx.resolver.cache.invalidate(to);
+}
+
+/** A directory that lives only in upper: no lower directory merges into it. */
+function isPureUpper(ctx: WriteContext, r: Resolved): boolean {
+  return r.entries.length === 1 && ctx.upper.isUpper(r.entries[0]);
+}
+
+function sameObject(a: Resolved, b: Resolved): boolean {
+  const x = a.entries[0].stat;
+  const y = b.entries[0].stat;
+  return x.dev === y.dev && x.ino === y.ino;
+}

@@ -1,0 +1,303 @@
+// Writing to the upper layer: the kernel's rules for copy-up, whiteouts and opaque directories.
+// All changes are made fd-relative, and anything that must appear whole is built in the
+// work directory and renamed into place, as ovl_copy_up and ovl_create_over_whiteout do.
+import { C, sys } from '../host/native';
+import { S_IFCHR, S_IFMT, isDir, isLnk, isReg, lstatAt, type Stat } from '../host/stat';
+import type { Caller, OverlayConfig } from './config';
+import type { DirNode } from './dircache';
+import { E, FsError, check, fail } from './errors';
+import type { Layer, LayerStack } from './layers';
+import { joinPath, splitPath, type Entry, type Resolved, type Resolver } from './lookup';
+import { WH_OPAQUE, WH_PREFIX, isPrivateXattr, isWhiteoutStat, opaqueXattr } from './whiteout';
+
+/** Things the daemon hides from the caller but an operator must hear about. */
+export interface CoreEvents {
+  warn(msg: string, detail?: Record<string, unknown>): void;
+  error(msg: string, detail?: Record<string, unknown>): void;
+}
+
+export const WORK_SUBDIR = 'work';
+const COPY_CHUNK = 64 * 1024 * 1024;
+
+export interface UpperStats {
+  copyUps: number;
+  bytesCopiedUp: number;
+  whiteouts: number;
+}
+
+export class UpperWriter {
+  readonly upper: Layer;
+  /** O_PATH fd of workdir/work, where objects are built before they appear in upper. */
+  private readonly workFd: number;
+  private tmpSeq = 0;
+  private whiteoutFiles = false;
+  readonly stats: UpperStats = { copyUps: 0, bytesCopiedUp: 0, whiteouts: 0 };
+
+  constructor(
+    stack: LayerStack,
+    private readonly resolver: Resolver,
+    private readonly config: OverlayConfig,
+    private readonly events: CoreEvents,
+  ) {
+    if (!stack.upper || !stack.work) throw new FsError(E.EROFS, 'mount', 'no upper layer');
+    this.upper = stack.upper;
+    this.workFd = prepareWorkDir(stack.work.fd, events);
+  }
+
+  close(): void {
+    sys.close(this.workFd);
+  }
+
+  isUpper(e: Entry): boolean {
+    return e.layer === this.upper;
+  }
+
+  /** A name in the work directory no one else uses. */
+  tempName(): string {
+    return `#overlayd.${process.pid}.${(this.tmpSeq++).toString(36)}`;
+  }
+
+  get work(): number {
+    return this.workFd;
+  }
+
+  /**
+   * The merged directory at `path`, copied up first if it lives only below:
+   * "parent directories are copied up first, each with its own attributes".
+   * Returns its upper fd.
+   */
+  upperDir(path: string): number {
+    let node = this.resolver.dir(path);
+    if (node.top.layer !== this.upper) {
+      if (path !== '/') {
+        const [parentPath, name] = splitPath(path);
+        const parentFd = this.upperDir(parentPath);
+        const st = check(lstatAt(node.top.fd, ''), 'stat', path);
+        this.copyUpObject(node.top.fd, '', st, parentFd, name, false);
+      }
+      this.resolver.cache.invalidateOne(path);
+      node = this.resolver.dir(path);
+    }
+    return node.top.fd;
+  }
+
+  /**
+   * Makes the object at `r` exist in upper and returns its upper entry. `withData` false
+   * skips copying file contents, for opens with O_TRUNC and truncate to zero.
+   */
+  copyUp(r: Resolved, withData = true): Entry {
+    const top = r.entries[0];
+    if (this.isUpper(top)) return top;
+    if (isDir(top.stat.mode)) {
+      const fd = this.upperDir(r.path);
+      return { layer: this.upper, parentFd: fd, name: '', stat: check(lstatAt(fd, ''), 'stat', r.path) };
+    }
+    const [parentPath, name] = splitPath(r.path);
+    const parentFd = this.upperDir(parentPath);
+    this.copyUpObject(top.parentFd, top.name, top.stat, parentFd, name, withData);
+    return { layer: this.upper, parentFd, name, stat: check(lstatAt(parentFd, name), 'stat', r.path) };
+  }
+
+  /**
+   * Builds a copy of (sFd, sName) in the work directory and renames it to `name` in
+   * `parentFd` only once complete: a crash leaves the lower object or the whole copy.
+   */
+  private copyUpObject(sFd: number, sName: string, st: Stat, parentFd: number, name: string, withData: boolean): void {
+    const tmp = this.tempName();
+    try {
+      if (isReg(st.mode)) {
+        const out = check(sys.openat(this.workFd, tmp, C.O_CREAT | C.O_EXCL | C.O_WRONLY, 0o600), 'copy-up create', name);
+        try {
+          if (withData && st.size > 0) {
+            const input = check(sys.openat(sFd, sName, C.O_RDONLY | C.O_NOFOLLOW, 0), 'copy-up open', name);
+            try {
+              this.stats.bytesCopiedUp += copyData(input, out, st.size);
+            } finally {
+              sys.close(input);
+            }
+          }
+          if (!this.config.volatile) check(sys.fsync(out, 0), 'copy-up fsync', name);
+        } finally {
+          sys.close(out);
+        }
+      } else if (isDir(st.mode)) {
+        check(sys.mkdirat(this.workFd, tmp, 0o700), 'copy-up mkdir', name);
+      } else if (isLnk(st.mode)) {
+        const target = check(sys.readlinkat(sFd, sName), 'copy-up readlink', name);
+        check(sys.symlinkat(target, this.workFd, tmp), 'copy-up symlink', name);
+      } else {
+        check(sys.mknodat(this.workFd, tmp, st.mode, st.rdevMajor, st.rdevMinor), 'copy-up mknod', name);
+      }
+      copyXattrs(sFd, sName, this.workFd, tmp);
+      copyAttrs(st, this.workFd, tmp);
+      check(sys.renameat2(this.workFd, tmp, parentFd, name, C.RENAME_NOREPLACE), 'copy-up rename', name);
+      this.stats.copyUps++;
+    } catch (err) {
+      removeTree(this.workFd, tmp);
+      this.events.error('copy-up failed', { name, err: String(err) });
+      throw err;
+    }
+  }
+
+  /**
+   * Leaves a whiteout at `name` in the upper directory `parentFd`, replacing what is there.
+   * "A whiteout is created as a character device with 0/0 device number"; where the kernel
+   * refuses mknod (rootless), an OCI `.wh.` file says the same.
+   */
+  whiteout(parentFd: number, name: string): void {
+    this.stats.whiteouts++;
+    if (!this.whiteoutFiles) {
+      const tmp = this.tempName();
+      const r = sys.mknodat(this.workFd, tmp, S_IFCHR, 0, 0);
+      if (r === 0) {
+        const m = sys.renameat2(this.workFd, tmp, parentFd, name, 0);
+        if (m === 0) return;
+        sys.unlinkat(this.workFd, tmp, 0);
+        if (m !== -E.EISDIR) fail(-m, 'whiteout', name);
+        // A directory is in the way: swap it out atomically, then remove it.
+        check(sys.mknodat(this.workFd, tmp, S_IFCHR, 0, 0), 'whiteout', name);
+        check(sys.renameat2(this.workFd, tmp, parentFd, name, C.RENAME_EXCHANGE), 'whiteout', name);
+        removeTree(this.workFd, tmp);
+        return;
+      }
+      if (r !== -E.EPERM) fail(-r, 'whiteout', name);
+      this.whiteoutFiles = true;
+      this.events.warn('mknod of whiteouts is not permitted here; using .wh. files (OCI layout) from now on');
+    }
+    removeTree(parentFd, name);
+    const fd = check(sys.openat(parentFd, WH_PREFIX + name, C.O_CREAT | C.O_WRONLY, 0), 'whiteout', name);
+    sys.close(fd);
+  }
+
+  /** Whether the upper directory holds a whiteout (either form) for `name`. */
+  hasWhiteout(parentFd: number, name: string): boolean {
+    const st = lstatAt(parentFd, name);
+    if (typeof st !== 'number') return isWhiteoutStat(st);
+    return typeof lstatAt(parentFd, WH_PREFIX + name) !== 'number';
+  }
+
+  /** Drops an upper whiteout for `name` (the `.wh.` form; the device form is renamed over). */
+  clearWhiteoutFile(parentFd: number, name: string): void {
+    const r = sys.unlinkat(parentFd, WH_PREFIX + name, 0);
+    if (r < 0 && r !== -E.ENOENT && r !== -E.ENAMETOOLONG) fail(-r, 'unlink whiteout', name);
+  }
+
+  /** "A directory is made opaque by setting the xattr trusted.overlay.opaque to y." */
+  setOpaque(dirFd: number, name: string): void {
+    check(sys.setxattr(dirFd, name, opaqueXattr(this.config.userxattr), Buffer.from('y'), 0), 'set opaque', name);
+  }
+
+  /**
+   * Whether anything in the layers below upper still shows `name` in the merged directory
+   * `parent` (the kernel's ovl_lower_positive): if so, removing it needs a whiteout.
+   */
+  lowerPositive(parent: DirNode, name: string): boolean {
+    for (const d of parent.dirs) {
+      if (d.layer === this.upper) continue;
+      const st = lstatAt(d.fd, name);
+      if (typeof st === 'number') {
+        if (typeof lstatAt(d.fd, WH_PREFIX + name) !== 'number') return false;
+        continue;
+      }
+      return !isWhiteoutStat(st);
+    }
+    return false;
+  }
+
+  /** Sets owner to the caller's when the daemon is someone else (files are born the daemon's). */
+  ownByCaller(dirFd: number, name: string, caller: Caller, parentGid?: number): void {
+    const daemonUid = process.getuid?.() ?? 0;
+    const daemonGid = process.getgid?.() ?? 0;
+    const gid = parentGid ?? caller.gid;
+    if (caller.uid === daemonUid && gid === daemonGid) return;
+    check(sys.fchownat(dirFd, name, caller.uid, gid), 'chown', name);
+  }
+}
+
+/** workdir/work, emptied of anything an interrupted copy-up left behind. */
+function prepareWorkDir(workRootFd: number, events: CoreEvents): number {
+  const r = sys.mkdirat(workRootFd, WORK_SUBDIR, 0);
+  if (r < 0 && r !== -E.EEXIST) fail(-r, 'mkdir', 'workdir/work');
+  const fd = check(sys.openat(workRootFd, WORK_SUBDIR, C.O_PATH | C.O_NOFOLLOW | C.O_DIRECTORY, 0), 'open', 'workdir/work');
+  const list = check(sys.readdir(fd), 'readdir', 'workdir/work')[0];
+  for (const name of list) removeTree(fd, name);
+  if (list.length) events.warn('removed leftovers of an interrupted operation from workdir', { count: list.length });
+  return fd;
+}
+
+/** rm -rf of `name` in `dirFd`, never following symlinks. */
+export function removeTree(dirFd: number, name: string): void {
+  const st = lstatAt(dirFd, name);
+  if (typeof st === 'number') return;
+  if (isDir(st.mode)) {
+    const fd = sys.openat(dirFd, name, C.O_PATH | C.O_NOFOLLOW | C.O_DIRECTORY, 0);
+    if (fd >= 0) {
+      try {
+        const list = sys.readdir(fd);
+        if (typeof list !== 'number') for (const child of list[0]) removeTree(fd, child);
+      } finally {
+        sys.close(fd);
+      }
+    }
+    check(sys.unlinkat(dirFd, name, C.AT_REMOVEDIR), 'rmdir', name);
+  } else {
+    check(sys.unlinkat(dirFd, name, 0), 'unlink', name);
+  }
+}
+
+/**
+ * Copies `size` bytes from one fd to another: a reflink where the filesystem offers one, else
+ * copy_file_range over the data extents only, so holes stay holes. Returns bytes copied.
+ */
+export function copyData(input: number, output: number, size: number): number {
+  if (sys.ficlone(output, input) === 0) return size;
+  let copied = 0;
+  let pos = 0;
+  while (pos < size) {
+    let data = sys.lseek(input, pos, C.SEEK_DATA);
+    if (data === -E.ENXIO) break; // only a hole remains
+    if (data < 0) data = pos; // no SEEK_DATA here: treat all as data
+    let hole = sys.lseek(input, data, C.SEEK_HOLE);
+    if (hole < 0) hole = size;
+    let off = data;
+    while (off < hole) {
+      const n = check(sys.copyFileRange(input, off, output, off, Math.min(COPY_CHUNK, hole - off)), 'copy_file_range');
+      if (n === 0) break;
+      off += n;
+      copied += n;
+    }
+    pos = hole;
+  }
+  check(sys.ftruncate(output, size), 'ftruncate');
+  return copied;
+}
+
+/** All xattrs but the overlay's own (a copy must not inherit a lower layer's opaque mark). */
+export function copyXattrs(srcFd: number, srcName: string, dstFd: number, dstName: string): void {
+  const names = sys.listxattr(srcFd, srcName);
+  if (typeof names === 'number') {
+    if (names === -E.ENOTSUP) return;
+    fail(-names, 'listxattr', srcName);
+  }
+  for (const x of names) {
+    if (isPrivateXattr(x)) continue;
+    const v = sys.getxattr(srcFd, srcName, x);
+    if (typeof v === 'number') {
+      if (v === -E.ENODATA) continue;
+      fail(-v, 'getxattr', srcName);
+    }
+    const r = sys.setxattr(dstFd, dstName, x, v, 0);
+    // security.* may be refused by an LSM and user.* on symlinks by the kernel; the kernel's
+    // copy-up skips what the upper filesystem does not support in the same way.
+    if (r < 0 && r !== -E.ENOTSUP && r !== -E.EPERM) fail(-r, 'setxattr', `${srcName} ${x}`);
+  }
+}
+
+/** Owner, mode (with setuid/setgid, set after chown clears them) and nanosecond times. */
+export function copyAttrs(st: Stat, dirFd: number, name: string): void {
+  check(sys.fchownat(dirFd, name, st.uid, st.gid), 'chown', name);
+  if (!isLnk(st.mode)) check(sys.fchmodat(dirFd, name, st.mode & ~S_IFMT), 'chmod', name);
+  check(sys.utimensat(dirFd, name, st.atime.sec, st.atime.nsec, st.mtime.sec, st.mtime.nsec), 'utimens', name);
+}
+
+export { joinPath, WH_OPAQUE };

@@ -1,0 +1,178 @@
+// The fuse-native transport: registers libfuse 2 callbacks and translates each to one core call.
+// Thin on purpose: everything the overlay means lives in src/core. What fuse-native cannot
+// carry (caller credentials, ns times, 64-bit inodes, create flags) is noted where it is lost.
+import Fuse from 'fuse-native';
+import { sys } from '../host/native';
+import { makedev, type Timespec } from '../host/stat';
+import { DAEMON_CALLER } from '../core/config';
+import { errnoOf } from '../core/errors';
+import type { Attr, Overlay } from '../core/overlay';
+import type { Logger } from '../log/logger';
+
+export interface FuseMountOptions {
+  allowOther: boolean;
+  allowRoot: boolean;
+  /** Kernel-side permission checks; on unless the user says otherwise. */
+  defaultPermissions: boolean;
+  /** Seconds the kernel may cache lookups and attributes. */
+  entryTimeout: number;
+  attrTimeout: number;
+  negativeTimeout: number;
+  fsname: string;
+  /** Extra libfuse -o options, already validated by the caller. */
+  extra: string[];
+}
+
+type Reply = (...args: unknown[]) => void;
+
+const msOf = (t: Timespec): number => t.sec * 1000 + Math.floor(t.nsec / 1e6);
+
+/** getattr's reply object in fuse-native's shape: times in ms, ino truncated to 32 bits by it. */
+function statOf(a: Attr, useIno: boolean): Record<string, number> {
+  return {
+    mode: a.mode, uid: a.uid, gid: a.gid, size: a.size, dev: 0, nlink: a.nlink,
+    ino: useIno ? Number(a.ino & 0xffffffffn) : 0,
+    rdev: makedev(a.rdevMajor, a.rdevMinor), blksize: a.blksize, blocks: a.blocks,
+    atime: msOf(a.atime), mtime: msOf(a.mtime), ctime: msOf(a.ctime),
+  };
+}
+
+/** fuse-native builds its -o string in a method; subclassing it is the only way to add options. */
+class OverlaydFuse extends Fuse {
+  constructor(mnt: string, ops: Record<string, (...args: never[]) => void>, private readonly extraOpts: string[]) {
+    super(mnt, ops, { timeout: false });
+  }
+
+  override _fuseOptions(): string {
+    return '-o' + this.extraOpts.join(',');
+  }
+}
+
+export class FuseNativeTransport {
+  /** libfuse reports real inode numbers only when they fit its 32-bit field without clashing. */
+  readonly useIno: boolean;
+  ops = 0;
+
+  constructor(private readonly overlay: Overlay, private readonly mountpoint: string, private readonly opts: FuseMountOptions, private readonly log: Logger) {
+    // ext2/3/4 inode numbers are 32-bit; elsewhere libfuse's own numbering is the safe choice.
+    const EXT4_SUPER_MAGIC = 0xef53;
+    const sfs = new Float64Array(10);
+    this.useIno = overlay.stack.singleDevice && sys.fstatfs(overlay.stack.layers[0].fd, sfs) === 0 && sfs[8] === EXT4_SUPER_MAGIC;
+  }
+
+  fuseOptions(): string[] {
+    const o = this.opts;
+    const list = [
+      `fsname=${o.fsname.replace(/[,\\]/g, '_')}`, 'subtype=overlayd',
+      // Unlinked open files must not linger in upper as .fuse_hidden*.
+      'hard_remove',
+      'big_writes', 'max_read=131072', 'max_write=131072',
+      `entry_timeout=${o.entryTimeout}`, `attr_timeout=${o.attrTimeout}`, `negative_timeout=${o.negativeTimeout}`,
+    ];
+    if (this.useIno) list.push('use_ino', 'readdir_ino');
+    if (o.defaultPermissions) list.push('default_permissions');
+    if (o.allowOther) list.push('allow_other');
+    if (o.allowRoot) list.push('allow_root');
+    return [...list, ...o.extra];
+  }
+
+  /** Resolves once the kernel has sent INIT, i.e. the mount is serving. */
+  mount(): Promise<void> {
+    const fuse = new OverlaydFuse(this.mountpoint, this.handlers(), this.fuseOptions());
+    return new Promise((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())));
+  }
+
+  /** Unmounts; EBUSY (a process still inside) is returned to the caller to decide. */
+  unmount(lazy = false): number {
+    return sys.umount2(this.mountpoint, lazy ? sys.constants.MNT_DETACH : 0);
+  }
+
+  private handlers(): Record<string, (...args: never[]) => void> {
+    const ov = this.overlay;
+    const useIno = this.useIno;
+    const debug = this.log.isLevelEnabled('debug');
+    const log = this.log;
+    const self = this;
+
+    // Every handler answers exactly once with a number (fuse-native dies on anything else).
+    const wrap = <A extends unknown[]>(name: string, fn: (...args: A) => unknown, reply: (cb: Reply, v: unknown) => void) =>
+      (...args: [...A, Reply]): void => {
+        const cb = args[args.length - 1] as Reply;
+        const a = args.slice(0, -1) as unknown as A;
+        const t0 = debug ? process.hrtime.bigint() : 0n;
+        self.ops++;
+        const done = (code: number, v?: unknown): void => {
+          if (debug) log.debug({ op: name, args: a.filter((x) => typeof x !== 'object'), result: code, us: Number((process.hrtime.bigint() - t0) / 1000n) }, 'fuse op');
+          if (code < 0) cb(code);
+          else reply(cb, v);
+        };
+        let v: unknown;
+        try {
+          v = fn(...a);
+        } catch (err) {
+          done(-errnoOf(err));
+          return;
+        }
+        if (v instanceof Promise) v.then((r) => done(0, r), (err) => done(-errnoOf(err)));
+        else done(0, v);
+      };
+    const ok = (cb: Reply): void => cb(0);
+    const value = (cb: Reply, v: unknown): void => cb(0, v);
+    const count = (cb: Reply, v: unknown): void => cb(v as number);
+
+    return {
+      init: (cb: Reply) => cb(0),
+      getattr: wrap('getattr', (p: string) => statOf(ov.getattr(p), useIno), value),
+      fgetattr: wrap('fgetattr', (_p: string, fh: number) => statOf(ov.fgetattr(fh), useIno), value),
+      // d_ino matters: readdir(3) callers skip entries whose d_ino is 0. Without use_ino,
+      // libfuse puts its own numbers in, and only the type is needed from us.
+      readdir: wrap('readdir', (p: string) => (useIno ? ov.readdir(p) : ov.readdirNames(p)), (cb, v) => {
+        const list = v as { name: string; type: number; ino?: bigint }[];
+        const names = ['.', '..'];
+        const stats: object[] = [{ mode: 0o040000, ino: 1 }, { mode: 0o040000, ino: 1 }];
+        for (const e of list) {
+          names.push(e.name);
+          stats.push({ mode: e.type << 12, ino: e.ino === undefined ? 0 : Number(e.ino & 0xffffffffn) });
+        }
+        cb(0, names, stats);
+      }),
+      readlink: wrap('readlink', (p: string) => ov.readlink(p), value),
+      statfs: wrap('statfs', () => {
+        const s = ov.statfs();
+        return { ...s, favail: s.ffree, fsid: 0, flag: 0 };
+      }, value),
+      access: wrap('access', (p: string, mode: number) => ov.access(p, mode), ok),
+      open: wrap('open', (p: string, flags: number) => ov.open(p, flags), value),
+      // fuse-native drops create's open flags: O_EXCL is enforced by the kernel's lookup, and
+      // the file is opened read-write, which any of the caller's modes can use.
+      create: wrap('create', (p: string, mode: number) => ov.create(p, mode, 2, DAEMON_CALLER), value),
+      release: wrap('release', (_p: string, fh: number) => ov.release(fh), ok),
+      read: wrap('read', (_p: string, fh: number, buf: Buffer, len: number, pos: number) => ov.read(fh, buf, len, pos), count),
+      write: wrap('write', (_p: string, fh: number, buf: Buffer, len: number, pos: number) => ov.write(fh, buf, len, pos), count),
+      flush: wrap('flush', () => undefined, ok),
+      fsync: wrap('fsync', (_p: string, datasync: number, fh: number) => ov.fsync(fh, !!datasync), ok),
+      fsyncdir: wrap('fsyncdir', () => undefined, ok),
+      truncate: wrap('truncate', (p: string, size: number) => ov.truncate(p, size), ok),
+      ftruncate: wrap('ftruncate', (_p: string, fh: number, size: number) => ov.ftruncate(fh, size), ok),
+      getxattr: wrap('getxattr', (p: string, name: string) => ov.getxattr(p, name), value),
+      listxattr: wrap('listxattr', (p: string) => ov.listxattr(p), value),
+      setxattr: wrap('setxattr', (p: string, name: string, value: Buffer, _pos: number, flags: number) => ov.setxattr(p, name, Buffer.from(value), flags), ok),
+      removexattr: wrap('removexattr', (p: string, name: string) => ov.removexattr(p, name), ok),
+      mkdir: wrap('mkdir', (p: string, mode: number) => ov.mkdir(p, mode, DAEMON_CALLER), ok),
+      mknod: wrap('mknod', (p: string, mode: number, dev: number) => ov.mknod(p, mode, ((dev >>> 8) & 0xfff), (dev & 0xff) | ((dev >>> 12) & 0xfff00), DAEMON_CALLER), ok),
+      symlink: wrap('symlink', (target: string, p: string) => ov.symlink(target, p, DAEMON_CALLER), ok),
+      link: wrap('link', (existing: string, p: string) => ov.link(existing, p, DAEMON_CALLER), ok),
+      unlink: wrap('unlink', (p: string) => ov.unlink(p), ok),
+      rmdir: wrap('rmdir', (p: string) => ov.rmdir(p), ok),
+      rename: wrap('rename', (from: string, to: string) => ov.rename(from, to, 0), ok),
+      chmod: wrap('chmod', (p: string, mode: number) => ov.chmod(p, mode), ok),
+      chown: wrap('chown', (p: string, uid: number, gid: number) => ov.chown(p, uid, gid), ok),
+      // fuse-native hands over milliseconds, and atime twice (its binding reads tv[0] for both):
+      // mtime cannot be set exactly through it. The native transport carries both in ns.
+      utimens: wrap('utimens', (p: string, atime: number, mtime: number) => {
+        const ts = (ms: number): Timespec => ({ sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1e6 });
+        ov.utimens(p, ts(atime), ts(mtime));
+      }, ok),
+    } as unknown as Record<string, (...args: never[]) => void>;
+  }
+}

@@ -1,0 +1,53 @@
+// Typed face of native/overlayd_native.c. Every call returns >= 0 on success and -errno on
+// failure; callers in the core turn negative results into FsError through `check`.
+import path from 'node:path';
+
+export interface NativeConstants {
+  O_PATH: number; O_NOFOLLOW: number; O_DIRECTORY: number; O_RDONLY: number; O_WRONLY: number; O_RDWR: number;
+  O_CREAT: number; O_EXCL: number; O_TRUNC: number; O_APPEND: number; O_TMPFILE: number; O_NONBLOCK: number;
+  AT_SYMLINK_NOFOLLOW: number; AT_REMOVEDIR: number; AT_EMPTY_PATH: number; AT_SYMLINK_FOLLOW: number;
+  RENAME_NOREPLACE: number; RENAME_EXCHANGE: number; RENAME_WHITEOUT: number;
+  XATTR_CREATE: number; XATTR_REPLACE: number; UTIME_NOW: number; UTIME_OMIT: number;
+  SEEK_DATA: number; SEEK_HOLE: number; MNT_DETACH: number; MNT_FORCE: number; STAT_FIELDS: number;
+}
+
+export interface NativeAddon {
+  openBeneath(rootFd: number, relPath: string, flags: number, mode: number): number;
+  openat(dirFd: number, name: string, flags: number, mode: number): number;
+  close(fd: number): number;
+  fstatat(dirFd: number, name: string, flags: number, out: Float64Array): number;
+  mkdirat(dirFd: number, name: string, mode: number): number;
+  mknodat(dirFd: number, name: string, mode: number, major: number, minor: number): number;
+  symlinkat(target: string, dirFd: number, name: string): number;
+  linkat(oldDirFd: number, oldName: string, newDirFd: number, newName: string, flags: number): number;
+  unlinkat(dirFd: number, name: string, flags: number): number;
+  renameat2(oldDirFd: number, oldName: string, newDirFd: number, newName: string, flags: number): number;
+  readlinkat(dirFd: number, name: string): string | number;
+  fchmodat(dirFd: number, name: string, mode: number): number;
+  fchownat(dirFd: number, name: string, uid: number, gid: number): number;
+  utimensat(dirFd: number, name: string, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): number;
+  readdir(dirFd: number): [string[], Uint8Array] | number;
+  getxattr(dirFd: number, name: string, xname: string): Buffer | number;
+  listxattr(dirFd: number, name: string): string[] | number;
+  setxattr(dirFd: number, name: string, xname: string, value: Buffer, flags: number): number;
+  removexattr(dirFd: number, name: string, xname: string): number;
+  fstatfs(fd: number, out: Float64Array): number;
+  copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number): number;
+  ficlone(destFd: number, srcFd: number): number;
+  lseek(fd: number, offset: number, whence: number): number;
+  fallocate(fd: number, mode: number, offset: number, len: number): number;
+  umount2(target: string, flags: number): number;
+  fsync(fd: number, datasync: number): number;
+  ftruncate(fd: number, size: number): number;
+  umask(mask: number): number;
+  constants: NativeConstants;
+}
+
+function load(): NativeAddon {
+  const built = path.join(__dirname, '..', '..', 'native', 'build', 'Release', 'overlayd_native.node');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require(built) as NativeAddon;
+}
+
+export const sys: NativeAddon = load();
+export const C: NativeConstants = sys.constants;
