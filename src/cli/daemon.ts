@@ -72,6 +72,7 @@ function waitForEnd(transport: FuseNativeTransport, overlay: Overlay, mountpoint
       finished = true;
       clearInterval(watch);
       unregisterMount(process.pid);
+      transport.close();
       overlay.close();
       resolve(code);
     };

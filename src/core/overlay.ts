@@ -181,9 +181,7 @@ export class Overlay {
 
   /** Attributes through an open handle: right even after the name is gone. */
   fgetattr(id: number): Attr {
-    const h = this.handle(id);
-    const st = check(lstatAt(h.fd, ''), 'fstat', h.path);
-    return { ...st, ino: this.inodes.of(st.dev, st.ino) };
+    return this.attrOfFd(this.handle(id).fd);
   }
 
   mkdir(path: string, mode: number, caller: Caller): void {
@@ -204,6 +202,21 @@ export class Overlay {
 
   unlink(path: string): void {
     remove.unlink(this.w('unlink', path), path);
+  }
+
+  /** unlink that keeps an open object alive until dropDetached (see remove.detach). */
+  detach(path: string): remove.Detached {
+    return remove.detach(this.w('unlink', path), path);
+  }
+
+  dropDetached(d: remove.Detached): void {
+    remove.dropDetached(this.w('unlink', ''), d);
+  }
+
+  /** Attributes of an object through an fd (also O_PATH), whatever its name now. */
+  attrOfFd(fd: number): Attr {
+    const st = check(lstatAt(fd, ''), 'fstat');
+    return { ...st, ino: this.inodes.of(st.dev, st.ino) };
   }
 
   rmdir(path: string): void {

@@ -49,3 +49,52 @@ function removeName(ctx: WriteContext, r: Resolved, dir: boolean): void {
   }
   if (dir || needsWhiteout) ctx.resolver.cache.invalidate(r.path);
 }
+
+/** A name removed from the merged view while a process still has the object open. */
+export interface Detached {
+  /** O_PATH fd of the object, for attributes while it is nameless. */
+  fd: number;
+  /** Where an upper object now waits in the work directory until its last close. */
+  workName?: string;
+}
+
+/**
+ * unlink(2) of an open file, for transports that learn of the last close only later: the name
+ * disappears exactly as with unlink (whiteout included), but an upper object is moved into the
+ * work directory instead of being deleted, so the open file keeps its data. Leftovers of a crash
+ * are cleared from the work directory at the next mount, and never show in upper.
+ */
+export function detach(ctx: WriteContext, path: string): Detached {
+  const r = ctx.resolver.get(path);
+  const top = r.entries[0];
+  if (isDir(top.stat.mode)) fail(E.EISDIR, 'unlink', path);
+  const fd = check(sys.openat(top.parentFd, top.name, C.O_PATH | C.O_NOFOLLOW, 0), 'open', path);
+  try {
+    if (!ctx.upper.isUpper(top)) {
+      removeName(ctx, r, false);
+      return { fd };
+    }
+    const [parentPath, name] = splitPath(path);
+    const parentFd = ctx.upper.upperDir(parentPath);
+    const workName = ctx.upper.tempName();
+    const whiteout = ctx.upper.lowerPositive(ctx.resolver.dir(parentPath), name);
+    const moved = whiteout ? sys.renameat2(parentFd, name, ctx.upper.work, workName, C.RENAME_WHITEOUT) : -E.EINVAL;
+    if (moved === -E.EINVAL) {
+      check(sys.renameat2(parentFd, name, ctx.upper.work, workName, 0), 'unlink', path);
+      if (whiteout) ctx.upper.whiteout(parentFd, name);
+    } else {
+      check(moved, 'unlink', path);
+      ctx.upper.stats.whiteouts++;
+    }
+    return { fd, workName };
+  } catch (err) {
+    sys.close(fd);
+    throw err;
+  }
+}
+
+/** The last close of a detached object: it is gone for good. */
+export function dropDetached(ctx: WriteContext, d: Detached): void {
+  sys.close(d.fd);
+  if (d.workName !== undefined) removeTree(ctx.upper.work, d.workName);
+}

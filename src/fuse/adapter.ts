@@ -5,7 +5,8 @@ import Fuse from 'fuse-native';
 import { sys } from '../host/native';
 import { makedev, type Timespec } from '../host/stat';
 import { DAEMON_CALLER } from '../core/config';
-import { errnoOf } from '../core/errors';
+import { E, errnoOf, fail } from '../core/errors';
+import type { Detached } from '../core/remove';
 import type { Attr, Overlay } from '../core/overlay';
 import type { Logger } from '../log/logger';
 
@@ -24,6 +25,9 @@ export interface FuseMountOptions {
 }
 
 type Reply = (...args: unknown[]) => void;
+
+/** The names libfuse 2 gives open files it hides instead of removing (fuse.c, hidden_name). */
+const HIDDEN_NAME = /\/\.fuse_hidden[0-9a-f]{16}$/;
 
 const msOf = (t: Timespec): number => t.sec * 1000 + Math.floor(t.nsec / 1e6);
 
@@ -52,6 +56,8 @@ export class FuseNativeTransport {
   /** libfuse reports real inode numbers only when they fit its 32-bit field without clashing. */
   readonly useIno: boolean;
   ops = 0;
+  /** libfuse's hidden paths of unlinked-but-open files, and the objects they stand for. */
+  private readonly hidden = new Map<string, Detached>();
 
   constructor(private readonly overlay: Overlay, private readonly mountpoint: string, private readonly opts: FuseMountOptions, private readonly log: Logger) {
     // ext2/3/4 inode numbers are 32-bit; elsewhere libfuse's own numbering is the safe choice.
@@ -64,8 +70,10 @@ export class FuseNativeTransport {
     const o = this.opts;
     const list = [
       `fsname=${o.fsname.replace(/[,\\]/g, '_')}`, 'subtype=overlayd',
-      // Unlinked open files must not linger in upper as .fuse_hidden*.
-      'hard_remove',
+      // No hard_remove: with it, libfuse 2 drops the path of an unlinked open file and then fails
+      // every read, write and fstat on it with ENOENT (fuse-native cannot take nullpath_ok). Without
+      // it, libfuse renames such a file to .fuse_hidden*; the adapter turns that rename into the
+      // core's detach, which parks the object in workdir, never in upper (see `hidden`).
       'big_writes', 'max_read=131072', 'max_write=131072',
       `entry_timeout=${o.entryTimeout}`, `attr_timeout=${o.attrTimeout}`, `negative_timeout=${o.negativeTimeout}`,
     ];
@@ -85,6 +93,17 @@ export class FuseNativeTransport {
   /** Unmounts; EBUSY (a process still inside) is returned to the caller to decide. */
   unmount(lazy = false): number {
     return sys.umount2(this.mountpoint, lazy ? sys.constants.MNT_DETACH : 0);
+  }
+
+  /** Lets go of objects still parked for open files (call once the mount is gone). */
+  close(): void {
+    for (const d of this.hidden.values()) this.overlay.dropDetached(d);
+    this.hidden.clear();
+  }
+
+  private hiddenAttr(p: string): Attr | undefined {
+    const d = this.hidden.get(p);
+    return d && this.overlay.attrOfFd(d.fd);
   }
 
   private handlers(): Record<string, (...args: never[]) => void> {
@@ -122,7 +141,7 @@ export class FuseNativeTransport {
 
     return {
       init: (cb: Reply) => cb(0),
-      getattr: wrap('getattr', (p: string) => statOf(ov.getattr(p), useIno), value),
+      getattr: wrap('getattr', (p: string) => statOf(this.hiddenAttr(p) ?? ov.getattr(p), useIno), value),
       fgetattr: wrap('fgetattr', (_p: string, fh: number) => statOf(ov.fgetattr(fh), useIno), value),
       // d_ino matters: readdir(3) callers skip entries whose d_ino is 0. Without use_ino,
       // libfuse puts its own numbers in, and only the type is needed from us.
@@ -162,9 +181,18 @@ export class FuseNativeTransport {
       mknod: wrap('mknod', (p: string, mode: number, dev: number) => ov.mknod(p, mode, ((dev >>> 8) & 0xfff), (dev & 0xff) | ((dev >>> 12) & 0xfff00), DAEMON_CALLER), ok),
       symlink: wrap('symlink', (target: string, p: string) => ov.symlink(target, p, DAEMON_CALLER), ok),
       link: wrap('link', (existing: string, p: string) => ov.link(existing, p, DAEMON_CALLER), ok),
-      unlink: wrap('unlink', (p: string) => ov.unlink(p), ok),
+      unlink: wrap('unlink', (p: string) => {
+        const d = this.hidden.get(p);
+        if (!d) return ov.unlink(p);
+        this.hidden.delete(p); // the last close of a hidden file
+        ov.dropDetached(d);
+      }, ok),
       rmdir: wrap('rmdir', (p: string) => ov.rmdir(p), ok),
-      rename: wrap('rename', (from: string, to: string) => ov.rename(from, to, 0), ok),
+      rename: wrap('rename', (from: string, to: string) => {
+        if (!HIDDEN_NAME.test(to)) return ov.rename(from, to, 0);
+        if (this.hidden.has(from) || this.hidden.has(to)) fail(E.EBUSY, 'rename', to);
+        this.hidden.set(to, ov.detach(from));
+      }, ok),
       chmod: wrap('chmod', (p: string, mode: number) => ov.chmod(p, mode), ok),
       chown: wrap('chown', (p: string, uid: number, gid: number) => ov.chown(p, uid, gid), ok),
       // fuse-native hands over milliseconds, and atime twice (its binding reads tv[0] for both):
