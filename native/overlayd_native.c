@@ -407,6 +407,46 @@ static napi_value js_ftruncate(napi_env env, napi_callback_info info) {
   return rc(env, ftruncate(arg_i32(&a, 0), arg_i64(&a, 1)));
 }
 
+/* nameToHandle(dirfd, name): Buffer of [handle_type u32 host-endian][f_handle bytes], for
+ * the kernel overlay's origin xattr. */
+static napi_value js_name_to_handle(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name);
+  union { struct file_handle fh; char buf[sizeof(struct file_handle) + MAX_HANDLE_SZ]; } h;
+  h.fh.handle_bytes = MAX_HANDLE_SZ;
+  int mount_id;
+  if (name_to_handle_at(dirfd, name, &h.fh, &mount_id, name[0] ? 0 : AT_EMPTY_PATH) < 0) return num(env, -errno);
+  napi_value out; void *data;
+  napi_create_buffer(env, 4 + h.fh.handle_bytes, &data, &out);
+  uint32_t type = (uint32_t)h.fh.handle_type;
+  memcpy(data, &type, 4);
+  memcpy((char *)data + 4, h.fh.f_handle, h.fh.handle_bytes);
+  return out;
+}
+
+/* The filesystem's uuid as the kernel knows it (sb->s_uuid), via FS_IOC_GETFSUUID (6.5+). */
+struct overlayd_fsuuid2 { uint8_t len; uint8_t uuid[16]; };
+#ifndef FS_IOC_GETFSUUID
+#define FS_IOC_GETFSUUID _IOR(0x15, 0, struct overlayd_fsuuid2)
+#endif
+static napi_value js_fs_uuid(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  char p[PATHBUF];
+  fdpath(p, sizeof p, arg_i32(&a, 0), "");
+  int fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return num(env, -errno);
+  struct overlayd_fsuuid2 u;
+  memset(&u, 0, sizeof u);
+  u.len = 16;
+  int r = ioctl(fd, FS_IOC_GETFSUUID, &u);
+  int e = errno;
+  close(fd);
+  if (r < 0) return num(env, -e);
+  napi_value out;
+  napi_create_buffer_copy(env, 16, u.uuid, NULL, &out);
+  return out;
+}
+
 static napi_value js_umask(napi_env env, napi_callback_info info) {
   ARGS(1);
   return num(env, umask((mode_t)arg_i32(&a, 0)));
@@ -427,7 +467,8 @@ static napi_value init(napi_env env, napi_value exports) {
     {"getxattr", js_getxattr}, {"listxattr", js_listxattr}, {"setxattr", js_setxattr},
     {"removexattr", js_removexattr}, {"fstatfs", js_fstatfs}, {"copyFileRange", js_copy_file_range},
     {"ficlone", js_ficlone}, {"lseek", js_lseek}, {"fallocate", js_fallocate}, {"umount2", js_umount2},
-    {"fsync", js_fsync}, {"ftruncate", js_ftruncate}, {"umask", js_umask},
+    {"fsync", js_fsync}, {"ftruncate", js_ftruncate},
+    {"nameToHandle", js_name_to_handle}, {"fsUuid", js_fs_uuid}, {"umask", js_umask},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

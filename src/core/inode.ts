@@ -1,18 +1,49 @@
 // Inode numbers the merged view reports: stable for a path, never shared by two files.
 // On one filesystem the real inode numbers already are (the kernel's "same fs" case); across
 // filesystems the layer's filesystem index goes into the high bits, like the kernel's xino.
-import type { LayerStack } from './layers';
+import { sys } from '../host/native';
+import type { Stat } from '../host/stat';
+import type { Layer, LayerStack } from './layers';
+import { decodeOriginIno, layerUuid, originXattr } from './origin';
 
 const XINO_SHIFT = 56n;
 const LOW_MASK = (1n << XINO_SHIFT) - 1n;
 
+const ORIGIN_CACHE = 16384;
+
 export class InodeNumbers {
   private readonly fsIndex = new Map<number, bigint>();
   private readonly single: boolean;
+  private readonly lowers: Layer[];
+  private readonly originName: string;
+  /** Upper object (dev:ino:ctime, so a recycled inode number misses) → reported number. */
+  private readonly originCache = new Map<string, bigint>();
 
-  constructor(stack: LayerStack) {
+  constructor(stack: LayerStack, userxattr: boolean) {
     this.single = stack.singleDevice;
     for (const l of stack.layers) if (!this.fsIndex.has(l.dev)) this.fsIndex.set(l.dev, BigInt(this.fsIndex.size));
+    this.lowers = stack.layers.filter((l) => l !== stack.upper);
+    this.originName = originXattr(userxattr);
+  }
+
+  /**
+   * The number the merged view reports for an object: an upper object copied up from below
+   * keeps its origin's number, as the kernel reports it; anything else its own.
+   */
+  ofUpper(dirFd: number, name: string, st: Stat): bigint {
+    const key = `${st.dev}:${st.ino}:${st.ctime.sec}.${st.ctime.nsec}`;
+    const hit = this.originCache.get(key);
+    if (hit !== undefined) return hit;
+    let ino = this.of(st.dev, st.ino);
+    const fb = sys.getxattr(dirFd, name, this.originName);
+    if (typeof fb !== 'number') {
+      const o = decodeOriginIno(fb);
+      const lower = o && this.lowers.find((l) => layerUuid(l).equals(o.uuid));
+      if (o && lower) ino = this.of(lower.dev, o.ino);
+    }
+    if (this.originCache.size >= ORIGIN_CACHE) this.originCache.delete(this.originCache.keys().next().value as string);
+    this.originCache.set(key, ino);
+    return ino;
   }
 
   of(dev: number, ino: bigint): bigint {

@@ -48,7 +48,7 @@ export class Overlay {
     this.stack = stack ?? LayerStack.open(config);
     try {
       this.resolver = new Resolver(this.stack);
-      this.inodes = new InodeNumbers(this.stack);
+      this.inodes = new InodeNumbers(this.stack, config.userxattr);
       this.writer = this.stack.upper && !config.readonly ? new UpperWriter(this.stack, this.resolver, config, events) : undefined;
     } catch (err) {
       this.stack.close();
@@ -82,7 +82,8 @@ export class Overlay {
   attrOf(r: Resolved): Attr {
     const top = r.entries[0];
     const st = top.stat;
-    const attr: Attr = { ...st, ino: this.inodes.of(st.dev, st.ino) };
+    const ino = top.layer === this.stack.upper ? this.inodes.ofUpper(top.parentFd, top.name, st) : this.inodes.of(st.dev, st.ino);
+    const attr: Attr = { ...st, ino };
     // As the kernel: counting subdirectories of a merged directory is not worth it; nlink=1
     // tells find(1) and friends not to rely on it.
     if (isDir(st.mode) && r.entries.length > 1) attr.nlink = 1;
@@ -100,7 +101,8 @@ export class Overlay {
     for (const e of list) {
       const d = node.dirs[e.layer];
       const st = lstatAt(d.fd, e.name);
-      e.ino = typeof st === 'number' ? 0n : this.inodes.of(st.dev, st.ino);
+      if (typeof st === 'number') e.ino = 0n;
+      else e.ino = d.layer === this.stack.upper ? this.inodes.ofUpper(d.fd, e.name, st) : this.inodes.of(st.dev, st.ino);
     }
     return list;
   }
@@ -181,7 +183,8 @@ export class Overlay {
 
   /** Attributes through an open handle: right even after the name is gone. */
   fgetattr(id: number): Attr {
-    return this.attrOfFd(this.handle(id).fd);
+    const h = this.handle(id);
+    return this.attrOfFd(h.fd, h.writable);
   }
 
   mkdir(path: string, mode: number, caller: Caller): void {
@@ -214,9 +217,9 @@ export class Overlay {
   }
 
   /** Attributes of an object through an fd (also O_PATH), whatever its name now. */
-  attrOfFd(fd: number): Attr {
+  attrOfFd(fd: number, inUpper: boolean): Attr {
     const st = check(lstatAt(fd, ''), 'fstat');
-    return { ...st, ino: this.inodes.of(st.dev, st.ino) };
+    return { ...st, ino: inUpper ? this.inodes.ofUpper(fd, '', st) : this.inodes.of(st.dev, st.ino) };
   }
 
   rmdir(path: string): void {

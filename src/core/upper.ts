@@ -8,6 +8,7 @@ import type { DirNode } from './dircache';
 import { E, FsError, check, fail } from './errors';
 import type { Layer, LayerStack } from './layers';
 import { joinPath, splitPath, type Entry, type Resolved, type Resolver } from './lookup';
+import { encodeOrigin, originXattr } from './origin';
 import { WH_OPAQUE, WH_PREFIX, isPrivateXattr, isWhiteoutStat, opaqueXattr } from './whiteout';
 
 /** Things the daemon hides from the caller but an operator must hear about. */
@@ -73,7 +74,7 @@ export class UpperWriter {
         const [parentPath, name] = splitPath(path);
         const parentFd = this.upperDir(parentPath);
         const st = check(lstatAt(node.top.fd, ''), 'stat', path);
-        this.copyUpObject(node.top.fd, '', st, parentFd, name, false);
+        this.copyUpObject(node.top.layer, node.top.fd, '', st, parentFd, name, false);
       }
       this.resolver.cache.invalidateOne(path);
       node = this.resolver.dir(path);
@@ -94,7 +95,7 @@ export class UpperWriter {
     }
     const [parentPath, name] = splitPath(r.path);
     const parentFd = this.upperDir(parentPath);
-    this.copyUpObject(top.parentFd, top.name, top.stat, parentFd, name, withData);
+    this.copyUpObject(top.layer, top.parentFd, top.name, top.stat, parentFd, name, withData);
     return { layer: this.upper, parentFd, name, stat: check(lstatAt(parentFd, name), 'stat', r.path) };
   }
 
@@ -102,7 +103,7 @@ export class UpperWriter {
    * Builds a copy of (sFd, sName) in the work directory and renames it to `name` in
    * `parentFd` only once complete: a crash leaves the lower object or the whole copy.
    */
-  private copyUpObject(sFd: number, sName: string, st: Stat, parentFd: number, name: string, withData: boolean): void {
+  private copyUpObject(srcLayer: Layer, sFd: number, sName: string, st: Stat, parentFd: number, name: string, withData: boolean): void {
     const tmp = this.tempName();
     try {
       if (isReg(st.mode)) {
@@ -129,6 +130,8 @@ export class UpperWriter {
         check(sys.mknodat(this.workFd, tmp, st.mode, st.rdevMajor, st.rdevMinor), 'copy-up mknod', name);
       }
       copyXattrs(sFd, sName, this.workFd, tmp);
+      const origin = encodeOrigin(srcLayer, sFd, sName);
+      if (origin) check(sys.setxattr(this.workFd, tmp, originXattr(this.config.userxattr), origin, 0), 'copy-up origin', name);
       copyAttrs(st, this.workFd, tmp);
       check(sys.renameat2(this.workFd, tmp, parentFd, name, C.RENAME_NOREPLACE), 'copy-up rename', name);
       this.stats.copyUps++;

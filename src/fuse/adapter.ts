@@ -103,7 +103,7 @@ export class FuseNativeTransport {
 
   private hiddenAttr(p: string): Attr | undefined {
     const d = this.hidden.get(p);
-    return d && this.overlay.attrOfFd(d.fd);
+    return d && this.overlay.attrOfFd(d.fd, d.workName !== undefined);
   }
 
   private handlers(): Record<string, (...args: never[]) => void> {

@@ -39,6 +39,8 @@ export interface NativeAddon {
   umount2(target: string, flags: number): number;
   fsync(fd: number, datasync: number): number;
   ftruncate(fd: number, size: number): number;
+  nameToHandle(dirFd: number, name: string): Buffer | number;
+  fsUuid(fd: number): Buffer | number;
   umask(mask: number): number;
   constants: NativeConstants;
 }
