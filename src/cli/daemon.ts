@@ -26,6 +26,9 @@ const READY = 'ready\n';
 /** Mounts and serves until unmounted or signalled. Resolves with the exit code. */
 export async function serve(run: RunOptions): Promise<number> {
   const log = createLogger(run.logLevel, run.logFile);
+  // Modes arrive already masked by the caller's umask (the kernel applies it before FUSE sees
+  // the request); the daemon's own umask must not mask them a second time.
+  process.umask(0);
   let overlay: Overlay;
   const mountpoint = validateLayout(run.options.overlay, run.mountpoint);
   try {
