@@ -31,8 +31,22 @@ export class DirNode {
   }
 
   release(): void {
-    if (this.ownsFds) for (const d of this.dirs) sys.close(d.fd);
+    if (this.ownsFds) for (const d of this.dirs) closeLater(d.fd);
   }
+}
+
+/**
+ * Fds of dropped nodes are closed once the current operation has returned, never during it:
+ * an operation may still hold entries resolved through them (and a closed number could be
+ * reused by the next open). Core operations are synchronous, so a microtask is late enough.
+ */
+const doomed: number[] = [];
+function closeLater(fd: number): void {
+  if (doomed.length === 0) queueMicrotask(closeDoomed);
+  doomed.push(fd);
+}
+function closeDoomed(): void {
+  for (const fd of doomed.splice(0)) sys.close(fd);
 }
 
 export class DirCache {
