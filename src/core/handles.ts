@@ -3,12 +3,29 @@
 import { sys } from '../host/native';
 
 export class FileHandle {
+  /**
+   * Set on a read-only handle opened on a lower file: its merged inode number and the copy-up
+   * count then, so reads can follow the file once it is copied up (see Overlay.followCopyUp).
+   */
+  below?: { ino: bigint; copyUps: number };
+  /** fds replaced while a read may still be using them; closed with the handle. */
+  readonly retired: number[] = [];
+  /** Whether `fd` is an upper object (writers always are), for the inode number fstat reports. */
+  inUpper: boolean;
+
   constructor(
-    readonly fd: number,
+    public fd: number,
     /** Merged path at open time, for logs and fgetattr fallbacks. */
     public path: string,
     readonly writable: boolean,
-  ) {}
+  ) {
+    this.inUpper = writable;
+  }
+
+  closeFds(): void {
+    sys.close(this.fd);
+    for (const fd of this.retired) sys.close(fd);
+  }
 }
 
 export class HandleTable {
@@ -33,7 +50,7 @@ export class HandleTable {
     const h = this.handles.get(id);
     if (!h) return false;
     this.handles.delete(id);
-    sys.close(h.fd);
+    h.closeFds();
     return true;
   }
 
@@ -42,7 +59,7 @@ export class HandleTable {
   }
 
   closeAll(): void {
-    for (const h of this.handles.values()) sys.close(h.fd);
+    for (const h of this.handles.values()) h.closeFds();
     this.handles.clear();
   }
 }

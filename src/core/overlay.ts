@@ -9,7 +9,7 @@ import { InodeNumbers } from './inode';
 import { LayerStack } from './layers';
 import { Resolver, type Resolved } from './lookup';
 import { listMerged, type DirEntry } from './readdir';
-import { isPrivateXattr } from './whiteout';
+import { XattrNames } from './xattrs';
 import { FileHandle, HandleTable } from './handles';
 import { UpperWriter, type CoreEvents, type UpperStats } from './upper';
 import * as create from './create';
@@ -43,12 +43,15 @@ export class Overlay {
 
   readonly handles = new HandleTable();
   private readonly writer: UpperWriter | undefined;
+  /** The kernel's mapping of xattr names (private and escaped overlay.* names). */
+  private readonly xattrNames: XattrNames;
 
   constructor(readonly config: OverlayConfig, events: CoreEvents = silentEvents, stack?: LayerStack) {
     this.stack = stack ?? LayerStack.open(config);
     try {
       this.resolver = new Resolver(this.stack);
       this.inodes = new InodeNumbers(this.stack, config.userxattr);
+      this.xattrNames = new XattrNames(config.userxattr);
       this.writer = this.stack.upper && !config.readonly ? new UpperWriter(this.stack, this.resolver, config, events) : undefined;
     } catch (err) {
       this.stack.close();
@@ -124,16 +127,15 @@ export class Overlay {
    */
   open(path: string, flags: number): number {
     const writing = (flags & 3) !== C.O_RDONLY || (flags & C.O_TRUNC) !== 0;
-    let fd: number;
-    if (writing) {
-      fd = setattr.openWrite(this.w('open', path), path, flags);
-    } else {
-      const top = this.resolver.get(path).entries[0];
-      if (isDir(top.stat.mode)) fail(E.EISDIR, 'open', path);
-      const keep = flags & (C.O_NONBLOCK | fs.constants.O_NOATIME);
-      fd = check(sys.openat(top.parentFd, top.name, C.O_RDONLY | C.O_NOFOLLOW | keep, 0), 'open', path);
-    }
-    return this.handles.add(new FileHandle(fd, path, writing));
+    if (writing) return this.handles.add(new FileHandle(setattr.openWrite(this.w('open', path), path, flags), path, true));
+    const r = this.resolver.get(path);
+    const top = r.entries[0];
+    if (isDir(top.stat.mode)) fail(E.EISDIR, 'open', path);
+    const keep = flags & (C.O_NONBLOCK | fs.constants.O_NOATIME);
+    const h = new FileHandle(check(sys.openat(top.parentFd, top.name, C.O_RDONLY | C.O_NOFOLLOW | keep, 0), 'open', path), path, false);
+    h.inUpper = top.layer === this.stack.upper;
+    if (this.writer && !h.inUpper) h.below = { ino: this.attrOf(r).ino, copyUps: this.writer.stats.copyUps };
+    return this.handles.add(h);
   }
 
   /** Creates a regular file and opens it; returns a handle number. */
@@ -152,8 +154,35 @@ export class Overlay {
     if (!this.handles.release(id)) fail(E.EBADF, 'release', String(id));
   }
 
+  /**
+   * A read-only handle opened on a lower file follows the file once it is copied up, as the
+   * kernel's stacked file does (ovl_real_fdget reopens the upper file): readers then see what
+   * writers wrote through other handles. Matched by the merged inode number, which copy-up keeps.
+   */
+  private followCopyUp(h: FileHandle): void {
+    const below = h.below;
+    if (!below || !this.writer || below.copyUps === this.writer.stats.copyUps) return;
+    below.copyUps = this.writer.stats.copyUps;
+    let r: Resolved | undefined;
+    try {
+      r = this.resolver.resolve(h.path);
+    } catch {
+      return; // the path is gone (renamed, removed): keep reading what was opened
+    }
+    const top = r?.entries[0];
+    if (!r || !top || top.layer !== this.stack.upper || this.attrOf(r).ino !== below.ino) return;
+    const fd = sys.openat(top.parentFd, top.name, C.O_RDONLY | C.O_NOFOLLOW, 0);
+    if (fd < 0) return;
+    // A read on the old fd may still be in flight on the thread pool: close it with the handle.
+    h.retired.push(h.fd);
+    h.fd = fd;
+    h.inUpper = true;
+    h.below = undefined;
+  }
+
   read(id: number, buf: Buffer, len: number, pos: number): Promise<number> {
     const h = this.handle(id);
+    this.followCopyUp(h);
     return new Promise((resolve, reject) => {
       fs.read(h.fd, buf, 0, len, pos, (err, n) => (err ? reject(err) : resolve(n)));
     });
@@ -165,6 +194,22 @@ export class Overlay {
     return new Promise((resolve, reject) => {
       fs.write(h.fd, buf, 0, len, pos, (err, n) => (err ? reject(err) : resolve(n)));
     });
+  }
+
+  /**
+   * read and write on the calling thread. For a transport whose requests already wait on this
+   * thread (fuse-native), a thread-pool hop only adds two thread wake-ups to every call.
+   */
+  readSync(id: number, buf: Buffer, len: number, pos: number): number {
+    const h = this.handle(id);
+    this.followCopyUp(h);
+    return fs.readSync(h.fd, buf, 0, len, pos);
+  }
+
+  writeSync(id: number, buf: Buffer, len: number, pos: number): number {
+    const h = this.handle(id);
+    if (!h.writable) fail(E.EBADF, 'write', h.path);
+    return fs.writeSync(h.fd, buf, 0, len, pos);
   }
 
   fsync(id: number, datasync: boolean): void {
@@ -184,7 +229,8 @@ export class Overlay {
   /** Attributes through an open handle: right even after the name is gone. */
   fgetattr(id: number): Attr {
     const h = this.handle(id);
-    return this.attrOfFd(h.fd, h.writable);
+    this.followCopyUp(h);
+    return this.attrOfFd(h.fd, h.inUpper);
   }
 
   mkdir(path: string, mode: number, caller: Caller): void {
@@ -247,11 +293,11 @@ export class Overlay {
   }
 
   setxattr(path: string, name: string, value: Buffer, flags: number): void {
-    setattr.setxattr(this.w('setxattr', path), path, name, value, flags);
+    setattr.setxattr(this.w('setxattr', path), path, this.xattrNames.toDisk(name), value, flags);
   }
 
   removexattr(path: string, name: string): void {
-    setattr.removexattr(this.w('removexattr', path), path, name);
+    setattr.removexattr(this.w('removexattr', path), path, this.xattrNames.toDisk(name));
   }
 
   statfs(): StatFs {
@@ -260,15 +306,20 @@ export class Overlay {
     return { bsize: o[0], frsize: o[1], blocks: o[2], bfree: o[3], bavail: o[4], files: o[5], ffree: o[6], namemax: o[7] };
   }
 
+  /** The overlay's own xattrs read as absent (ENODATA); escaped ones under the caller's name. */
   getxattr(path: string, name: string): Buffer {
-    if (isPrivateXattr(name)) fail(E.ENODATA, 'getxattr', path);
     const top = this.resolver.get(path).entries[0];
-    return check(sys.getxattr(top.parentFd, top.name, name), 'getxattr', path);
+    return check(sys.getxattr(top.parentFd, top.name, this.xattrNames.toDisk(name)), 'getxattr', path);
   }
 
   listxattr(path: string): string[] {
     const top = this.resolver.get(path).entries[0];
-    return check(sys.listxattr(top.parentFd, top.name), 'listxattr', path).filter((n) => !isPrivateXattr(n));
+    const out: string[] = [];
+    for (const n of check(sys.listxattr(top.parentFd, top.name), 'listxattr', path)) {
+      const shown = this.xattrNames.fromDisk(n);
+      if (shown !== undefined) out.push(shown);
+    }
+    return out;
   }
 
   /** access(2) beyond what default_permissions already checks: existence and read-only layers. */

@@ -5,7 +5,6 @@ import { isDir, isLnk, type Timespec } from '../host/stat';
 import type { WriteContext } from './create';
 import { E, check, fail } from './errors';
 import type { Entry } from './lookup';
-import { isPrivateXattr } from './whiteout';
 
 /** The object at `path`, in upper: copied up first when it lives below. */
 function upperEntry(ctx: WriteContext, path: string, withData = true): Entry {
@@ -41,14 +40,13 @@ export function truncate(ctx: WriteContext, path: string, size: number): void {
   }
 }
 
+/** `name` as stored on disk: the caller maps overlay.* names first (see XattrNames). */
 export function setxattr(ctx: WriteContext, path: string, name: string, value: Buffer, flags: number): void {
-  if (isPrivateXattr(name)) fail(E.EPERM, 'setxattr', path);
   const e = upperEntry(ctx, path);
   check(sys.setxattr(e.parentFd, e.name, name, value, flags), 'setxattr', path);
 }
 
 export function removexattr(ctx: WriteContext, path: string, name: string): void {
-  if (isPrivateXattr(name)) fail(E.EPERM, 'removexattr', path);
   const r = ctx.resolver.get(path);
   // Removing what is not there changes nothing, so it copies nothing up.
   const top = r.entries[0];

@@ -9,7 +9,8 @@ import { E, FsError, check, fail } from './errors';
 import type { Layer, LayerStack } from './layers';
 import { joinPath, splitPath, type Entry, type Resolved, type Resolver } from './lookup';
 import { encodeOrigin, originXattr } from './origin';
-import { WH_OPAQUE, WH_PREFIX, isPrivateXattr, isWhiteoutStat, opaqueXattr } from './whiteout';
+import { WH_OPAQUE, WH_PREFIX, isWhiteoutStat, opaqueXattr } from './whiteout';
+import { XattrNames } from './xattrs';
 
 /** Things the daemon hides from the caller but an operator must hear about. */
 export interface CoreEvents {
@@ -33,6 +34,7 @@ export class UpperWriter {
   private tmpSeq = 0;
   private whiteoutFiles = false;
   readonly stats: UpperStats = { copyUps: 0, bytesCopiedUp: 0, whiteouts: 0 };
+  private readonly xattrNames: XattrNames;
 
   constructor(
     stack: LayerStack,
@@ -42,6 +44,7 @@ export class UpperWriter {
   ) {
     if (!stack.upper || !stack.work) throw new FsError(E.EROFS, 'mount', 'no upper layer');
     this.upper = stack.upper;
+    this.xattrNames = new XattrNames(config.userxattr);
     this.workFd = prepareWorkDir(stack.work.fd, events);
   }
 
@@ -95,7 +98,10 @@ export class UpperWriter {
     }
     const [parentPath, name] = splitPath(r.path);
     const parentFd = this.upperDir(parentPath);
-    this.copyUpObject(top.layer, top.parentFd, top.name, top.stat, parentFd, name, withData);
+    // Copying the parent up replaced its cached node and closed the fds `r` was resolved
+    // through (and an fd number may already be reused): name the source afresh.
+    const src = this.resolver.get(r.path).entries[0];
+    this.copyUpObject(src.layer, src.parentFd, src.name, src.stat, parentFd, name, withData);
     return { layer: this.upper, parentFd, name, stat: check(lstatAt(parentFd, name), 'stat', r.path) };
   }
 
@@ -129,11 +135,15 @@ export class UpperWriter {
       } else {
         check(sys.mknodat(this.workFd, tmp, st.mode, st.rdevMajor, st.rdevMinor), 'copy-up mknod', name);
       }
-      copyXattrs(sFd, sName, this.workFd, tmp);
+      copyXattrs(sFd, sName, this.workFd, tmp, this.xattrNames);
       const origin = encodeOrigin(srcLayer, sFd, sName);
       if (origin) check(sys.setxattr(this.workFd, tmp, originXattr(this.config.userxattr), origin, 0), 'copy-up origin', name);
       copyAttrs(st, this.workFd, tmp);
+      // Linking the copy in is no change the caller made to the parent: keep its times, as the
+      // kernel does (ovl_set_timestamps(upperdir, &c->pstat) after the link).
+      const pst = check(lstatAt(parentFd, ''), 'copy-up stat parent', name);
       check(sys.renameat2(this.workFd, tmp, parentFd, name, C.RENAME_NOREPLACE), 'copy-up rename', name);
+      check(sys.utimensat(parentFd, '', pst.atime.sec, pst.atime.nsec, pst.mtime.sec, pst.mtime.nsec), 'copy-up parent times', name);
       this.stats.copyUps++;
     } catch (err) {
       removeTree(this.workFd, tmp);
@@ -275,15 +285,23 @@ export function copyData(input: number, output: number, size: number): number {
   return copied;
 }
 
-/** All xattrs but the overlay's own (a copy must not inherit a lower layer's opaque mark). */
-export function copyXattrs(srcFd: number, srcName: string, dstFd: number, dstName: string): void {
+const OPAQUE_TRUSTED = opaqueXattr(false);
+const OPAQUE_USER = opaqueXattr(true);
+
+/**
+ * All xattrs but the overlay's own (a copy must not inherit a lower layer's opaque mark);
+ * escaped overlay.* names and the other namespace's are ordinary xattrs and copied, as the kernel does.
+ */
+export function copyXattrs(srcFd: number, srcName: string, dstFd: number, dstName: string, xnames: XattrNames): void {
   const names = sys.listxattr(srcFd, srcName);
   if (typeof names === 'number') {
     if (names === -E.ENOTSUP) return;
     fail(-names, 'listxattr', srcName);
   }
   for (const x of names) {
-    if (isPrivateXattr(x)) continue;
+    // The other namespace's opaque mark is skipped too: lookup honours both, and on a copy in
+    // upper it would hide the very layer it came from.
+    if (xnames.isPrivate(x) || x === OPAQUE_TRUSTED || x === OPAQUE_USER) continue;
     const v = sys.getxattr(srcFd, srcName, x);
     if (typeof v === 'number') {
       if (v === -E.ENODATA) continue;

@@ -1,0 +1,55 @@
+// Driving the core directly on real temporary layer dirs (unit tests): build the layers,
+// open `new Overlay(cfg)`, and remove everything again when the test ends.
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import type { OverlayConfig } from '../../src/core/config';
+import { Overlay } from '../../src/core/overlay';
+import { build, tmpdir, type Tree } from './tree';
+
+export interface CoreStack {
+  ov: Overlay;
+  base: string;
+  /** Lower dirs, top first. */
+  lowers: string[];
+  upper?: string;
+  work?: string;
+  cfg: OverlayConfig;
+}
+
+export interface StackOptions {
+  /** Tree of the upper layer; `false` for a read-only mount without upper. Default: empty upper. */
+  upper?: Tree | false;
+  userxattr?: boolean;
+  readonly?: boolean;
+}
+
+/**
+ * Lower layers from `lowers` (top first) and an upper layer, opened as one Overlay.
+ * Pass `t` (anything with teardown) to close the overlay and delete the dirs afterwards.
+ */
+export function coreStack(lowers: Tree[], opts: StackOptions = {}, t?: { teardown(fn: () => void): void }): CoreStack {
+  const base = tmpdir('overlayd-unit-');
+  const lowerdirs = lowers.map((tree, i) => {
+    const d = path.join(base, `l${i}`);
+    build(d, tree);
+    return d;
+  });
+  const cfg: OverlayConfig = { lowerdirs, userxattr: opts.userxattr ?? false, volatile: false, readonly: opts.readonly ?? false };
+  if (opts.upper !== false) {
+    cfg.upperdir = path.join(base, 'u');
+    cfg.workdir = path.join(base, 'w');
+    build(cfg.upperdir, opts.upper ?? {});
+    build(cfg.workdir, {});
+  }
+  const ov = new Overlay(cfg);
+  if (t) t.teardown(() => { ov.close(); removeTree(base); });
+  return { ov, base, lowers: lowerdirs, upper: cfg.upperdir, work: cfg.workdir, cfg };
+}
+
+/**
+ * rm -rf that never crosses into another filesystem (a mount left under it) and copes with
+ * trees deeper than PATH_MAX, which fs.rmSync does not.
+ */
+export function removeTree(p: string): void {
+  spawnSync('rm', ['-rf', '--one-file-system', '--', p]);
+}
