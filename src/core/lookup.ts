@@ -70,6 +70,8 @@ export function lookupIn(parent: DirNode, name: string): Omit<Resolved, 'path'> 
     entries.push({ layer: d.layer, parentFd: d.fd, name, stat: st });
     if (!dir) break;
     if (isOpaqueDir(d.fd, name) || hasOpaqueMarker(d.fd, name)) { opaque = true; break; }
+    // OCI: a `.wh.name` beside the directory removed the name below; this one starts afresh.
+    if (hasWhiteoutFile(d.fd, name)) { opaque = true; break; }
   }
   if (entries.length === 0) return undefined;
   return { name, parent, entries, opaque };

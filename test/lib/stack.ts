@@ -1,6 +1,7 @@
 // Driving the core directly on real temporary layer dirs (unit tests): build the layers,
 // open `new Overlay(cfg)`, and remove everything again when the test ends.
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import type { OverlayConfig } from '../../src/core/config';
 import { Overlay } from '../../src/core/overlay';
@@ -21,6 +22,8 @@ export interface StackOptions {
   upper?: Tree | false;
   userxattr?: boolean;
   readonly?: boolean;
+  /** Build under /dev/shm (tmpfs, when it is there): for big trees, no disk I/O. */
+  memory?: boolean;
 }
 
 /**
@@ -28,7 +31,7 @@ export interface StackOptions {
  * Pass `t` (anything with teardown) to close the overlay and delete the dirs afterwards.
  */
 export function coreStack(lowers: Tree[], opts: StackOptions = {}, t?: { teardown(fn: () => void): void }): CoreStack {
-  const base = tmpdir('overlayd-unit-');
+  const base = opts.memory && fs.existsSync('/dev/shm') ? fs.mkdtempSync('/dev/shm/overlayd-unit-') : tmpdir('overlayd-unit-');
   const lowerdirs = lowers.map((tree, i) => {
     const d = path.join(base, `l${i}`);
     build(d, tree);
