@@ -369,7 +369,23 @@ static napi_value js_copy_file_range(napi_env env, napi_callback_info info) {
   ARGS(5);
   int in = arg_i32(&a, 0); loff_t oi = arg_i64(&a, 1); int out = arg_i32(&a, 2); loff_t oo = arg_i64(&a, 3);
   size_t len = (size_t)arg_i64(&a, 4);
-  return rc(env, copy_file_range(in, &oi, out, &oo, len, 0));
+  ssize_t n = copy_file_range(in, &oi, out, &oo, len, 0);
+  if (n >= 0 || (errno != EXDEV && errno != EINVAL && errno != EOPNOTSUPP && errno != ENOSYS)) return rc(env, n);
+  /* Layers on different filesystems (or one without copy_file_range): copy through a buffer,
+   * here rather than in JS, one chunk per call. */
+  size_t cap = len < (1u << 20) ? len : (1u << 20);
+  char *buf = malloc(cap ? cap : 1);
+  if (!buf) return num(env, -ENOMEM);
+  ssize_t r = pread(in, buf, cap, oi);
+  ssize_t done = 0;
+  while (r > 0 && done < r) {
+    ssize_t w = pwrite(out, buf + done, (size_t)(r - done), oo + done);
+    if (w < 0) { r = -1; break; }
+    done += w;
+  }
+  int e = errno;
+  free(buf);
+  return r < 0 ? num(env, -e) : num(env, (double)done);
 }
 
 /* ficlone(destFd, srcFd): whole-file reflink where the filesystem offers it */

@@ -34,9 +34,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# `setup.sh deps` stops here: Dockerfile.test caches the packages in a layer of their own.
+if [ "${1:-}" = deps ]; then exit 0; fi
+
 # Native addon: rebuild when its source is newer than the built module.
 addon=native/build/Release/overlayd_native.node
-if [ ! -f "$addon" ] || [ native/overlayd_native.c -nt "$addon" ] || [ native/binding.gyp -nt "$addon" ]; then
+if [ ! -f "$addon" ] || [ ! -f native/build/Release/overlayd_fuse.node ] || [ -n "$(find native -maxdepth 1 \( -name '*.c' -o -name binding.gyp \) -newer "$addon" -print -quit)" ]; then
   log "building native addon"
   npx --no-install node-gyp rebuild --directory native --loglevel=error >&2
 fi
