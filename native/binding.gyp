@@ -4,6 +4,11 @@
       "target_name": "overlayd_native",
       "sources": ["overlayd_native.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-D_GNU_SOURCE"]
+    },
+    {
+      "target_name": "overlayd_fuse",
+      "sources": ["overlayd_fuse.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-D_GNU_SOURCE"]
     }
   ]
 }

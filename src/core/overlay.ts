@@ -23,6 +23,12 @@ import type { Timespec } from '../host/stat';
 export interface Attr extends Stat {
   /** The inode number reported through the mount (see InodeNumbers). */
   ino: bigint;
+  /**
+   * The real object behind it, for transports that tell objects apart (src/fuse-kernel): its
+   * host inode number (dev is the host's), and whether it lies in the upper layer.
+   */
+  realIno?: bigint;
+  inUpper?: boolean;
 }
 
 export interface StatFs {
@@ -86,7 +92,7 @@ export class Overlay {
     const top = r.entries[0];
     const st = top.stat;
     const ino = top.layer === this.stack.upper ? this.inodes.ofUpper(top.parentFd, top.name, st) : this.inodes.of(st.dev, st.ino);
-    const attr: Attr = { ...st, ino };
+    const attr: Attr = { ...st, ino, realIno: st.ino, inUpper: top.layer === this.stack.upper };
     // As the kernel: counting subdirectories of a merged directory is not worth it; nlink=1
     // tells find(1) and friends not to rely on it.
     if (isDir(st.mode) && r.entries.length > 1) attr.nlink = 1;
@@ -101,11 +107,19 @@ export class Overlay {
     const node = this.resolver.dir(path);
     const list = listMerged(node) as MergedDirEntry[];
     // d_ino: cheap for single-layer entries, which is what readdir callers mostly see.
+    // A layer that cannot change (see DirNode.fixedInos) keeps its entries' numbers from the
+    // second listing on.
+    const keep = node.listings > 1;
     for (const e of list) {
       const d = node.dirs[e.layer];
+      const upper = d.layer === this.stack.upper;
+      const known = keep && !d.layer.writable ? ((node.fixedInos ??= [])[e.layer] ??= new Map<string, bigint>()) : undefined;
+      const ino = known?.get(e.name);
+      if (ino !== undefined) { e.ino = ino; continue; }
       const st = lstatAt(d.fd, e.name);
       if (typeof st === 'number') e.ino = 0n;
-      else e.ino = d.layer === this.stack.upper ? this.inodes.ofUpper(d.fd, e.name, st) : this.inodes.of(st.dev, st.ino);
+      else e.ino = upper ? this.inodes.ofUpper(d.fd, e.name, st) : this.inodes.of(st.dev, st.ino);
+      if (known && typeof st !== 'number') known.set(e.name, e.ino);
     }
     return list;
   }
@@ -178,6 +192,13 @@ export class Overlay {
     h.fd = fd;
     h.inUpper = true;
     h.below = undefined;
+  }
+
+  /** The fd a handle reads from now (after following a copy-up), for a transport's own reads. */
+  readFd(id: number): number {
+    const h = this.handle(id);
+    this.followCopyUp(h);
+    return h.fd;
   }
 
   read(id: number, buf: Buffer, len: number, pos: number): Promise<number> {
@@ -265,7 +286,7 @@ export class Overlay {
   /** Attributes of an object through an fd (also O_PATH), whatever its name now. */
   attrOfFd(fd: number, inUpper: boolean): Attr {
     const st = check(lstatAt(fd, ''), 'fstat');
-    return { ...st, ino: inUpper ? this.inodes.ofUpper(fd, '', st) : this.inodes.of(st.dev, st.ino) };
+    return { ...st, ino: inUpper ? this.inodes.ofUpper(fd, '', st) : this.inodes.of(st.dev, st.ino), realIno: st.ino, inUpper };
   }
 
   rmdir(path: string): void {

@@ -53,3 +53,43 @@ function load(): NativeAddon {
 
 export const sys: NativeAddon = load();
 export const C: NativeConstants = sys.constants;
+
+/** native/overlayd_fuse.c: /dev/fuse access for the kernel transport (src/fuse-kernel). */
+export interface FuseDeviceConstants {
+  MS_RDONLY: number; MS_NOSUID: number; MS_NODEV: number; MS_NOEXEC: number; MS_NOATIME: number;
+  MS_SYNCHRONOUS: number; MS_DIRSYNC: number; EAGAIN: number; ENODEV: number;
+  FUSE_KERNEL_VERSION: number; HEADER_MINOR_VERSION: number;
+}
+
+/** An active uv_poll on the device; only pollStop looks inside. */
+export type FusePollHandle = { readonly __fusePoll: unique symbol };
+
+export interface FuseDeviceAddon {
+  /** /dev/fuse opened O_RDWR|O_NONBLOCK|O_CLOEXEC. */
+  openDevice(): number;
+  mount(source: string, target: string, fstype: string, flags: number, data: string): number;
+  /** One whole request into buf, or -EAGAIN when none waits. */
+  read(fd: number, buf: Uint8Array, len: number): number;
+  write(fd: number, buf: Uint8Array, len: number): number;
+  /** pread into buf[off..] from the page cache only (RWF_NOWAIT): -EAGAIN or short where it would wait for the disk. */
+  preadNowait(fd: number, buf: Uint8Array, off: number, len: number, pos: number): number;
+  /** FUSE_DEV_IOC_BACKING_OPEN: a backing id for FOPEN_PASSTHROUGH. */
+  backingOpen(devFd: number, fd: number): number;
+  backingClose(devFd: number, backingId: number): number;
+  /** Calls back on the JS thread with events: 1 readable, 2 error or hang-up. A number is -errno. */
+  poll(fd: number, cb: (events: number) => void): FusePollHandle | number;
+  pollStop(handle: FusePollHandle): number;
+  constants: FuseDeviceConstants;
+}
+
+let fuseDev: FuseDeviceAddon | undefined;
+
+/** Loaded on first use, so the fuse-native transport runs without it. */
+export function fuseDevice(): FuseDeviceAddon {
+  if (!fuseDev) {
+    const built = path.join(__dirname, '..', '..', 'native', 'build', 'Release', 'overlayd_fuse.node');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    fuseDev = require(built) as FuseDeviceAddon;
+  }
+  return fuseDev;
+}

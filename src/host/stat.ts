@@ -39,7 +39,7 @@ const buf = new Float64Array(C.STAT_FIELDS);
 function fromBuffer(o: Float64Array): Stat {
   return {
     dev: o[0],
-    ino: (BigInt(o[1]) << 32n) | BigInt(o[2]),
+    ino: o[1] === 0 ? BigInt(o[2]) : (BigInt(o[1]) << 32n) | BigInt(o[2]), // one BigInt where it fits 32 bits
     mode: o[3], nlink: o[4], uid: o[5], gid: o[6], rdevMajor: o[7], rdevMinor: o[8],
     size: o[9], blksize: o[10], blocks: o[11],
     atime: { sec: o[12], nsec: o[13] },

@@ -49,8 +49,26 @@ export interface Mounted {
   unmount(): Promise<void>;
 }
 
-/** Starts `overlayd mount -f` as a child process and resolves once the mount serves. */
-export async function mountOverlayd(l: Layout, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Mounted> {
+/** How overlayd speaks FUSE (its -o transport=). */
+export type TransportName = 'fuse-native' | 'kernel';
+
+/**
+ * The transport tests mount overlayd with unless they say: env OVERLAYD_TRANSPORT, else the
+ * daemon's default. `OVERLAYD_TRANSPORT=kernel tap test/integration` runs the suite on it.
+ */
+export const TRANSPORT: TransportName | undefined = ((): TransportName | undefined => {
+  const t = process.env.OVERLAYD_TRANSPORT;
+  if (t === undefined || t === '') return undefined;
+  if (t !== 'fuse-native' && t !== 'kernel') throw new Error(`OVERLAYD_TRANSPORT=${t}: not a transport (fuse-native, kernel)`);
+  return t;
+})();
+
+/**
+ * Starts `overlayd mount -f` as a child process and resolves once the mount serves. `transport`
+ * (default TRANSPORT) is added as -o transport= unless `extra` already names one.
+ */
+export async function mountOverlayd(l: Layout, extra: string[] = [], env: NodeJS.ProcessEnv = {}, transport: TransportName | undefined = TRANSPORT): Promise<Mounted> {
+  if (transport !== undefined && !extra.some((o) => o.startsWith('transport='))) extra = [...extra, `transport=${transport}`];
   const daemon = spawn(process.execPath, [BIN, 'mount', '-f', '-o', optionString(l, extra), l.merged], {
     stdio: ['ignore', 'inherit', 'pipe'],
     env: { ...process.env, ...env },

@@ -1,0 +1,295 @@
+/*
+ * overlayd_fuse: the few pieces of the FUSE kernel transport that JavaScript cannot do itself.
+ *
+ * - open /dev/fuse and mount(2) it (fstype fuse.overlayd);
+ * - watch the device on the libuv loop (uv_poll) and call back into JS when requests wait, so
+ *   JS reads them with non-blocking read(2) on its own thread: no reader threads, no handoff;
+ * - read/write whole requests and replies with one syscall each;
+ * - the passthrough ioctls FUSE_DEV_IOC_BACKING_OPEN/CLOSE.
+ *
+ * Protocol parsing and serialising live in TypeScript (src/fuse-kernel). Every function returns
+ * >= 0 on success and -errno on failure, as in overlayd_native.c.
+ */
+#include <node_api.h>
+#include <uv.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/uio.h>
+#include <linux/fuse.h>
+
+/*
+ * Debian 12's <linux/fuse.h> is protocol 7.38; passthrough came in 7.40. These are the kernel
+ * ABI (include/uapi/linux/fuse.h), defined here only where the header lacks them.
+ */
+#ifndef FUSE_DEV_IOC_BACKING_OPEN
+struct fuse_backing_map {
+  int32_t fd;
+  uint32_t flags;
+  uint64_t padding;
+};
+#define FUSE_DEV_IOC_BACKING_OPEN _IOW(FUSE_DEV_IOC_MAGIC, 1, struct fuse_backing_map)
+#define FUSE_DEV_IOC_BACKING_CLOSE _IOW(FUSE_DEV_IOC_MAGIC, 2, uint32_t)
+#endif
+
+#define MAXARGS 6
+
+typedef struct { napi_env env; size_t argc; napi_value argv[MAXARGS]; } args_t;
+
+static int get_args(napi_env env, napi_callback_info info, args_t *a, size_t want) {
+  a->env = env;
+  a->argc = MAXARGS;
+  if (napi_get_cb_info(env, info, &a->argc, a->argv, NULL, NULL) != napi_ok) return -1;
+  if (a->argc < want) { napi_throw_type_error(env, NULL, "overlayd_fuse: too few arguments"); return -1; }
+  return 0;
+}
+
+#define ARGS(n) args_t a; if (get_args(env, info, &a, n)) return NULL
+
+static int32_t arg_i32(args_t *a, size_t i) {
+  int32_t v = 0;
+  if (napi_get_value_int32(a->env, a->argv[i], &v) != napi_ok) napi_throw_type_error(a->env, NULL, "overlayd_fuse: expected integer");
+  return v;
+}
+
+static napi_value num(napi_env env, double v) {
+  napi_value r;
+  napi_create_double(env, v, &r);
+  return r;
+}
+
+static napi_value rc(napi_env env, long r) { return num(env, r < 0 ? -errno : (double)r); }
+
+/* A JS string argument as a malloc'd C string (NULL with an exception pending). */
+static char *arg_str(args_t *a, size_t i) {
+  size_t len = 0;
+  if (napi_get_value_string_utf8(a->env, a->argv[i], NULL, 0, &len) != napi_ok) {
+    napi_throw_type_error(a->env, NULL, "overlayd_fuse: expected string");
+    return NULL;
+  }
+  char *s = malloc(len + 1);
+  if (!s) { napi_throw_error(a->env, NULL, "overlayd_fuse: out of memory"); return NULL; }
+  napi_get_value_string_utf8(a->env, a->argv[i], s, len + 1, &len);
+  return s;
+}
+
+/* Bytes of a Buffer / Uint8Array argument. */
+static uint8_t *arg_bytes(args_t *a, size_t i, size_t *len) {
+  napi_typedarray_type t; void *data; napi_value ab; size_t off;
+  if (napi_get_typedarray_info(a->env, a->argv[i], &t, len, &data, &ab, &off) != napi_ok || t != napi_uint8_array) {
+    napi_throw_type_error(a->env, NULL, "overlayd_fuse: expected Uint8Array");
+    return NULL;
+  }
+  return data;
+}
+
+/* openDevice(): /dev/fuse, non-blocking, close-on-exec. */
+static napi_value js_open_device(napi_env env, napi_callback_info info) {
+  (void)info;
+  return rc(env, open("/dev/fuse", O_RDWR | O_CLOEXEC | O_NONBLOCK));
+}
+
+/* mount(source, target, fstype, flags, data) */
+static napi_value js_mount(napi_env env, napi_callback_info info) {
+  ARGS(5);
+  char *src = arg_str(&a, 0), *target = NULL, *type = NULL, *data = NULL;
+  if (src) target = arg_str(&a, 1);
+  if (target) type = arg_str(&a, 2);
+  int32_t flags = type ? arg_i32(&a, 3) : 0;
+  if (type) data = arg_str(&a, 4);
+  napi_value res = NULL;
+  if (data) res = rc(env, mount(src, target, type, (unsigned long)(uint32_t)flags, data));
+  free(src); free(target); free(type); free(data);
+  return res;
+}
+
+/* read(fd, buf, len): one whole request, or -EAGAIN when none waits. */
+static napi_value js_read(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int fd = arg_i32(&a, 0);
+  size_t cap;
+  uint8_t *buf = arg_bytes(&a, 1, &cap);
+  if (!buf) return NULL;
+  size_t len = (size_t)arg_i32(&a, 2);
+  if (len > cap) len = cap;
+  ssize_t n;
+  do { n = read(fd, buf, len); } while (n < 0 && errno == EINTR);
+  return rc(env, n);
+}
+
+/* write(fd, buf, len): one whole reply or notification. */
+static napi_value js_write(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int fd = arg_i32(&a, 0);
+  size_t cap;
+  uint8_t *buf = arg_bytes(&a, 1, &cap);
+  if (!buf) return NULL;
+  size_t len = (size_t)arg_i32(&a, 2);
+  if (len > cap) len = cap;
+  ssize_t n;
+  do { n = write(fd, buf, len); } while (n < 0 && errno == EINTR);
+  return rc(env, n);
+}
+
+/*
+ * preadNowait(fd, buf, off, len, pos): pread into buf[off..] only from the page cache
+ * (RWF_NOWAIT): -EAGAIN, or a short count, where the disk would have to be waited for.
+ */
+static napi_value js_pread_nowait(napi_env env, napi_callback_info info) {
+  ARGS(5);
+  int fd = arg_i32(&a, 0);
+  size_t cap;
+  uint8_t *buf = arg_bytes(&a, 1, &cap);
+  if (!buf) return NULL;
+  size_t off = (size_t)arg_i32(&a, 2);
+  size_t len = (size_t)arg_i32(&a, 3);
+  int64_t pos = 0;
+  napi_get_value_int64(env, a.argv[4], &pos);
+  if (off > cap) off = cap;
+  if (len > cap - off) len = cap - off;
+  struct iovec iov = { buf + off, len };
+  ssize_t n;
+  do { n = preadv2(fd, &iov, 1, pos, RWF_NOWAIT); } while (n < 0 && errno == EINTR);
+  return rc(env, n);
+}
+
+/* backingOpen(devFd, fd): a backing id for FOPEN_PASSTHROUGH, or -errno. */
+static napi_value js_backing_open(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int dev = arg_i32(&a, 0);
+  struct fuse_backing_map map;
+  memset(&map, 0, sizeof map);
+  map.fd = arg_i32(&a, 1);
+  return rc(env, ioctl(dev, FUSE_DEV_IOC_BACKING_OPEN, &map));
+}
+
+static napi_value js_backing_close(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int dev = arg_i32(&a, 0);
+  uint32_t id = (uint32_t)arg_i32(&a, 1);
+  return rc(env, ioctl(dev, FUSE_DEV_IOC_BACKING_CLOSE, &id));
+}
+
+/*
+ * poll(fd, callback): calls callback(events) on the JS thread whenever the device is readable
+ * (events & 1) or broken (events & 2: unmounted, aborted). Returns a handle for pollStop.
+ */
+typedef struct {
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref cb;
+  napi_async_context ctx;
+  int active;
+} poller_t;
+
+static void poll_closed(uv_handle_t *h) {
+  free(h->data);
+}
+
+static void poll_cb(uv_poll_t *p, int status, int events) {
+  poller_t *pl = p->data;
+  if (!pl->active) return;
+  napi_env env = pl->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value cb, recv, argv[1];
+  int ev = 0;
+  if (status < 0 || (events & UV_DISCONNECT)) ev |= 2;
+  if (status >= 0 && (events & UV_READABLE)) ev |= 1;
+  napi_create_int32(env, ev, &argv[0]);
+  napi_get_global(env, &recv);
+  if (napi_get_reference_value(env, pl->cb, &cb) == napi_ok && cb) {
+    napi_value result;
+    if (napi_make_callback(env, pl->ctx, recv, cb, 1, argv, &result) == napi_pending_exception) {
+      napi_value err;
+      napi_get_and_clear_last_exception(env, &err);
+      napi_fatal_exception(env, err);
+    }
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static void poller_stop(napi_env env, poller_t *pl) {
+  if (!pl->active) return;
+  pl->active = 0;
+  uv_poll_stop(&pl->poll);
+  napi_delete_reference(env, pl->cb);
+  napi_async_destroy(env, pl->ctx);
+  uv_close((uv_handle_t *)&pl->poll, poll_closed);
+}
+
+static napi_value js_poll(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int fd = arg_i32(&a, 0);
+  napi_valuetype t;
+  if (napi_typeof(env, a.argv[1], &t) != napi_ok || t != napi_function) {
+    napi_throw_type_error(env, NULL, "overlayd_fuse: expected function");
+    return NULL;
+  }
+  struct uv_loop_s *loop;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return NULL;
+  poller_t *pl = calloc(1, sizeof *pl);
+  if (!pl) { napi_throw_error(env, NULL, "overlayd_fuse: out of memory"); return NULL; }
+  pl->env = env;
+  int r = uv_poll_init(loop, &pl->poll, fd);
+  if (r < 0) { free(pl); return num(env, r); }
+  pl->poll.data = pl;
+  napi_value name;
+  napi_create_string_utf8(env, "overlayd:fuse", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, NULL, name, &pl->ctx);
+  napi_create_reference(env, a.argv[1], 1, &pl->cb);
+  pl->active = 1;
+  r = uv_poll_start(&pl->poll, UV_READABLE | UV_DISCONNECT, poll_cb);
+  if (r < 0) { poller_stop(env, pl); return num(env, r); }
+  napi_value ext;
+  napi_create_external(env, pl, NULL, NULL, &ext);
+  return ext;
+}
+
+/* pollStop(handle): stops watching; the handle is freed once libuv has closed it. */
+static napi_value js_poll_stop(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  void *p = NULL;
+  if (napi_get_value_external(env, a.argv[0], &p) != napi_ok || !p) {
+    napi_throw_type_error(env, NULL, "overlayd_fuse: expected poll handle");
+    return NULL;
+  }
+  poller_stop(env, p);
+  return num(env, 0);
+}
+
+static void def_int(napi_env env, napi_value obj, const char *name, int64_t v) {
+  napi_value n;
+  napi_create_int64(env, v, &n);
+  napi_set_named_property(env, obj, name, n);
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  static const struct { const char *name; napi_callback fn; } fns[] = {
+    {"openDevice", js_open_device}, {"mount", js_mount}, {"read", js_read}, {"write", js_write},
+    {"preadNowait", js_pread_nowait}, {"backingOpen", js_backing_open}, {"backingClose", js_backing_close},
+    {"poll", js_poll}, {"pollStop", js_poll_stop},
+  };
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    napi_value f;
+    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);
+    napi_set_named_property(env, exports, fns[i].name, f);
+  }
+  napi_value c;
+  napi_create_object(env, &c);
+  def_int(env, c, "MS_RDONLY", MS_RDONLY); def_int(env, c, "MS_NOSUID", MS_NOSUID); def_int(env, c, "MS_NODEV", MS_NODEV);
+  def_int(env, c, "MS_NOEXEC", MS_NOEXEC); def_int(env, c, "MS_NOATIME", MS_NOATIME);
+  def_int(env, c, "MS_SYNCHRONOUS", MS_SYNCHRONOUS); def_int(env, c, "MS_DIRSYNC", MS_DIRSYNC);
+  def_int(env, c, "EAGAIN", EAGAIN); def_int(env, c, "ENODEV", ENODEV);
+  def_int(env, c, "FUSE_KERNEL_VERSION", FUSE_KERNEL_VERSION);
+  def_int(env, c, "HEADER_MINOR_VERSION", FUSE_KERNEL_MINOR_VERSION);
+  napi_set_named_property(env, exports, "constants", c);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,150 @@
+// The FUSE kernel protocol (include/uapi/linux/fuse.h), as much of it as overlayd speaks:
+// opcodes, flags, struct layouts, and the few encoders every reply needs. Little-endian, as the
+// kernel on every architecture Node runs Linux on.
+import type { Attr } from '../core/overlay';
+
+export const KERNEL_VERSION = 7;
+/** The minor we implement: passthrough's fuse_open_out.backing_id and init flags2 (7.40+). */
+export const KERNEL_MINOR = 40;
+/** The newest minor whose request and reply layouts this file was checked against (Linux 6.18). */
+export const KERNEL_MINOR_KNOWN = 45;
+
+export const enum Op {
+  LOOKUP = 1, FORGET = 2, GETATTR = 3, SETATTR = 4, READLINK = 5, SYMLINK = 6, MKNOD = 8, MKDIR = 9,
+  UNLINK = 10, RMDIR = 11, RENAME = 12, LINK = 13, OPEN = 14, READ = 15, WRITE = 16, STATFS = 17,
+  RELEASE = 18, FSYNC = 20, SETXATTR = 21, GETXATTR = 22, LISTXATTR = 23, REMOVEXATTR = 24, FLUSH = 25,
+  INIT = 26, OPENDIR = 27, READDIR = 28, RELEASEDIR = 29, FSYNCDIR = 30, GETLK = 31, SETLK = 32, SETLKW = 33,
+  ACCESS = 34, CREATE = 35, INTERRUPT = 36, BMAP = 37, DESTROY = 38, IOCTL = 39, POLL = 40, NOTIFY_REPLY = 41,
+  BATCH_FORGET = 42, FALLOCATE = 43, READDIRPLUS = 44, RENAME2 = 45, LSEEK = 46, COPY_FILE_RANGE = 47,
+  SETUPMAPPING = 48, REMOVEMAPPING = 49, SYNCFS = 50, TMPFILE = 51, STATX = 52,
+}
+
+export const OP_NAMES: Record<number, string> = {
+  1: 'lookup', 2: 'forget', 3: 'getattr', 4: 'setattr', 5: 'readlink', 6: 'symlink', 8: 'mknod', 9: 'mkdir',
+  10: 'unlink', 11: 'rmdir', 12: 'rename', 13: 'link', 14: 'open', 15: 'read', 16: 'write', 17: 'statfs',
+  18: 'release', 20: 'fsync', 21: 'setxattr', 22: 'getxattr', 23: 'listxattr', 24: 'removexattr', 25: 'flush',
+  26: 'init', 27: 'opendir', 28: 'readdir', 29: 'releasedir', 30: 'fsyncdir', 31: 'getlk', 32: 'setlk', 33: 'setlkw',
+  34: 'access', 35: 'create', 36: 'interrupt', 37: 'bmap', 38: 'destroy', 39: 'ioctl', 40: 'poll', 41: 'notify_reply',
+  42: 'batch_forget', 43: 'fallocate', 44: 'readdirplus', 45: 'rename2', 46: 'lseek', 47: 'copy_file_range',
+  48: 'setupmapping', 49: 'removemapping', 50: 'syncfs', 51: 'tmpfile', 52: 'statx',
+};
+
+/** fuse_init_in.flags / fuse_init_out.flags (low 32 bits) */
+export const INIT = {
+  ASYNC_READ: 1 << 0, POSIX_LOCKS: 1 << 1, ATOMIC_O_TRUNC: 1 << 3, EXPORT_SUPPORT: 1 << 4, BIG_WRITES: 1 << 5,
+  DONT_MASK: 1 << 6, FLOCK_LOCKS: 1 << 10, AUTO_INVAL_DATA: 1 << 12, DO_READDIRPLUS: 1 << 13,
+  READDIRPLUS_AUTO: 1 << 14, ASYNC_DIO: 1 << 15, WRITEBACK_CACHE: 1 << 16, PARALLEL_DIROPS: 1 << 18,
+  HANDLE_KILLPRIV: 1 << 19, POSIX_ACL: 1 << 20, ABORT_ERROR: 1 << 21, MAX_PAGES: 1 << 22,
+  CACHE_SYMLINKS: 1 << 23, INIT_EXT: 1 << 30,
+} as const;
+
+/** fuse_init_in.flags2 / fuse_init_out.flags2: bit (n - 32) of the 64-bit flags */
+export const INIT2 = {
+  /** FUSE_PASSTHROUGH, 1ULL << 37 */
+  PASSTHROUGH: 1 << 5,
+} as const;
+
+/** fuse_open_out.open_flags */
+export const FOPEN = {
+  DIRECT_IO: 1 << 0, KEEP_CACHE: 1 << 1, NONSEEKABLE: 1 << 2, CACHE_DIR: 1 << 3, STREAM: 1 << 4,
+  NOFLUSH: 1 << 5, PARALLEL_DIRECT_WRITES: 1 << 6, PASSTHROUGH: 1 << 7,
+} as const;
+
+/** fuse_setattr_in.valid */
+export const FATTR = {
+  MODE: 1 << 0, UID: 1 << 1, GID: 1 << 2, SIZE: 1 << 3, ATIME: 1 << 4, MTIME: 1 << 5, FH: 1 << 6,
+  ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8, LOCKOWNER: 1 << 9, CTIME: 1 << 10, KILL_SUIDGID: 1 << 11,
+} as const;
+
+export const GETATTR_FH = 1 << 0;
+
+export const NOTIFY = { INVAL_INODE: 2, INVAL_ENTRY: 3, DELETE: 6 } as const;
+
+export const IN_HEADER = 40;
+export const OUT_HEADER = 16;
+export const ATTR_SIZE = 88;
+export const ENTRY_OUT = 40 + ATTR_SIZE; // 128
+export const ATTR_OUT = 16 + ATTR_SIZE; // 104
+export const OPEN_OUT = 16;
+export const INIT_OUT = 64;
+export const STATFS_OUT = 80;
+export const DIRENT_BASE = 24;
+
+const TWO32 = 4294967296;
+
+/** A u64 field as a number (exact below 2^53, which offsets, sizes and our node ids stay under). */
+export function u64(b: Buffer, off: number): number {
+  return b.readUInt32LE(off + 4) * TWO32 + b.readUInt32LE(off);
+}
+
+/** An s64 field (times may precede 1970). */
+export function s64(b: Buffer, off: number): number {
+  return b.readInt32LE(off + 4) * TWO32 + b.readUInt32LE(off);
+}
+
+export function putU64(b: Buffer, off: number, v: number): void {
+  const hi = Math.floor(v / TWO32);
+  b.writeUInt32LE(v - hi * TWO32, off);
+  b.writeInt32LE(hi, off + 4);
+}
+
+/** A NUL-terminated name at `off`, and where the next field starts. */
+export function cstring(b: Buffer, off: number, end: number): [string, number] {
+  let z = b.indexOf(0, off);
+  if (z < 0 || z > end) z = end;
+  return [b.toString('utf8', off, z), z + 1];
+}
+
+/** The kernel's new_encode_dev: the 32-bit rdev of struct fuse_attr. */
+export function encodeDev(major: number, minor: number): number {
+  return ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12)) >>> 0;
+}
+
+export function decodeDev(dev: number): [number, number] {
+  return [(dev & 0xfff00) >>> 8, (dev & 0xff) | ((dev >>> 12) & 0xfff00)];
+}
+
+/** struct fuse_attr at `off`. */
+export function putAttr(b: Buffer, off: number, a: Attr): void {
+  b.writeBigUInt64LE(a.ino, off);
+  putU64(b, off + 8, a.size);
+  putU64(b, off + 16, a.blocks);
+  putU64(b, off + 24, a.atime.sec);
+  putU64(b, off + 32, a.mtime.sec);
+  putU64(b, off + 40, a.ctime.sec);
+  b.writeUInt32LE(a.atime.nsec, off + 48);
+  b.writeUInt32LE(a.mtime.nsec, off + 52);
+  b.writeUInt32LE(a.ctime.nsec, off + 56);
+  b.writeUInt32LE(a.mode >>> 0, off + 60);
+  b.writeUInt32LE(a.nlink >>> 0, off + 64);
+  b.writeUInt32LE(a.uid >>> 0, off + 68);
+  b.writeUInt32LE(a.gid >>> 0, off + 72);
+  b.writeUInt32LE(encodeDev(a.rdevMajor, a.rdevMinor), off + 76);
+  b.writeUInt32LE(a.blksize >>> 0, off + 80);
+  b.writeUInt32LE(0, off + 84);
+}
+
+/** A timeout in seconds as the (u64 sec, u32 nsec) pair replies carry. */
+export interface Validity { sec: number; nsec: number }
+
+export function validity(seconds: number): Validity {
+  const sec = Math.floor(seconds);
+  return { sec, nsec: Math.min(999999999, Math.round((seconds - sec) * 1e9)) };
+}
+
+/** struct fuse_entry_out at `off`; nodeid 0 with an entry timeout is a cached negative entry. */
+export function putEntry(b: Buffer, off: number, nodeid: number, a: Attr | undefined, entry: Validity, attr: Validity): void {
+  putU64(b, off, nodeid);
+  putU64(b, off + 8, 0); // generation: node ids are never reused within a mount
+  putU64(b, off + 16, entry.sec);
+  putU64(b, off + 24, attr.sec);
+  b.writeUInt32LE(entry.nsec, off + 32);
+  b.writeUInt32LE(attr.nsec, off + 36);
+  if (a) putAttr(b, off + 40, a);
+  else b.fill(0, off + 40, off + ENTRY_OUT);
+}
+
+/** struct fuse_dirent (without the name) at `off`; returns the record's padded length. */
+export function direntSize(nameLen: number): number {
+  return (DIRENT_BASE + nameLen + 7) & ~7;
+}

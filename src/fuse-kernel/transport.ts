@@ -1,0 +1,1047 @@
+// The kernel transport: overlayd speaks the FUSE protocol on /dev/fuse itself, so everything
+// the kernel says reaches the core (caller uid/gid/pid and umask, ns times, 64-bit inode
+// numbers, create and rename flags, fallocate, lseek, readdirplus) and reads and writes of
+// regular files bypass the daemon entirely where the kernel offers passthrough.
+//
+// One thread: the device is non-blocking and watched on the libuv loop (native poll); each
+// wake-up reads requests until none waits, answers the synchronous ones at once and the data
+// ones (read, write, fsync) when the thread pool is done. Notifications go out from the pool,
+// never from this thread, since the kernel may hold a lock a pending request of ours needs.
+import fs from 'node:fs';
+import { C, fuseDevice, sys, type FuseDeviceAddon, type FusePollHandle } from '../host/native';
+import { S_IFDIR, S_IFMT, isDir, lstatAt, type Timespec } from '../host/stat';
+import type { Caller } from '../core/config';
+import { E, FsError, errnoOf } from '../core/errors';
+import { joinPath } from '../core/lookup';
+import type { Attr, MergedDirEntry, Overlay } from '../core/overlay';
+import type { FuseMountOptions } from '../fuse/adapter';
+import type { Logger } from '../log/logger';
+import { Node, NodeTable, type Backing } from './inodes';
+import {
+  ATTR_OUT, DIRENT_BASE, ENTRY_OUT, FATTR, FOPEN, GETATTR_FH, INIT, INIT2, INIT_OUT, IN_HEADER, KERNEL_MINOR, KERNEL_MINOR_KNOWN,
+  KERNEL_VERSION, NOTIFY, OPEN_OUT, OP_NAMES, OUT_HEADER, Op, STATFS_OUT, cstring, decodeDev, direntSize,
+  putAttr, putEntry, putU64, s64, u64, validity, type Validity,
+} from './protocol';
+
+/** What a handler returns: a payload length already in `out`, or that it answers later/never. */
+const LATER = -1;
+const NEVER = -2;
+/** The handler wrote its reply itself. */
+const REPLIED = -3;
+
+const MAX_WRITE = 1 << 20;
+const MAX_PAGES = MAX_WRITE / 4096;
+const READ_BUF = MAX_WRITE + 4096;
+/** Requests handled per wake-up before the loop gets a turn (level-triggered: it comes back). */
+const BATCH = 64;
+/** copy_file_range per request; userspace loops over short copies. */
+const COPY_CHUNK = 16 << 20;
+
+const OVERLAYFS_MAGIC = 0x794c7630;
+const FUSE_MAGIC = 0x65735546;
+
+const DT_DIR = 4;
+
+/** Requests libfuse lets through even when allow_root denies everyone else. */
+const ALWAYS_ALLOWED = new Set<number>([
+  Op.INIT, Op.READ, Op.WRITE, Op.FSYNC, Op.RELEASE, Op.READDIR, Op.FSYNCDIR, Op.RELEASEDIR, Op.NOTIFY_REPLY,
+  Op.READDIRPLUS, Op.FORGET, Op.BATCH_FORGET, Op.INTERRUPT, Op.DESTROY, Op.FLUSH,
+]);
+
+interface DirHandle {
+  node: Node;
+  entries: MergedDirEntry[] | undefined;
+  /** ino of "." and "..", looked up when first listed. */
+  self?: bigint;
+  parent?: bigint;
+}
+
+interface OpenFile {
+  node: Node;
+  /** Bound to the node's backing file (FOPEN_PASSTHROUGH). */
+  passthrough: boolean;
+}
+
+/** Counters for `overlayd status` and the tests. */
+export interface KernelCounters {
+  ops: number;
+  reads: number;
+  writes: number;
+  passthroughOpens: number;
+  cachedOpens: number;
+  nodes: number;
+}
+
+export class KernelTransport {
+  ops = 0;
+  readonly counters: KernelCounters = { ops: 0, reads: 0, writes: 0, passthroughOpens: 0, cachedOpens: 0, nodes: 0 };
+  /** Whether the kernel took FUSE_PASSTHROUGH at INIT. */
+  passthrough = false;
+
+  private readonly dev: FuseDeviceAddon;
+  private fd = -1;
+  private poller: FusePollHandle | undefined;
+  private readonly table = new NodeTable();
+  private readonly files = new Map<number, OpenFile>();
+  private readonly dirs = new Map<number, DirHandle>();
+  private nextDir = 1;
+  private readonly rbuf = Buffer.allocUnsafe(READ_BUF);
+  /** Synchronous replies are built here and written before the next request is read. */
+  private out = Buffer.allocUnsafe(OUT_HEADER + 128 * 1024);
+  private readonly entryValid: Validity;
+  private readonly attrValid: Validity;
+  private readonly negValid: Validity;
+  private readonly debug: boolean;
+  private readonly daemonUid = process.getuid?.() ?? 0;
+  private readonly daemonGid = process.getgid?.() ?? 0;
+  private initDone: ((err?: Error) => void) | undefined;
+  private ended = false;
+  private endWaiters: (() => void)[] = [];
+  private passthroughWarned = false;
+  /**
+   * env OVERLAYD_PASSTHROUGH: `off`; `all` also binds readers of lower files on a writable
+   * mount (faster, but such a reader keeps reading the lower file after another fd copies it
+   * up, where the kernel's overlay follows the copy); by default they go through the daemon.
+   */
+  private readonly passthroughMode: 'off' | 'final' | 'all' = ((v) => (v === '0' || v === 'off' ? 'off' : v === 'all' ? 'all' : 'final'))(process.env.OVERLAYD_PASSTHROUGH);
+  private stackDepth = 1;
+
+  // The request being handled (synchronous handlers only).
+  private unique = 0;
+  private nodeid = 0;
+  private uid = 0;
+  private gid = 0;
+  private pid = 0;
+  private len = 0;
+
+  constructor(private readonly overlay: Overlay, private readonly mountpoint: string, private readonly opts: FuseMountOptions, private readonly log: Logger) {
+    this.dev = fuseDevice();
+    this.entryValid = validity(opts.entryTimeout);
+    this.attrValid = validity(opts.attrTimeout);
+    this.negValid = validity(opts.negativeTimeout);
+    this.debug = log.isLevelEnabled('debug');
+  }
+
+  /** The mount(2) data string and flags, for logs and status. */
+  fuseOptions(): string[] {
+    return [...this.mountData('N').split(','), ...this.flagNames()];
+  }
+
+  private flagNames(): string[] {
+    const names: string[] = [];
+    const f = this.mountFlags();
+    const c = this.dev.constants;
+    if (f & c.MS_RDONLY) names.push('ro');
+    if (f & c.MS_NOSUID) names.push('nosuid');
+    if (f & c.MS_NODEV) names.push('nodev');
+    if (f & c.MS_NOEXEC) names.push('noexec');
+    if (f & c.MS_NOATIME) names.push('noatime');
+    if (f & c.MS_SYNCHRONOUS) names.push('sync');
+    if (f & c.MS_DIRSYNC) names.push('dirsync');
+    return names;
+  }
+
+  private mountData(fd: number | string): string {
+    const o = this.opts;
+    const data = [`fd=${fd}`, 'rootmode=40000', `user_id=${this.daemonUid}`, `group_id=${this.daemonGid}`];
+    if (o.defaultPermissions) data.push('default_permissions');
+    // allow_root is allow_other in the kernel, narrowed here (see ALWAYS_ALLOWED).
+    if (o.allowOther || o.allowRoot) data.push('allow_other');
+    return data.join(',');
+  }
+
+  /** VFS flags: libfuse's defaults (nosuid, nodev) unless the options say otherwise. */
+  private mountFlags(): number {
+    const c = this.dev.constants;
+    let flags = c.MS_NOSUID | c.MS_NODEV;
+    for (const x of this.opts.extra) {
+      switch (x) {
+        case 'ro': flags |= c.MS_RDONLY; break;
+        case 'rw': flags &= ~c.MS_RDONLY; break;
+        case 'nosuid': flags |= c.MS_NOSUID; break;
+        case 'suid': flags &= ~c.MS_NOSUID; break;
+        case 'nodev': flags |= c.MS_NODEV; break;
+        case 'dev': flags &= ~c.MS_NODEV; break;
+        case 'noexec': flags |= c.MS_NOEXEC; break;
+        case 'exec': flags &= ~c.MS_NOEXEC; break;
+        case 'noatime': flags |= c.MS_NOATIME; break;
+        case 'sync': flags |= c.MS_SYNCHRONOUS; break;
+        case 'dirsync': flags |= c.MS_DIRSYNC; break;
+        default: break; // libfuse-only options (nonempty, ...) mean nothing to mount(2)
+      }
+    }
+    if (this.overlay.readonly) flags |= c.MS_RDONLY;
+    return flags;
+  }
+
+  /** Mounts, and resolves once the kernel's INIT is answered, i.e. the mount serves. */
+  mount(): Promise<void> {
+    const fd = this.dev.openDevice();
+    if (fd < 0) return Promise.reject(new FsError(-fd, 'open', '/dev/fuse'));
+    this.fd = fd;
+    this.stackDepth = this.layerStackDepth();
+    const r = this.dev.mount(this.opts.fsname, this.mountpoint, 'fuse.overlayd', this.mountFlags(), this.mountData(fd));
+    if (r < 0) {
+      fs.closeSync(fd);
+      this.fd = -1;
+      return Promise.reject(new FsError(-r, 'mount', this.mountpoint));
+    }
+    const p = this.dev.poll(fd, (ev) => this.onEvents(ev));
+    if (typeof p === 'number') {
+      sys.umount2(this.mountpoint, C.MNT_DETACH);
+      fs.closeSync(fd);
+      this.fd = -1;
+      return Promise.reject(new Error(`cannot watch /dev/fuse (libuv error ${p})`));
+    }
+    this.poller = p;
+    return new Promise((resolve, reject) => {
+      this.initDone = (err) => (err ? reject(err) : resolve());
+    });
+  }
+
+  /** Unmounts; EBUSY (a process still inside) is returned to the caller to decide. */
+  unmount(lazy = false): number {
+    return sys.umount2(this.mountpoint, lazy ? C.MNT_DETACH : 0);
+  }
+
+  /** Resolves when the kernel ends the session (unmounted, aborted). */
+  whenEnded(): Promise<void> {
+    if (this.ended) return Promise.resolve();
+    return new Promise((resolve) => this.endWaiters.push(resolve));
+  }
+
+  /** Stops serving and closes the device (after unmount, or to give up). */
+  close(): void {
+    this.end();
+  }
+
+  private end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (this.poller) { this.dev.pollStop(this.poller); this.poller = undefined; }
+    for (const [id, f] of this.files) {
+      try { this.overlay.release(id); } catch { /* already gone */ }
+      if (f.passthrough && f.node.backing) this.dropBacking(f.node);
+    }
+    this.files.clear();
+    this.dirs.clear();
+    if (this.fd >= 0) { fs.closeSync(this.fd); this.fd = -1; }
+    this.counters.nodes = this.table.size;
+    this.log.info({ counters: this.counters }, 'FUSE session ended');
+    this.initDone?.(new Error('the kernel ended the session before INIT'));
+    this.initDone = undefined;
+    for (const w of this.endWaiters.splice(0)) w();
+  }
+
+  /** 1 + the deepest stacking under any layer (a layer on overlayfs or FUSE is itself stacked). */
+  private layerStackDepth(): number {
+    const o = new Float64Array(10);
+    for (const l of this.overlay.stack.layers) {
+      if (sys.fstatfs(l.fd, o) === 0 && (o[8] === OVERLAYFS_MAGIC || o[8] === FUSE_MAGIC)) return 2;
+    }
+    return 1;
+  }
+
+  // ---- the request loop ----
+
+  private onEvents(ev: number): void {
+    if (this.ended) return;
+    for (let i = 0; i < BATCH; i++) {
+      const n = this.dev.read(this.fd, this.rbuf, this.rbuf.length);
+      if (n < 0) {
+        if (n === -this.dev.constants.EAGAIN) {
+          if (ev & 2) this.end();
+          return;
+        }
+        if (n === -E.ENOENT || n === -E.EINTR) continue; // a request interrupted before we read it
+        if (n !== -this.dev.constants.ENODEV) this.log.error({ errno: -n }, 'reading /dev/fuse failed; ending the session');
+        this.end();
+        return;
+      }
+      this.dispatch(n);
+      if (this.ended) return;
+    }
+  }
+
+  private dispatch(n: number): void {
+    const b = this.rbuf;
+    if (n < IN_HEADER) return;
+    const len = Math.min(b.readUInt32LE(0), n);
+    const opcode = b.readUInt32LE(4);
+    this.unique = u64(b, 8);
+    this.nodeid = u64(b, 16);
+    this.uid = b.readUInt32LE(24);
+    this.gid = b.readUInt32LE(28);
+    this.pid = b.readUInt32LE(32);
+    this.len = len - b.readUInt16LE(36) * 8;
+    this.ops++;
+    this.counters.ops++;
+    const unique = this.unique;
+    const t0 = this.debug ? process.hrtime.bigint() : 0n;
+    let result: number;
+    if (this.opts.allowRoot && this.uid !== 0 && this.uid !== this.daemonUid && !ALWAYS_ALLOWED.has(opcode)) {
+      this.replyError(unique, E.EACCES);
+      return;
+    }
+    try {
+      result = this.handle(opcode);
+    } catch (err) {
+      const errno = errnoOf(err);
+      if (!(err instanceof FsError) && errno === E.EIO) this.log.error({ op: OP_NAMES[opcode] ?? opcode, err: String(err) }, 'request failed unexpectedly');
+      if (this.debug) this.trace(opcode, t0, -errno);
+      this.replyError(unique, errno);
+      return;
+    }
+    if (result >= 0) this.reply(unique, result);
+    if (this.debug && result !== LATER) this.trace(opcode, t0, 0);
+  }
+
+  private trace(opcode: number, t0: bigint, result: number): void {
+    this.log.debug({ op: OP_NAMES[opcode] ?? opcode, node: this.nodeid, result, us: Number((process.hrtime.bigint() - t0) / 1000n) }, 'fuse op');
+  }
+
+  private handle(op: number): number {
+    switch (op) {
+      case Op.LOOKUP: return this.lookup();
+      case Op.FORGET: this.forget(this.nodeid, u64(this.rbuf, IN_HEADER)); return NEVER;
+      case Op.BATCH_FORGET: return this.batchForget();
+      case Op.GETATTR: return this.getattr();
+      case Op.SETATTR: return this.setattr();
+      case Op.READLINK: return this.readlink();
+      case Op.SYMLINK: return this.symlink();
+      case Op.MKNOD: return this.mknod();
+      case Op.MKDIR: return this.mkdir();
+      case Op.UNLINK: return this.remove(false);
+      case Op.RMDIR: return this.remove(true);
+      case Op.RENAME: return this.rename(false);
+      case Op.RENAME2: return this.rename(true);
+      case Op.LINK: return this.link();
+      case Op.OPEN: return this.open();
+      case Op.CREATE: return this.create();
+      case Op.READ: return this.read();
+      case Op.WRITE: return this.write();
+      case Op.RELEASE: return this.release();
+      case Op.FLUSH: return 0;
+      case Op.FSYNC: return this.fsync();
+      case Op.STATFS: return this.statfs();
+      case Op.SETXATTR: return this.setxattr();
+      case Op.GETXATTR: return this.getxattr(false);
+      case Op.LISTXATTR: return this.getxattr(true);
+      case Op.REMOVEXATTR: return this.removexattr();
+      case Op.ACCESS: return this.access();
+      case Op.OPENDIR: return this.opendir();
+      case Op.READDIR: return this.readdir(false);
+      case Op.READDIRPLUS: return this.readdir(true);
+      case Op.RELEASEDIR: this.dirs.delete(u64(this.rbuf, IN_HEADER)); return 0;
+      case Op.FSYNCDIR: return 0;
+      case Op.FALLOCATE: return this.fallocate();
+      case Op.LSEEK: return this.lseek();
+      case Op.COPY_FILE_RANGE: return this.copyFileRange();
+      case Op.INIT: return this.init();
+      case Op.INTERRUPT: return NEVER; // every request is answered soon anyway
+      case Op.DESTROY: setImmediate(() => this.end()); return 0;
+      default: throw new FsError(E.ENOSYS, OP_NAMES[op] ?? `op ${op}`);
+    }
+  }
+
+  // ---- replies ----
+
+  /** Room for `n` payload bytes in `out`, grown if needed. */
+  private room(n: number): Buffer {
+    if (this.out.length < OUT_HEADER + n) this.out = Buffer.allocUnsafe(OUT_HEADER + n);
+    return this.out;
+  }
+
+  private reply(unique: number, payload: number): void {
+    const b = this.out;
+    b.writeUInt32LE(OUT_HEADER + payload, 0);
+    b.writeInt32LE(0, 4);
+    putU64(b, 8, unique);
+    this.send(b, OUT_HEADER + payload);
+  }
+
+  private replyError(unique: number, errno: number): void {
+    const b = Buffer.allocUnsafe(OUT_HEADER);
+    b.writeUInt32LE(OUT_HEADER, 0);
+    b.writeInt32LE(-errno, 4);
+    putU64(b, 8, unique);
+    this.send(b, OUT_HEADER);
+  }
+
+  /** A reply whose payload sits in `b` after OUT_HEADER bytes left free for the header. */
+  private replyData(unique: number, b: Buffer, payload: number): void {
+    b.writeUInt32LE(OUT_HEADER + payload, 0);
+    b.writeInt32LE(0, 4);
+    putU64(b, 8, unique);
+    this.send(b, OUT_HEADER + payload);
+  }
+
+  private send(b: Buffer, n: number): void {
+    if (this.fd < 0) return;
+    const r = this.dev.write(this.fd, b, n);
+    // ENOENT: the request was interrupted and is gone; ENODEV: the mount is gone.
+    if (r < 0 && r !== -E.ENOENT && r !== -this.dev.constants.ENODEV) this.log.warn({ errno: -r }, 'writing a FUSE reply failed');
+  }
+
+  /** Runs `work` (async) and answers with what it resolves to: a payload length in `b`, or an errno. */
+  private later(opcode: number, work: () => Promise<{ b: Buffer; n: number }>): number {
+    const unique = this.unique;
+    const t0 = this.debug ? process.hrtime.bigint() : 0n;
+    const nodeid = this.nodeid;
+    work().then(
+      ({ b, n }) => {
+        this.replyData(unique, b, n);
+        // read and write report the bytes moved, as their syscalls do
+        const result = opcode === Op.READ ? n : opcode === Op.WRITE ? b.readUInt32LE(OUT_HEADER) : 0;
+        if (this.debug) this.log.debug({ op: OP_NAMES[opcode], node: nodeid, result, us: Number((process.hrtime.bigint() - t0) / 1000n) }, 'fuse op');
+      },
+      (err: unknown) => {
+        const errno = errnoOf(err);
+        this.replyError(unique, errno);
+        if (this.debug) this.log.debug({ op: OP_NAMES[opcode], node: nodeid, result: -errno }, 'fuse op');
+      },
+    );
+    return LATER;
+  }
+
+  /** FUSE_NOTIFY_INVAL_ENTRY, sent from the thread pool after the current reply. */
+  private invalEntry(parent: Node, name: string): void {
+    const nb = Buffer.from(name);
+    const b = Buffer.alloc(OUT_HEADER + 16 + nb.length + 1);
+    b.writeUInt32LE(b.length, 0);
+    b.writeInt32LE(NOTIFY.INVAL_ENTRY, 4);
+    putU64(b, OUT_HEADER, parent.id);
+    b.writeUInt32LE(nb.length, OUT_HEADER + 8);
+    nb.copy(b, OUT_HEADER + 16);
+    const fd = this.fd;
+    setImmediate(() => {
+      if (this.fd !== fd || fd < 0) return;
+      fs.write(fd, b, 0, b.length, null, () => undefined);
+    });
+  }
+
+  // ---- helpers ----
+
+  private node(id = this.nodeid): Node {
+    const n = this.table.get(id);
+    if (!n) throw new FsError(E.ESTALE, 'node', String(id));
+    return n;
+  }
+
+  private pathOf(node: Node): string {
+    const p = this.table.pathOf(node);
+    if (p === undefined) throw new FsError(E.ENOENT, 'path', `node ${node.id}`);
+    return p;
+  }
+
+  private childPath(parent: Node, name: string): string {
+    if (name.length === 0 || name.includes('/')) throw new FsError(E.EINVAL, 'name', name);
+    return joinPath(this.pathOf(parent), name);
+  }
+
+  private caller(umask?: number): Caller {
+    return { uid: this.uid, gid: this.gid, pid: this.pid, umask };
+  }
+
+  private name(off: number): string {
+    return cstring(this.rbuf, off, this.len)[0];
+  }
+
+  /** Attributes of a node: by its path, else (unlinked but open) through one of its files. */
+  private attrOf(node: Node, fh?: number): Attr {
+    const path = this.table.pathOf(node);
+    if (path !== undefined) {
+      try {
+        const a = this.overlay.getattr(path);
+        this.table.refresh(node, a);
+        return a;
+      } catch (err) {
+        if (errnoOf(err) !== E.ENOENT || (node.files.size === 0 && fh === undefined)) throw err;
+      }
+    }
+    const id = fh !== undefined && this.files.get(fh)?.node === node ? fh : node.files.values().next().value;
+    if (id === undefined) throw new FsError(E.ENOENT, 'getattr', `node ${node.id}`);
+    return this.overlay.fgetattr(id);
+  }
+
+  /** entry_out for parent/name (just resolved to `attr`) into out at OUT_HEADER; counts the lookup. */
+  private entryReply(parent: Node, name: string, attr: Attr, off = OUT_HEADER): number {
+    const node = this.table.entry(parent, name, attr);
+    putEntry(this.room(off - OUT_HEADER + ENTRY_OUT), off, node.id, attr, this.entryValid, this.attrValid);
+    node.lookups++;
+    return ENTRY_OUT;
+  }
+
+  private forget(id: number, n: number): void {
+    const node = this.table.get(id);
+    if (node) this.table.forget(node, n);
+  }
+
+  // ---- operations ----
+
+  private init(): number {
+    const b = this.rbuf;
+    const major = b.readUInt32LE(IN_HEADER);
+    const minor = b.readUInt32LE(IN_HEADER + 4);
+    const maxReadahead = b.readUInt32LE(IN_HEADER + 8);
+    const flags = b.readUInt32LE(IN_HEADER + 12);
+    const flags2 = flags & INIT.INIT_EXT ? b.readUInt32LE(IN_HEADER + 16) : 0;
+    const out = this.room(INIT_OUT);
+    out.fill(0, OUT_HEADER, OUT_HEADER + INIT_OUT);
+    out.writeUInt32LE(KERNEL_VERSION, OUT_HEADER);
+    if (major !== KERNEL_VERSION) {
+      // The kernel retries INIT with our major when it can; anything else is the end.
+      if (major < KERNEL_VERSION) throw new FsError(E.EPROTO, 'init', `kernel protocol ${major}.${minor}`);
+      out.writeUInt32LE(KERNEL_MINOR, OUT_HEADER + 4);
+      return 8;
+    }
+    const want = INIT.ASYNC_READ | INIT.ATOMIC_O_TRUNC | INIT.BIG_WRITES | INIT.AUTO_INVAL_DATA | INIT.DO_READDIRPLUS |
+      INIT.READDIRPLUS_AUTO | INIT.ASYNC_DIO | INIT.PARALLEL_DIROPS | INIT.MAX_PAGES | INIT.CACHE_SYMLINKS | INIT.INIT_EXT;
+    const outFlags = flags & want;
+    let outFlags2 = 0;
+    const offered = (flags & INIT.INIT_EXT) !== 0 && (flags2 & INIT2.PASSTHROUGH) !== 0;
+    if (offered && this.passthroughMode !== 'off') {
+      outFlags2 |= INIT2.PASSTHROUGH;
+      this.passthrough = true;
+    }
+    // The kernel's minor where we know its layouts (7.40 ... 7.45); ours otherwise.
+    out.writeUInt32LE(Math.min(Math.max(minor, KERNEL_MINOR), KERNEL_MINOR_KNOWN), OUT_HEADER + 4);
+    out.writeUInt32LE(maxReadahead, OUT_HEADER + 8);
+    out.writeUInt32LE(outFlags >>> 0, OUT_HEADER + 12);
+    out.writeUInt16LE(64, OUT_HEADER + 16); // max_background
+    out.writeUInt16LE(48, OUT_HEADER + 18); // congestion_threshold
+    out.writeUInt32LE(MAX_WRITE, OUT_HEADER + 20);
+    out.writeUInt32LE(1, OUT_HEADER + 24); // time_gran: nanoseconds
+    out.writeUInt16LE(MAX_PAGES, OUT_HEADER + 28);
+    out.writeUInt32LE(outFlags2 >>> 0, OUT_HEADER + 32);
+    out.writeUInt32LE(this.passthrough ? this.stackDepth : 0, OUT_HEADER + 36);
+    this.log.info({ kernel: `${major}.${minor}`, passthrough: this.passthrough, passthroughOffered: offered, maxWrite: MAX_WRITE }, 'FUSE session initialised');
+    if (!offered) this.log.info('the kernel offers no FUSE passthrough: file data goes through the daemon');
+    const done = this.initDone;
+    this.initDone = undefined;
+    setImmediate(() => {
+      this.raiseReadahead();
+      done?.();
+    });
+    return INIT_OUT;
+  }
+
+  /**
+   * Reads that go through the daemon arrive in readahead-sized requests; the kernel starts FUSE
+   * mounts at 128 KiB (and INIT can only lower it). Raise it to max_write through the mount's
+   * bdi, as an administrator would; found through mountinfo, never by touching the mount.
+   */
+  private raiseReadahead(): void {
+    try {
+      for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+        const f = line.split(' ');
+        const mp = f[4]?.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+        const dash = f.indexOf('-');
+        if (mp !== this.mountpoint || dash < 0 || f[dash + 1] !== 'fuse.overlayd') continue;
+        fs.writeFileSync(`/sys/class/bdi/${f[2]}/read_ahead_kb`, String(MAX_WRITE / 1024));
+      }
+    } catch (err) {
+      this.log.debug({ err: String(err) }, 'cannot raise the readahead of the mount');
+    }
+  }
+
+  private lookup(): number {
+    const parent = this.node();
+    const name = this.name(IN_HEADER);
+    const path = this.childPath(parent, name);
+    let attr: Attr;
+    try {
+      attr = this.overlay.getattr(path);
+    } catch (err) {
+      if (errnoOf(err) === E.ENOENT && this.opts.negativeTimeout > 0) {
+        putEntry(this.room(ENTRY_OUT), OUT_HEADER, 0, undefined, this.negValid, this.negValid);
+        return ENTRY_OUT;
+      }
+      throw err;
+    }
+    return this.entryReply(parent, name, attr);
+  }
+
+  private batchForget(): number {
+    const b = this.rbuf;
+    const count = b.readUInt32LE(IN_HEADER);
+    for (let i = 0, off = IN_HEADER + 8; i < count && off + 16 <= this.len; i++, off += 16) this.forget(u64(b, off), u64(b, off + 8));
+    return NEVER;
+  }
+
+  private attrReply(a: Attr): number {
+    const b = this.room(ATTR_OUT);
+    putU64(b, OUT_HEADER, this.attrValid.sec);
+    b.writeUInt32LE(this.attrValid.nsec, OUT_HEADER + 8);
+    b.writeUInt32LE(0, OUT_HEADER + 12);
+    putAttr(b, OUT_HEADER + 16, a);
+    return ATTR_OUT;
+  }
+
+  private getattr(): number {
+    const node = this.node();
+    const flags = this.rbuf.readUInt32LE(IN_HEADER);
+    const fh = flags & GETATTR_FH ? u64(this.rbuf, IN_HEADER + 8) : undefined;
+    return this.attrReply(this.attrOf(node, fh));
+  }
+
+  private setattr(): number {
+    const b = this.rbuf;
+    const node = this.node();
+    const valid = b.readUInt32LE(IN_HEADER);
+    const fh = valid & FATTR.FH ? u64(b, IN_HEADER + 8) : undefined;
+    const ov = this.overlay;
+    const path = this.table.pathOf(node);
+    const needPath = (): string => {
+      if (path === undefined) throw new FsError(E.ENOENT, 'setattr', `node ${node.id}`);
+      return path;
+    };
+    if (valid & (FATTR.UID | FATTR.GID)) {
+      ov.chown(needPath(), valid & FATTR.UID ? b.readUInt32LE(IN_HEADER + 76) : -1, valid & FATTR.GID ? b.readUInt32LE(IN_HEADER + 80) : -1);
+    }
+    if (valid & FATTR.MODE) ov.chmod(needPath(), b.readUInt32LE(IN_HEADER + 68) & 0o7777);
+    if (valid & FATTR.SIZE) {
+      const size = u64(b, IN_HEADER + 16);
+      if (fh !== undefined && this.files.has(fh)) ov.ftruncate(fh, size);
+      else if (path === undefined && node.files.size > 0) ov.ftruncate(node.files.values().next().value as number, size);
+      else ov.truncate(needPath(), size);
+    }
+    if (valid & (FATTR.ATIME | FATTR.MTIME)) {
+      const time = (set: number, now: number, secOff: number, nsecOff: number): Timespec => {
+        if (!(valid & set)) return { sec: 0, nsec: C.UTIME_OMIT };
+        if (valid & now) return { sec: 0, nsec: C.UTIME_NOW };
+        return { sec: s64(b, secOff), nsec: b.readUInt32LE(nsecOff) };
+      };
+      const atime = time(FATTR.ATIME, FATTR.ATIME_NOW, IN_HEADER + 32, IN_HEADER + 56);
+      const mtime = time(FATTR.MTIME, FATTR.MTIME_NOW, IN_HEADER + 40, IN_HEADER + 60);
+      ov.utimens(needPath(), atime, mtime);
+    }
+    return this.attrReply(this.attrOf(node, fh));
+  }
+
+  private readlink(): number {
+    const target = Buffer.from(this.overlay.readlink(this.pathOf(this.node())));
+    const b = this.room(target.length);
+    target.copy(b, OUT_HEADER);
+    return target.length;
+  }
+
+  /** After a create: the new object's entry. */
+  private created(parent: Node, name: string, path: string): number {
+    return this.entryReply(parent, name, this.overlay.getattr(path));
+  }
+
+  private symlink(): number {
+    const parent = this.node();
+    const [name, next] = cstring(this.rbuf, IN_HEADER, this.len);
+    const target = cstring(this.rbuf, next, this.len)[0];
+    const path = this.childPath(parent, name);
+    this.overlay.symlink(target, path, this.caller());
+    return this.created(parent, name, path);
+  }
+
+  private mknod(): number {
+    const b = this.rbuf;
+    const parent = this.node();
+    const mode = b.readUInt32LE(IN_HEADER);
+    const [major, minor] = decodeDev(b.readUInt32LE(IN_HEADER + 4));
+    const umask = b.readUInt32LE(IN_HEADER + 8);
+    const name = this.name(IN_HEADER + 16);
+    const path = this.childPath(parent, name);
+    this.overlay.mknod(path, mode, major, minor, this.caller(umask));
+    return this.created(parent, name, path);
+  }
+
+  private mkdir(): number {
+    const b = this.rbuf;
+    const parent = this.node();
+    const mode = b.readUInt32LE(IN_HEADER);
+    const umask = b.readUInt32LE(IN_HEADER + 4);
+    const name = this.name(IN_HEADER + 8);
+    const path = this.childPath(parent, name);
+    this.overlay.mkdir(path, (mode & 0o7777) | S_IFDIR, this.caller(umask));
+    return this.created(parent, name, path);
+  }
+
+  private remove(dir: boolean): number {
+    const parent = this.node();
+    const name = this.name(IN_HEADER);
+    const path = this.childPath(parent, name);
+    if (dir) this.overlay.rmdir(path);
+    else this.overlay.unlink(path);
+    this.table.unlinkName(parent, name);
+    return 0;
+  }
+
+  private rename(two: boolean): number {
+    const b = this.rbuf;
+    const parent = this.node();
+    const newParent = this.node(u64(b, IN_HEADER));
+    const flags = two ? b.readUInt32LE(IN_HEADER + 8) : 0;
+    const [oldName, next] = cstring(b, two ? IN_HEADER + 16 : IN_HEADER + 8, this.len);
+    const newName = cstring(b, next, this.len)[0];
+    this.overlay.rename(this.childPath(parent, oldName), this.childPath(newParent, newName), flags);
+    this.table.rename(parent, oldName, newParent, newName, (flags & C.RENAME_EXCHANGE) !== 0);
+    return 0;
+  }
+
+  private link(): number {
+    const b = this.rbuf;
+    const src = this.node(u64(b, IN_HEADER));
+    const parent = this.node();
+    const name = this.name(IN_HEADER + 8);
+    const srcPath = this.pathOf(src);
+    const path = this.childPath(parent, name);
+    this.overlay.link(srcPath, path, this.caller());
+    // A lower source was copied up to be linked: its node follows it to the upper object, so
+    // the reply names the kernel's inode of the source, whose nlink it then updates.
+    try { this.table.refresh(src, this.overlay.getattr(srcPath)); } catch { /* gone meanwhile */ }
+    const n = this.entryReply(parent, name, this.overlay.getattr(path));
+    if (this.table.child(parent, name) !== src) {
+      // The source's node could not follow (it has other names): have the kernel look it up again.
+      const l = src.links[0];
+      if (l) this.invalEntry(l.parent, l.name);
+    }
+    return n;
+  }
+
+  /**
+   * Binds a just opened handle to the node's passthrough backing file where the kernel offers
+   * passthrough; returns the open_out flags and backing id.
+   *
+   * A reader of a lower file on a writable mount must follow the file once another fd copies it
+   * up (the core switches its fd, as the kernel's overlay reopens the upper file); a backing file
+   * cannot switch, so such readers go through the daemon, with the page cache kept across opens
+   * (the lower file cannot change until it is copied up, and the copy-up's writer invalidates it).
+   * A kernel inode has one backing file at a time and then takes no cached open: a node bound to
+   * another real file than the one just opened (lower hard links copied up apart) is retired,
+   * and the opener told to look the name up again (ESTALE), which gives it a new node.
+   */
+  private bind(node: Node, fh: number): [number, number] {
+    let flags = FOPEN.NOFLUSH;
+    let backingId = 0;
+    let passthrough = false;
+    const h = this.overlay.handle(fh);
+    if (h.below && this.passthroughMode !== 'all') {
+      flags |= FOPEN.KEEP_CACHE;
+      if (node.backing) this.conflict(node, fh);
+    } else if (this.passthrough) {
+      const st = lstatAt(h.fd, '');
+      const key = typeof st === 'number' ? '' : `${st.dev}:${st.ino}`;
+      const b: Backing | undefined = node.backing;
+      if (b && b.key !== key) this.conflict(node, fh);
+      if (b) {
+        b.refs++;
+        backingId = b.id;
+        passthrough = true;
+      } else if (node.cachedOpens === 0 && key !== '') {
+        const id = this.dev.backingOpen(this.fd, h.fd);
+        if (id > 0) {
+          node.backing = { id, key, refs: 1 };
+          backingId = id;
+          passthrough = true;
+        } else if (!this.passthroughWarned) {
+          this.passthroughWarned = true;
+          this.log.warn({ errno: -id, path: h.path }, 'FUSE passthrough refused for a file; its data goes through the daemon');
+        }
+      }
+    }
+    if (passthrough) {
+      flags |= FOPEN.PASSTHROUGH;
+      this.counters.passthroughOpens++;
+    } else {
+      node.cachedOpens++;
+      this.counters.cachedOpens++;
+    }
+    node.files.add(fh);
+    this.files.set(fh, { node, passthrough });
+    return [flags, backingId];
+  }
+
+  private conflict(node: Node, fh: number): never {
+    this.overlay.release(fh);
+    this.table.retire(node);
+    throw new FsError(E.ESTALE, 'open', `node ${node.id} is bound to another file`);
+  }
+
+  private openOut(off: number, fh: number, flags: number, backingId: number): void {
+    const b = this.out;
+    putU64(b, off, fh);
+    b.writeUInt32LE(flags, off + 8);
+    b.writeInt32LE(backingId, off + 12);
+  }
+
+  private open(): number {
+    const node = this.node();
+    const flags = this.rbuf.readUInt32LE(IN_HEADER);
+    const fh = this.overlay.open(this.pathOf(node), flags);
+    const [oflags, backingId] = this.bind(node, fh);
+    this.room(OPEN_OUT);
+    this.openOut(OUT_HEADER, fh, oflags, backingId);
+    return OPEN_OUT;
+  }
+
+  private create(): number {
+    const b = this.rbuf;
+    const parent = this.node();
+    const flags = b.readUInt32LE(IN_HEADER);
+    const mode = b.readUInt32LE(IN_HEADER + 4);
+    const umask = b.readUInt32LE(IN_HEADER + 8);
+    const name = this.name(IN_HEADER + 16);
+    const path = this.childPath(parent, name);
+    const fh = this.overlay.create(path, mode & 0o7777, flags, this.caller(umask));
+    let attr: Attr;
+    try {
+      attr = this.overlay.fgetattr(fh);
+    } catch (err) {
+      this.overlay.release(fh);
+      throw err;
+    }
+    const node = this.table.entry(parent, name, attr);
+    let oflags: number, backingId: number;
+    try {
+      [oflags, backingId] = this.bind(node, fh);
+    } catch (err) {
+      this.table.maybeDrop(node);
+      throw err;
+    }
+    this.room(ENTRY_OUT + OPEN_OUT);
+    putEntry(this.out, OUT_HEADER, node.id, attr, this.entryValid, this.attrValid);
+    node.lookups++;
+    this.openOut(OUT_HEADER + ENTRY_OUT, fh, oflags, backingId);
+    return ENTRY_OUT + OPEN_OUT;
+  }
+
+  private release(): number {
+    const fh = u64(this.rbuf, IN_HEADER);
+    const f = this.files.get(fh);
+    this.files.delete(fh);
+    if (f) {
+      f.node.files.delete(fh);
+      if (f.passthrough) this.dropBacking(f.node);
+      else f.node.cachedOpens--;
+    }
+    try {
+      this.overlay.release(fh);
+    } finally {
+      if (f) this.table.maybeDrop(f.node);
+    }
+    return 0;
+  }
+
+  private dropBacking(node: Node): void {
+    const b = node.backing;
+    if (!b) return;
+    if (--b.refs > 0) return;
+    node.backing = undefined;
+    if (this.fd >= 0) this.dev.backingClose(this.fd, b.id);
+  }
+
+  private read(): number {
+    const b = this.rbuf;
+    const fh = u64(b, IN_HEADER);
+    const offset = u64(b, IN_HEADER + 8);
+    const size = b.readUInt32LE(IN_HEADER + 16);
+    this.counters.reads++;
+    const out = Buffer.allocUnsafe(OUT_HEADER + size);
+    // What the page cache holds is read here and now; only what needs the disk goes to the
+    // thread pool. A short reply would mean end of file, so a partial read is completed there.
+    const got = this.dev.preadNowait(this.overlay.readFd(fh), out, OUT_HEADER, size, offset);
+    if (got === size || got === 0) {
+      this.replyData(this.unique, out, got);
+      return REPLIED;
+    }
+    const have = got > 0 ? got : 0;
+    if (got < 0 && got !== -E.EAGAIN && got !== -E.EOPNOTSUPP) throw new FsError(-got, 'read');
+    return this.later(Op.READ, async () => {
+      const n = await this.overlay.read(fh, out.subarray(OUT_HEADER + have), size - have, offset + have);
+      return { b: out, n: have + n };
+    });
+  }
+
+  private write(): number {
+    const b = this.rbuf;
+    const fh = u64(b, IN_HEADER);
+    const offset = u64(b, IN_HEADER + 8);
+    const size = b.readUInt32LE(IN_HEADER + 16);
+    const data = Buffer.from(b.subarray(IN_HEADER + 40, IN_HEADER + 40 + size));
+    this.counters.writes++;
+    return this.later(Op.WRITE, async () => {
+      const n = await this.overlay.write(fh, data, data.length, offset);
+      const out = Buffer.allocUnsafe(OUT_HEADER + 8);
+      out.writeUInt32LE(n, OUT_HEADER);
+      out.writeUInt32LE(0, OUT_HEADER + 4);
+      return { b: out, n: 8 };
+    });
+  }
+
+  private fsync(): number {
+    const fh = u64(this.rbuf, IN_HEADER);
+    const datasync = (this.rbuf.readUInt32LE(IN_HEADER + 8) & 1) !== 0;
+    const fd = this.overlay.handle(fh).fd;
+    return this.later(Op.FSYNC, () => new Promise((resolve, reject) => {
+      const done = (err: NodeJS.ErrnoException | null): void => (err ? reject(err) : resolve({ b: Buffer.allocUnsafe(OUT_HEADER), n: 0 }));
+      if (datasync) fs.fdatasync(fd, done);
+      else fs.fsync(fd, done);
+    }));
+  }
+
+  private statfs(): number {
+    const s = this.overlay.statfs();
+    const b = this.room(STATFS_OUT);
+    b.fill(0, OUT_HEADER, OUT_HEADER + STATFS_OUT);
+    putU64(b, OUT_HEADER, s.blocks);
+    putU64(b, OUT_HEADER + 8, s.bfree);
+    putU64(b, OUT_HEADER + 16, s.bavail);
+    putU64(b, OUT_HEADER + 24, s.files);
+    putU64(b, OUT_HEADER + 32, s.ffree);
+    b.writeUInt32LE(s.bsize, OUT_HEADER + 40);
+    b.writeUInt32LE(s.namemax, OUT_HEADER + 44);
+    b.writeUInt32LE(s.frsize, OUT_HEADER + 48);
+    return STATFS_OUT;
+  }
+
+  private setxattr(): number {
+    const b = this.rbuf;
+    const path = this.pathOf(this.node());
+    const size = b.readUInt32LE(IN_HEADER);
+    const flags = b.readUInt32LE(IN_HEADER + 4);
+    const [name, next] = cstring(b, IN_HEADER + 8, this.len);
+    const value = Buffer.from(b.subarray(next, Math.min(next + size, this.len)));
+    this.overlay.setxattr(path, name, value, flags);
+    return 0;
+  }
+
+  private getxattr(list: boolean): number {
+    const b = this.rbuf;
+    const path = this.pathOf(this.node());
+    const size = b.readUInt32LE(IN_HEADER);
+    let value: Buffer;
+    if (list) {
+      const names = this.overlay.listxattr(path);
+      value = Buffer.from(names.map((n) => n + '\0').join(''));
+    } else {
+      value = this.overlay.getxattr(path, this.name(IN_HEADER + 8));
+    }
+    if (size === 0) {
+      const o = this.room(8);
+      o.writeUInt32LE(value.length, OUT_HEADER);
+      o.writeUInt32LE(0, OUT_HEADER + 4);
+      return 8;
+    }
+    if (value.length > size) throw new FsError(E.ERANGE, list ? 'listxattr' : 'getxattr', path);
+    value.copy(this.room(value.length), OUT_HEADER);
+    return value.length;
+  }
+
+  private removexattr(): number {
+    this.overlay.removexattr(this.pathOf(this.node()), this.name(IN_HEADER));
+    return 0;
+  }
+
+  private access(): number {
+    this.overlay.access(this.pathOf(this.node()), this.rbuf.readUInt32LE(IN_HEADER));
+    return 0;
+  }
+
+  private opendir(): number {
+    const node = this.node();
+    const path = this.pathOf(node);
+    if (!isDir(this.attrOf(node).mode)) throw new FsError(E.ENOTDIR, 'opendir', path);
+    const fh = this.nextDir++;
+    this.dirs.set(fh, { node, entries: undefined });
+    this.room(OPEN_OUT);
+    this.openOut(OUT_HEADER, fh, 0, 0);
+    return OPEN_OUT;
+  }
+
+  private readdir(plus: boolean): number {
+    const b = this.rbuf;
+    const fh = u64(b, IN_HEADER);
+    const offset = u64(b, IN_HEADER + 8);
+    const size = b.readUInt32LE(IN_HEADER + 16);
+    const d = this.dirs.get(fh);
+    if (!d) throw new FsError(E.EBADF, 'readdir', String(fh));
+    const path = this.pathOf(d.node);
+    if (offset === 0 || d.entries === undefined) d.entries = this.overlay.readdir(path);
+    if (offset < 2 && d.self === undefined) {
+      d.self = this.attrOf(d.node).ino;
+      const up = d.node.links[0]?.parent;
+      try { d.parent = up ? this.attrOf(up).ino : d.self; } catch { d.parent = d.self; }
+    }
+    const out = this.room(size);
+    let pos = OUT_HEADER;
+    const end = OUT_HEADER + size;
+    const total = d.entries.length + 2;
+    for (let i = offset; i < total; i++) {
+      const e = i >= 2 ? d.entries[i - 2] : undefined;
+      const name = e ? e.name : i === 0 ? '.' : '..';
+      const nameLen = Buffer.byteLength(name);
+      const rec = direntSize(nameLen) + (plus ? ENTRY_OUT : 0);
+      if (pos + rec > end) break;
+      let ino = (e ? e.ino : i === 0 ? d.self : d.parent) ?? 0n;
+      let type = e ? e.type : DT_DIR;
+      let at = pos;
+      if (plus) {
+        let attr: Attr | undefined;
+        if (e) {
+          try { attr = this.overlay.getattr(joinPath(path, name)); } catch { attr = undefined; }
+        }
+        if (attr && e) {
+          const node = this.table.entry(d.node, name, attr);
+          putEntry(out, at, node.id, attr, this.entryValid, this.attrValid);
+          node.lookups++;
+          ino = attr.ino;
+          type = (attr.mode & S_IFMT) >> 12;
+        } else {
+          putEntry(out, at, 0, undefined, { sec: 0, nsec: 0 }, { sec: 0, nsec: 0 });
+        }
+        at += ENTRY_OUT;
+      }
+      out.writeBigUInt64LE(ino, at);
+      putU64(out, at + 8, i + 1);
+      out.writeUInt32LE(nameLen, at + 16);
+      out.writeUInt32LE(type, at + 20);
+      out.write(name, at + DIRENT_BASE, 'utf8');
+      const padded = at + direntSize(nameLen);
+      out.fill(0, at + DIRENT_BASE + nameLen, padded);
+      pos = padded;
+    }
+    return pos - OUT_HEADER;
+  }
+
+  private fallocate(): number {
+    const b = this.rbuf;
+    const fh = u64(b, IN_HEADER);
+    this.overlay.fallocate(fh, b.readUInt32LE(IN_HEADER + 24), u64(b, IN_HEADER + 8), u64(b, IN_HEADER + 16));
+    return 0;
+  }
+
+  private lseek(): number {
+    const b = this.rbuf;
+    const h = this.overlay.handle(u64(b, IN_HEADER));
+    const r = sys.lseek(h.fd, u64(b, IN_HEADER + 8), b.readUInt32LE(IN_HEADER + 16));
+    if (r < 0) throw new FsError(-r, 'lseek', h.path);
+    putU64(this.room(8), OUT_HEADER, r);
+    return 8;
+  }
+
+  private copyFileRange(): number {
+    const b = this.rbuf;
+    const hin = this.overlay.handle(u64(b, IN_HEADER));
+    const hout = this.overlay.handle(u64(b, IN_HEADER + 24));
+    if (!hout.writable) throw new FsError(E.EBADF, 'copy_file_range', hout.path);
+    const len = Math.min(u64(b, IN_HEADER + 40), COPY_CHUNK);
+    const r = sys.copyFileRange(hin.fd, u64(b, IN_HEADER + 8), hout.fd, u64(b, IN_HEADER + 32), len);
+    if (r < 0) throw new FsError(-r, 'copy_file_range', hout.path);
+    const o = this.room(8);
+    o.writeUInt32LE(r, OUT_HEADER);
+    o.writeUInt32LE(0, OUT_HEADER + 4);
+    return 8;
+  }
+
+  /** For status: nodes the kernel holds. */
+  get nodeCount(): number {
+    return this.table.size;
+  }
+}
