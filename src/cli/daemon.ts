@@ -1,17 +1,23 @@
-// Running a mount: in the foreground, or detached with the parent waiting until the child
-// reports that the kernel has sent INIT (or why it failed), so `overlayd mount` returns 0
-// only once the mount serves.
+// Running a mount: in the foreground, or detached (a new session, stdio closed or sent to the
+// log file) with the parent waiting until the child reports that the kernel has sent INIT, or
+// why it failed, so `overlayd mount` returns 0 only once the mount serves and otherwise says
+// why with nothing left mounted.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { Overlay } from '../core/overlay';
 import { FuseNativeTransport } from '../fuse/adapter';
-import { createLogger, type LogLevel, type Logger } from '../log/logger';
+import { KernelTransport } from '../fuse-kernel/transport';
+import { sys } from '../host/native';
+import { createDaemonLogger, openLogFile, type LogLevel, type Logger, type SafeDestination } from '../log/logger';
 import type { MountOptions } from './options';
+import { mountAt, OVERLAYD_FSTYPE } from './mountinfo';
 import { validateLayout } from './validate';
-import { registerMount, unregisterMount } from './registry';
+import { ownMountNamespace, registerMount, unregisterMount, type Counters, type MountRecord } from './registry';
 
 export interface RunOptions {
+  /** Absolute. */
   mountpoint: string;
+  source: string;
   options: MountOptions;
   logLevel: LogLevel;
   logFile?: string;
@@ -22,40 +28,82 @@ export interface RunOptions {
 }
 
 const READY = 'ready\n';
+/** How often the daemon checks that its mount is still there, and refreshes its counters. */
+const WATCH_MS = 500;
+const REFRESH_EVERY = 4;
 
 /** Mounts and serves until unmounted or signalled. Resolves with the exit code. */
 export async function serve(run: RunOptions): Promise<number> {
-  const log = createLogger(run.logLevel, run.logFile);
+  const { log, dest } = createDaemonLogger(run.logLevel, run.logFile);
   // Modes arrive already masked by the caller's umask (the kernel applies it before FUSE sees
   // the request); the daemon's own umask must not mask them a second time.
   process.umask(0);
+  // A stop request while mounting is kept, and acted on once the mount serves: dying halfway
+  // could leave a dead mount.
+  const early: NodeJS.Signals[] = [];
+  const onEarly = (sig: NodeJS.Signals): void => { early.push(sig); };
+  process.on('SIGTERM', onEarly);
+  process.on('SIGINT', onEarly);
+  let mountpoint: string;
+  try {
+    mountpoint = validateLayout(run.options.overlay, run.mountpoint);
+  } catch (err) {
+    log.error({ mountpoint: run.mountpoint, err: (err as Error).message }, 'mount refused');
+    throw err;
+  }
+  // A daemon holds no directory busy: every path it was given is absolute by now.
+  process.chdir('/');
   let overlay: Overlay;
-  const mountpoint = validateLayout(run.options.overlay, run.mountpoint);
   try {
     overlay = new Overlay(run.options.overlay, {
       warn: (msg, detail) => log.warn(detail ?? {}, msg),
       error: (msg, detail) => log.error(detail ?? {}, msg),
     });
   } catch (err) {
+    log.error({ err: (err as Error).message }, 'cannot open layers');
     throw new Error(`cannot open layers: ${(err as Error).message}`);
   }
-  const transport = new FuseNativeTransport(overlay, mountpoint, run.options.fuse, log);
+  const transport: Transport = run.options.transport === 'kernel'
+    ? new KernelTransport(overlay, mountpoint, run.options.fuse, log)
+    : new FuseNativeTransport(overlay, mountpoint, run.options.fuse, log);
   try {
     await transport.mount();
   } catch (err) {
+    // fuse_new can fail after fuse_mount succeeded: never leave that half-mount behind.
+    if (mountAt(mountpoint)?.fstype === OVERLAYD_FSTYPE) transport.unmount(true);
     overlay.close();
-    throw new Error(`cannot mount ${mountpoint}: ${(err as Error).message}`);
+    log.error({ mountpoint, err: (err as Error).message }, 'mount failed');
+    throw new Error(`cannot mount ${mountpoint}: ${(err as Error).message}${run.options.transport === 'kernel' ? '' : ' (libfuse says why above)'}`);
   }
-  const record = { pid: process.pid, mountpoint, options: run.optionStrings, started: Date.now() };
+  const mountId = mountAt(mountpoint)?.id;
+  const cfg = run.options.overlay;
+  const record: MountRecord = {
+    pid: process.pid, mountpoint, source: run.options.fuse.fsname,
+    lowerdirs: cfg.lowerdirs, upperdir: cfg.upperdir, workdir: cfg.workdir,
+    options: run.optionStrings, started: Date.now(), updated: Date.now(), mntns: ownMountNamespace(),
+    logFile: run.logFile ?? (run.readyFd === undefined ? 'stderr' : 'none (detached without --log-file)'), logLevel: run.logLevel, counters: countersOf(transport, overlay),
+  };
   registerMount(record);
-  log.info({ mountpoint, layers: overlay.stack.layers.map((l) => l.root) }, 'mounted');
+  log.info({ mountpoint, source: record.source, lowerdirs: cfg.lowerdirs, upperdir: cfg.upperdir, workdir: cfg.workdir, fuse: transport.fuseOptions() }, 'mounted');
   if (run.readyFd !== undefined) {
     try { fs.writeSync(run.readyFd, READY); fs.closeSync(run.readyFd); } catch { /* parent gone */ }
+    // The parent read our stderr until now and leaves: from here on only the log file hears us.
+    if (run.logFile === undefined) dest.detach();
   }
-  return waitForEnd(transport, overlay, mountpoint, log, () => registerMount({ ...record, counters: countersOf(transport, overlay) }));
+  const refresh = (): void => {
+    record.updated = Math.max(Date.now(), record.updated + 1);
+    record.counters = countersOf(transport, overlay);
+    registerMount(record);
+  };
+  process.off('SIGTERM', onEarly);
+  process.off('SIGINT', onEarly);
+  return waitForEnd({ transport, overlay, mountpoint, mountId, log, dest, refresh, interactive: run.readyFd === undefined, early });
 }
 
-function countersOf(transport: FuseNativeTransport, overlay: Overlay): Record<string, number> {
+/** The two ways of speaking FUSE (-o transport=): what the daemon needs of either. */
+type Transport = FuseNativeTransport | KernelTransport;
+
+function countersOf(transport: Transport, overlay: Overlay): Counters {
   const up = overlay.upperStats;
   return {
     ops: transport.ops,
@@ -67,7 +115,22 @@ function countersOf(transport: FuseNativeTransport, overlay: Overlay): Record<st
   };
 }
 
-function waitForEnd(transport: FuseNativeTransport, overlay: Overlay, mountpoint: string, log: Logger, refresh: () => void): Promise<number> {
+interface Serving {
+  transport: Transport;
+  overlay: Overlay;
+  mountpoint: string;
+  mountId: number | undefined;
+  log: Logger;
+  dest: SafeDestination;
+  refresh: () => void;
+  /** Started with -f by a person (not detached): also say things on stderr. */
+  interactive: boolean;
+  /** Signals that came while mounting. */
+  early: NodeJS.Signals[];
+}
+
+function waitForEnd(s: Serving): Promise<number> {
+  const { transport, overlay, mountpoint, log } = s;
   return new Promise((resolve) => {
     let finished = false;
     const finish = (code: number): void => {
@@ -77,74 +140,122 @@ function waitForEnd(transport: FuseNativeTransport, overlay: Overlay, mountpoint
       unregisterMount(process.pid);
       transport.close();
       overlay.close();
+      log.info({ mountpoint, code }, 'daemon exits');
       resolve(code);
+    };
+    const stillMounted = (): boolean => {
+      const m = mountAt(mountpoint);
+      return m !== undefined && m.fstype === OVERLAYD_FSTYPE && (s.mountId === undefined || m.id === s.mountId);
     };
     const onSignal = (sig: NodeJS.Signals): void => {
       const r = transport.unmount(false);
-      if (r === 0 || r === -22 /* EINVAL: no longer mounted */) {
-        log.info({ sig }, 'unmounted on signal');
+      if (r === 0 || !stillMounted()) {
+        log.info({ sig, mountpoint }, 'unmounted on signal');
         finish(0);
         return;
       }
       // Busy: keep serving rather than leave a broken mount behind.
-      log.warn({ sig, errno: -r }, `cannot unmount ${mountpoint}: it is busy; still serving`);
-      process.stderr.write(`overlayd: ${mountpoint} is busy; still serving (unmount when it is free)\n`);
+      const msg = r === -16 /* EBUSY */
+        ? `cannot unmount ${mountpoint}: it is busy (a process uses it); still serving`
+        : `cannot unmount ${mountpoint} (errno ${-r}); still serving`;
+      log.warn({ sig, errno: -r, mountpoint }, msg);
+      if (s.interactive) process.stderr.write(`overlayd: ${msg}\n`);
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
-    process.on('SIGHUP', () => undefined);
+    process.on('SIGHUP', () => log.info('SIGHUP ignored'));
+    process.on('SIGUSR1', () => s.refresh());
+    // Whatever goes wrong unexpectedly, leave no dead mount behind: say why, unmount, exit.
+    const fatal = (err: unknown): void => {
+      log.fatal({ err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, 'daemon crashed; unmounting');
+      if (s.interactive) process.stderr.write(`overlayd: crashed: ${err instanceof Error ? err.stack : String(err)}\n`);
+      if (transport.unmount(false) !== 0 && stillMounted()) transport.unmount(true);
+      finish(1);
+    };
+    process.on('uncaughtException', fatal);
+    process.on('unhandledRejection', fatal);
+    if (s.early.length > 0) setImmediate(() => onSignal(s.early[0]));
     // fuse-native gives no event when someone else unmounts; notice it through mountinfo.
     let ticks = 0;
+    let lastOps = -1;
     const watch = setInterval(() => {
-      if (!isMounted(mountpoint)) {
+      if (!stillMounted()) {
         log.info({ mountpoint }, 'unmounted externally');
         finish(0);
         return;
       }
-      if (++ticks % 4 === 0) refresh();
-    }, 500);
+      if (++ticks % REFRESH_EVERY === 0 && transport.ops !== lastOps) {
+        lastOps = transport.ops;
+        s.refresh();
+      }
+    }, WATCH_MS);
   });
 }
 
-function isMounted(mountpoint: string): boolean {
-  let text = '';
-  try { text = fs.readFileSync('/proc/self/mountinfo', 'utf8'); } catch { return false; }
-  for (const line of text.split('\n')) {
-    const f = line.split(' ');
-    if (f.length > 4 && f[4].replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))) === mountpoint) {
-      const dash = f.indexOf('-');
-      if (dash > 0 && f[dash + 1] === 'fuse.overlayd') return true;
-    }
-  }
-  return false;
+export interface DetachOptions {
+  /** Arguments for node: the script and the `mount --foreground` command line of the child. */
+  args: string[];
+  logFile?: string;
+  /** Give up (and stop the child) if it has said nothing by then. */
+  timeoutMs?: number;
 }
 
 /**
- * Starts this program again, detached, with --foreground and a pipe on fd 3; resolves with
- * the exit code the parent should return: 0 once the child says ready. The child's stdio is
- * closed: after this, it speaks only through its log.
+ * Starts the daemon detached (setsid, stdin closed, stdout and stderr to the log file or, while
+ * it starts, to us) with a pipe on fd 3; resolves with the exit code the parent should return:
+ * 0 once the child says ready, else the child's, after printing why it failed.
  */
-export function detach(argv: string[]): Promise<number> {
+export function detach(opts: DetachOptions): Promise<number> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...process.execArgv, ...argv, '--foreground', '--ready-fd', '3'], {
+    const logFd = opts.logFile !== undefined ? openLogFile(opts.logFile) : undefined;
+    const out = logFd ?? 'ignore';
+    const err = logFd ?? 'pipe';
+    const child = spawn(process.execPath, [...process.execArgv, ...opts.args], {
       detached: true,
-      stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+      cwd: process.cwd(),
+      stdio: ['ignore', out, err, 'pipe'],
     });
+    if (logFd !== undefined) fs.closeSync(logFd);
     let said = '';
+    let stderr = '';
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (d: string) => { stderr += d; });
     const ready = child.stdio[3] as NodeJS.ReadableStream & { destroy(): void };
     ready.setEncoding('utf8');
     ready.on('data', (d: string) => { said += d; });
+    let done = false;
+    const timer = setTimeout(() => {
+      if (done) return;
+      done = true;
+      process.stderr.write(`overlayd: the mount did not come up within ${Math.round((opts.timeoutMs ?? 30000) / 1000)}s; stopping it\n`);
+      child.kill('SIGTERM');
+      ready.destroy();
+      child.stderr?.destroy();
+      resolve(1);
+    }, opts.timeoutMs ?? 30000);
+    const exited = new Promise<number>((res) => {
+      if (child.exitCode !== null) res(child.exitCode);
+      else child.once('exit', (c) => res(c ?? 1));
+    });
     ready.on('end', () => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
       ready.destroy();
       if (said === READY) {
+        child.stderr?.destroy();
         child.unref();
         resolve(0);
         return;
       }
-      process.stderr.write(said.startsWith('overlayd: ') ? said : 'overlayd: mount failed before it was ready\n');
-      const code = (c: number | null): void => resolve(c || 1);
-      if (child.exitCode !== null) code(child.exitCode);
-      else child.once('exit', code);
+      void exited.then((code) => {
+        const reason = said.trim();
+        const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l !== '' && l !== reason && !l.startsWith('{'));
+        for (const l of lines) process.stderr.write(l.startsWith('overlayd:') ? `${l}\n` : `overlayd: ${l}\n`);
+        if (reason !== '') process.stderr.write(`${reason}\n`);
+        else if (lines.length === 0) process.stderr.write(`overlayd: the daemon exited (code ${code}) before the mount was ready${opts.logFile ? `; see ${opts.logFile}` : ''}\n`);
+        resolve(code || 1);
+      });
     });
   });
 }
@@ -153,4 +264,9 @@ export function detach(argv: string[]): Promise<number> {
 export function reportFailure(readyFd: number | undefined, message: string): void {
   if (readyFd === undefined) return;
   try { fs.writeSync(readyFd, `overlayd: ${message}\n`); fs.closeSync(readyFd); } catch { /* parent gone */ }
+}
+
+/** umount2 for the CLI; negative errno on failure. */
+export function umount2(target: string, flags: number): number {
+  return sys.umount2(target, flags);
 }

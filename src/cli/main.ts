@@ -1,96 +1,347 @@
-// overlayd's command line: mount, umount, status.
-import { Command, Option } from 'commander';
+// overlayd's command line: mount, umount, status; and mount(8)'s helper form,
+// `overlayd SOURCE MOUNTPOINT [-sfnv] [-N NS] [-o OPTIONS] [-t TYPE]`, which mount.fuse3 runs
+// for the type fuse.overlayd and /sbin/mount.fuse.overlayd runs for mount(8).
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
+import { Command, Option } from 'commander';
 import { sys } from '../host/native';
 import { errnoName } from '../core/errors';
 import { LOG_LEVELS, type LogLevel } from '../log/logger';
 import { detach, reportFailure, serve } from './daemon';
 import { UsageError, parseMountOptions } from './options';
-import { listMounts } from './registry';
+import { mountAt, overlaydMounts, OVERLAYD_FSTYPE } from './mountinfo';
+import { daemonAlive, listMounts, refreshRecords, type MountRecord } from './registry';
+import { resolveMountpoint, validateLayout } from './validate';
+
+/** Exit codes: overlayd's own commands, and mount(8)'s for the helper form. */
+const CODES = { usage: 2, fail: 1 };
+const MOUNT_CODES = { usage: 32, fail: 32 }; // bad arguments to the helper form: 1
+
+class Exit extends Error {
+  constructor(readonly code: number) { super(`exit ${code}`); }
+}
+
+function say(msg: string): void {
+  process.stderr.write(`overlayd: ${msg}\n`);
+}
 
 function die(msg: string, code = 1): never {
-  process.stderr.write(`overlayd: ${msg}\n`);
-  process.exit(code);
+  say(msg);
+  throw new Exit(code);
 }
 
-interface MountFlags {
-  option?: string[];
-  foreground?: boolean;
-  logLevel: LogLevel;
-  logFile?: string;
-  readyFd?: string;
-}
-
-async function mountCommand(args: string[], flags: MountFlags): Promise<void> {
-  // mount(8) style: `overlayd mount [SOURCE] MERGED`; the source name is only a label.
-  if (args.length === 0) die('missing mountpoint (usage: overlayd mount -o lowerdir=A:B[,upperdir=U,workdir=W] MERGED)', 2);
-  if (args.length > 2) die(`too many arguments: ${args.join(' ')}`, 2);
-  const mountpoint = path.resolve(args[args.length - 1]);
-  const readyFd = flags.readyFd === undefined ? undefined : Number(flags.readyFd);
+function version(): string {
   try {
-    const options = parseMountOptions(flags.option ?? []);
-    if (!flags.foreground) {
-      const { validateLayout } = await import('./validate');
-      validateLayout(options.overlay, mountpoint); // fail here, in front of the user, when we can
-      const argv = process.argv.slice(1).filter((a) => a !== '-f' && a !== '--foreground');
-      process.exit(await detach(argv));
+    return (JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+export interface MountRequest {
+  source?: string;
+  mountpoint: string;
+  options: string[];
+  foreground?: boolean;
+  logLevel?: LogLevel;
+  logFile?: string;
+  readyFd?: number;
+  sloppy?: boolean;
+  /** mount -f: check everything, mount nothing. */
+  fake?: boolean;
+  verbose?: boolean;
+}
+
+/** Mounts; returns the exit code. Bad input -> codes.usage, a failed mount -> codes.fail. */
+export async function mountCommand(req: MountRequest, codes = CODES): Promise<number> {
+  const mountpoint = path.resolve(req.mountpoint);
+  try {
+    const options = parseMountOptions(req.options, { source: req.source, sloppy: req.sloppy });
+    const logLevel = req.logLevel ?? options.daemon.logLevel ?? 'warn';
+    const logFile = req.logFile !== undefined ? path.resolve(req.logFile) : options.daemon.logFile;
+    if (options.ignored.length > 0 && req.readyFd === undefined) say(`ignoring unknown options (sloppy): ${options.ignored.join(',')}`);
+    if (req.fake) {
+      validateLayout(options.overlay, mountpoint);
+      if (req.verbose) say(`would mount ${mountpoint} (fake)`);
+      return 0;
     }
-    const code = await serve({ mountpoint, options, logLevel: flags.logLevel, logFile: flags.logFile, readyFd, optionStrings: flags.option ?? [] });
-    process.exit(code);
+    if (!req.foreground) {
+      validateLayout(options.overlay, mountpoint); // fail here, in front of the user, when we can
+      const args = [path.resolve(process.argv[1]), 'mount', '--foreground', '--ready-fd', '3', '--log-level', logLevel];
+      if (logFile !== undefined) args.push('--log-file', logFile);
+      for (const o of req.options) args.push('-o', o);
+      if (req.sloppy) args.push('--sloppy');
+      args.push('--', options.fuse.fsname, mountpoint);
+      const code = await detach({ args, logFile });
+      if (code !== 0) return code === CODES.usage ? codes.usage : codes.fail;
+      if (req.verbose) say(`mounted ${mountpoint}`);
+      return 0;
+    }
+    return await serve({ mountpoint, source: options.fuse.fsname, options, logLevel, logFile, readyFd: req.readyFd, optionStrings: req.options });
   } catch (err) {
-    const msg = err instanceof UsageError || err instanceof Error ? err.message : String(err);
-    reportFailure(readyFd, msg);
-    die(msg, err instanceof UsageError ? 2 : 1);
+    if (err instanceof Exit) throw err;
+    const msg = err instanceof Error ? err.message : String(err);
+    reportFailure(req.readyFd, msg);
+    say(msg);
+    return err instanceof UsageError ? codes.usage : codes.fail;
   }
 }
 
-function umountCommand(target: string, flags: { lazy?: boolean }): void {
-  const mp = path.resolve(target);
-  const r = sys.umount2(mp, flags.lazy ? sys.constants.MNT_DETACH : 0);
-  if (r === 0) return;
-  const code = errnoName(-r);
-  if (code === 'EBUSY') die(`${mp} is busy (a process is using it); try again when it is free, or --lazy`);
-  if (code === 'EINVAL') die(`${mp} is not mounted`);
-  if (code === 'ENOENT') die(`${mp} does not exist`);
-  die(`cannot unmount ${mp}: ${code}`);
+/** mount(8)'s helper convention: `SOURCE MOUNTPOINT [-sfnv] [-N NS] [-o OPTIONS] [-t TYPE]`. */
+export interface HelperArgs {
+  source: string;
+  mountpoint: string;
+  options: string[];
+  sloppy: boolean;
+  fake: boolean;
+  verbose: boolean;
+  namespace?: string;
 }
 
-function statusCommand(target: string | undefined): void {
-  const mounts = listMounts().filter((m) => target === undefined || m.mountpoint === path.resolve(target));
-  if (target !== undefined && mounts.length === 0) die(`${path.resolve(target)} is not an overlayd mount`);
+export function parseHelperArgs(args: string[]): HelperArgs {
+  const pos: string[] = [];
+  const out: HelperArgs = { source: '', mountpoint: '', options: [], sloppy: false, fake: false, verbose: false };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const value = (flag: string): string => {
+      if (i + 1 >= args.length) throw new UsageError(`${flag} needs a value`);
+      return args[++i];
+    };
+    if (a === '--') { pos.push(...args.slice(i + 1)); break; }
+    if (a === '-o' || a === '--options') { out.options.push(value(a)); continue; }
+    if (a.startsWith('-o') && a.length > 2) { out.options.push(a.slice(2)); continue; }
+    if (a === '-t' || a === '--types') {
+      const t = value(a);
+      if (!['fuse.overlayd', 'overlayd', 'fuse', 'fuseblk.overlayd'].includes(t)) throw new UsageError(`cannot mount type "${t}" (overlayd mounts fuse.overlayd)`);
+      continue;
+    }
+    if (a === '-N' || a === '--namespace') { out.namespace = value(a); continue; }
+    if (/^-[sfnvi]+$/.test(a)) {
+      for (const f of a.slice(1)) {
+        if (f === 's') out.sloppy = true;
+        if (f === 'f') out.fake = true;
+        if (f === 'v') out.verbose = true;
+        // n (no mtab) and i (no further helper): nothing to do for overlayd.
+      }
+      continue;
+    }
+    if (a.startsWith('-') && a !== '-') throw new UsageError(`unknown flag ${a}`);
+    pos.push(a);
+  }
+  if (pos.length < 2) throw new UsageError('usage: overlayd SOURCE MOUNTPOINT [-sfnv] [-o lowerdir=A:B[,upperdir=U,workdir=W]]');
+  if (pos.length > 2) throw new UsageError(`too many arguments: ${pos.join(' ')}`);
+  [out.source, out.mountpoint] = pos;
+  if (out.mountpoint === '') throw new UsageError('empty mountpoint');
+  return out;
+}
+
+async function helperMain(args: string[]): Promise<number> {
+  let h: HelperArgs;
+  try {
+    h = parseHelperArgs(args);
+  } catch (err) {
+    say((err as Error).message);
+    return 1;
+  }
+  if (h.namespace !== undefined) {
+    // mount -N: do the mount inside that mount namespace (a pid or a path to an ns file).
+    const ns = /^\d+$/.test(h.namespace) ? `/proc/${h.namespace}/ns/mnt` : h.namespace;
+    const rest = args.filter((a, i) => a !== '-N' && a !== '--namespace' && args[i - 1] !== '-N' && args[i - 1] !== '--namespace');
+    const r = spawnSync('nsenter', [`--mount=${ns}`, '--', process.execPath, ...process.execArgv, path.resolve(process.argv[1]), ...rest], { stdio: 'inherit' });
+    return r.status ?? MOUNT_CODES.fail;
+  }
+  return mountCommand({ source: h.source, mountpoint: h.mountpoint, options: h.options, sloppy: h.sloppy, fake: h.fake, verbose: h.verbose }, MOUNT_CODES);
+}
+
+function waitForExit(pid: number, ms: number): boolean {
+  const sleeper = new Int32Array(new SharedArrayBuffer(4));
+  const deadline = Date.now() + ms;
+  while (daemonAlive(pid)) {
+    if (Date.now() > deadline) return false;
+    Atomics.wait(sleeper, 0, 0, 20);
+  }
+  return true;
+}
+
+/**
+ * Unmounts an overlayd mount. A mount whose daemon is gone (killed, crashed) is cleared too,
+ * even when busy: with no daemon there is nothing to wait for, so it is detached.
+ */
+export function umountCommand(target: string, flags: { lazy?: boolean; force?: boolean }): number {
+  const mp = resolveMountpoint(target);
+  const m = mountAt(mp);
+  if (!m) {
+    if (!fs.existsSync(mp)) die(`${mp} does not exist`);
+    die(`${mp} is not mounted`);
+  }
+  if (m.fstype !== OVERLAYD_FSTYPE) die(`${mp} is not an overlayd mount (it is ${m.fstype}); use umount(8)`);
+  const rec = listMounts({ sameNamespace: true }).filter((r) => r.mountpoint === mp).pop();
+  const { MNT_DETACH, MNT_FORCE } = sys.constants;
+  let how = 'unmounted';
+  let r: number;
+  if (flags.force) {
+    // MNT_FORCE aborts the FUSE connection: whatever the daemon is doing, the mount ends.
+    r = sys.umount2(mp, MNT_FORCE);
+    if (r === -16) { r = sys.umount2(mp, MNT_DETACH); how = 'aborted and detached (it was busy)'; }
+  } else {
+    r = sys.umount2(mp, flags.lazy ? MNT_DETACH : 0);
+    if (flags.lazy) how = 'detached';
+    if (r === -16 && rec === undefined) {
+      r = sys.umount2(mp, MNT_DETACH);
+      how = 'detached: its daemon is gone and a process still uses it (that process sees errors until it leaves)';
+      if (r === 0) say(`${mp}: ${how}`);
+    }
+  }
+  if (r !== 0) {
+    const code = errnoName(-r);
+    if (code === 'EBUSY') die(`${mp} is busy (a process uses it); try again when it is free, or use --lazy`);
+    if (code === 'EPERM') die(`cannot unmount ${mp}: permission denied`);
+    if (code === 'EINVAL') die(`${mp} is not mounted`);
+    die(`cannot unmount ${mp}: ${code}`);
+  }
+  // The daemon notices and exits; wait, so that once we return it has written its last log line.
+  if (rec !== undefined && !waitForExit(rec.pid, 10000)) say(`${mp} is unmounted but its daemon (pid ${rec.pid}) has not exited yet`);
+  return 0;
+}
+
+export interface StatusEntry {
+  mountpoint: string;
+  source: string;
+  state: 'serving' | 'dead';
+  pid?: number;
+  uptimeSeconds?: number;
+  lowerdirs?: string[];
+  upperdir?: string;
+  workdir?: string;
+  options?: string[];
+  logFile?: string;
+  logLevel?: string;
+  counters?: MountRecord['counters'];
+}
+
+export function statusEntries(target?: string): StatusEntry[] {
+  const mounts = overlaydMounts();
+  const recs = refreshRecords(listMounts({ sameNamespace: true }));
+  const want = target === undefined ? undefined : resolveMountpoint(target);
+  const out: StatusEntry[] = [];
   for (const m of mounts) {
-    const up = Math.round((Date.now() - m.started) / 1000);
-    const counters = Object.entries(m.counters ?? {}).map(([k, v]) => `${k}=${v}`).join(' ');
-    process.stdout.write(`${m.mountpoint}\tpid=${m.pid}\tuptime=${up}s\t-o ${m.options.join(',')}\t${counters}\n`);
+    if (want !== undefined && m.mountpoint !== want) continue;
+    const rec = recs.filter((r) => r.mountpoint === m.mountpoint).pop();
+    if (!rec) { out.push({ mountpoint: m.mountpoint, source: m.source, state: 'dead' }); continue; }
+    out.push({
+      mountpoint: m.mountpoint, source: m.source, state: 'serving', pid: rec.pid,
+      uptimeSeconds: Math.max(0, Math.round((Date.now() - rec.started) / 1000)),
+      lowerdirs: rec.lowerdirs, upperdir: rec.upperdir, workdir: rec.workdir, options: rec.options,
+      logFile: rec.logFile, logLevel: rec.logLevel, counters: rec.counters,
+    });
   }
+  return out;
 }
 
-export function main(argv: string[]): void {
+function duration(s: number): string {
+  const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+  return d > 0 ? `${d}d${h}h${m}m` : h > 0 ? `${h}h${m}m${sec}s` : m > 0 ? `${m}m${sec}s` : `${sec}s`;
+}
+
+export function formatStatus(entries: StatusEntry[]): string {
+  const lines: string[] = [];
+  for (const e of entries) {
+    if (e.state === 'dead') {
+      lines.push(`${e.mountpoint}: dead (no daemon serves it; clear it with: overlayd umount ${e.mountpoint})`, `  source   ${e.source}`);
+      continue;
+    }
+    lines.push(`${e.mountpoint}: serving, pid ${e.pid}, up ${duration(e.uptimeSeconds ?? 0)}`, `  source   ${e.source}`);
+    for (const l of e.lowerdirs ?? []) lines.push(`  lower    ${l}`);
+    if (e.upperdir !== undefined) lines.push(`  upper    ${e.upperdir}`, `  work     ${e.workdir}`);
+    else lines.push('  upper    (none: read-only)');
+    const c = e.counters;
+    if (c) {
+      lines.push(`  ops served ${c.ops}, bytes copied up ${c.bytesCopiedUp} (${c.copyUps} copy-ups), whiteouts ${c.whiteouts}, open files ${c.openFiles}, rss ${Math.round(c.rssBytes / 1048576)} MiB`);
+    }
+    lines.push(`  log      ${e.logFile ?? 'none'}, level ${e.logLevel}`);
+  }
+  return lines.length ? lines.join('\n') + '\n' : '';
+}
+
+/** 0: listed (and, for one MERGED, serving); 1: not an overlayd mount; 3: dead (daemon gone). */
+export function statusCommand(target: string | undefined, flags: { json?: boolean }): number {
+  const entries = statusEntries(target);
+  if (target !== undefined && entries.length === 0) die(`${resolveMountpoint(target)} is not an overlayd mount`);
+  if (flags.json) process.stdout.write(JSON.stringify(entries, null, 2) + '\n');
+  else if (entries.length === 0) process.stdout.write('no overlayd mounts\n');
+  else process.stdout.write(formatStatus(entries));
+  return target !== undefined && entries.every((e) => e.state === 'dead') ? 3 : 0;
+}
+
+const SUBCOMMANDS = new Set(['mount', 'umount', 'unmount', 'status', 'help']);
+
+export async function run(argv: string[]): Promise<number> {
+  const first = argv[2];
+  if (first !== undefined && !SUBCOMMANDS.has(first) && !first.startsWith('-')) return helperMain(argv.slice(2));
+  let code = 0;
   const program = new Command();
-  program.name('overlayd').description('a union filesystem daemon with kernel overlayfs semantics, over FUSE');
-  program.configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `overlayd: ${s.slice(7)}` : s) });
-  program.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
+  program
+    .name('overlayd')
+    .description('a union filesystem daemon with kernel overlayfs semantics, over FUSE')
+    .version(version(), '-V, --version')
+    .usage('<command> [options]\n       overlayd SOURCE MOUNTPOINT [-sfnv] [-o OPTIONS]   (mount(8) helper form)');
+  program.configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error: ') ? `overlayd: ${s.slice(7)}` : s) });
+  program.exitOverride();
   program
     .command('mount')
-    .description('mount a union of directories at MERGED')
-    .argument('<args...>', '[SOURCE] MERGED')
-    .option('-o, --option <options>', 'mount options: lowerdir=A:B,upperdir=U,workdir=W,...', (v: string, prev: string[] = []) => [...prev, v])
-    .option('-f, --foreground', 'stay in the foreground')
-    .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS as unknown as string[]).default('warn'))
-    .option('--log-file <file>', 'append JSON logs to this file')
+    .description('mount a union of directories at MERGED; returns once it serves')
+    .argument('<args...>', '[SOURCE] MERGED: the mountpoint, after an optional name for the mount (its source in mountinfo; default overlayd)')
+    .option('-o, --option <options>', 'mount options: lowerdir=A:B,upperdir=U,workdir=W,... (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('-f, --foreground', 'stay in the foreground (logs to stderr unless --log-file)')
+    .addOption(new Option('--log-level <level>', 'log level (default warn; debug logs every FUSE operation)').choices(LOG_LEVELS as unknown as string[]))
+    .option('--log-file <file>', 'append JSON log lines to this file (a detached daemon also sends its stdio there)')
+    .option('-s, --sloppy', 'ignore unknown mount options')
+    .option('--dry-run', 'check the options and layout, mount nothing')
     .addOption(new Option('--ready-fd <fd>').hideHelp())
-    .action((args: string[], flags: MountFlags) => mountCommand(args, flags));
+    .action(async (args: string[], flags: { option?: string[]; foreground?: boolean; logLevel?: LogLevel; logFile?: string; readyFd?: string; sloppy?: boolean; dryRun?: boolean }) => {
+      if (args.length > 2) die(`too many arguments: ${args.join(' ')} (usage: overlayd mount [-o OPTIONS] [SOURCE] MERGED)`, CODES.usage);
+      const [source, merged] = args.length === 2 ? [args[0], args[1]] : [undefined, args[0]];
+      if (merged === '') die('empty mountpoint', CODES.usage);
+      const readyFd = flags.readyFd === undefined ? undefined : Number(flags.readyFd);
+      code = await mountCommand({
+        source, mountpoint: merged, options: flags.option ?? [], foreground: flags.foreground || readyFd !== undefined,
+        logLevel: flags.logLevel, logFile: flags.logFile, readyFd, sloppy: flags.sloppy, fake: flags.dryRun,
+      });
+    });
   program
     .command('umount')
     .alias('unmount')
-    .description('unmount an overlayd mount')
+    .description('unmount an overlayd mount (also one whose daemon died)')
     .argument('<merged>')
     .option('-l, --lazy', 'detach now, clean up when no longer busy')
-    .action(umountCommand);
+    .option('--force', 'abort the FUSE connection first (for a daemon that hangs), then unmount')
+    .action((merged: string, flags: { lazy?: boolean; force?: boolean }) => { code = umountCommand(merged, flags); });
   program
     .command('status')
-    .description('list overlayd mounts with their layers, pid, uptime and counters')
+    .description('list overlayd mounts: layers, pid, uptime, counters (exit 3 if MERGED is a dead mount)')
     .argument('[merged]')
-    .action(statusCommand);
-  program.parseAsync(argv).catch((err: unknown) => die(String(err)));
+    .option('--json', 'print JSON')
+    .action((merged: string | undefined, flags: { json?: boolean }) => { code = statusCommand(merged, flags); });
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof Exit) return err.code;
+    const ce = err as { code?: string; exitCode?: number };
+    if (typeof ce.exitCode === 'number') return ce.code === 'commander.helpDisplayed' || ce.code === 'commander.version' ? 0 : CODES.usage;
+    say(String(err));
+    return CODES.fail;
+  }
+  return code;
+}
+
+export function main(argv: string[]): void {
+  run(argv).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      if (err instanceof Exit) process.exit(err.code);
+      say(err instanceof Error ? err.stack ?? err.message : String(err));
+      process.exit(1);
+    },
+  );
 }

@@ -1,17 +1,51 @@
-// `-o` strings as mount(8) and the kernel's overlay take them: comma-separated, `\,` and `\:`
-// escape separators inside paths, and mount(8)'s own options pass through unharmed.
+// `-o` strings as mount(8), fstab and the kernel's overlay take them: comma-separated, `\,` and
+// `\:` escape separators inside paths (as for the kernel), relative paths resolve against the
+// caller's working directory (as the kernel resolves them), and mount(8)'s own options pass
+// through: the VFS flags (ro, nosuid, nodev, noexec, sync, dirsync, noatime) apply to the FUSE
+// mount, fstab's bookkeeping (defaults, noauto, nofail, user, _netdev, x-*, comment=) is ignored.
+// Anything else unknown is an error, as the kernel makes it one.
 import path from 'node:path';
 import type { OverlayConfig } from '../core/config';
 import type { FuseMountOptions } from '../fuse/adapter';
+import { isLogLevel, type LogLevel } from '../log/logger';
 
 export class UsageError extends Error {}
 
 export const MAX_LOWER_LAYERS = 500; // the kernel's OVL_MAX_STACK
 
+export const TRANSPORTS = ['fuse-native', 'kernel'] as const;
+export type TransportName = (typeof TRANSPORTS)[number];
+
+/** Without -o transport=: env OVERLAYD_TRANSPORT (how the test suite runs once per transport), else fuse-native. */
+export function defaultTransport(env: NodeJS.ProcessEnv = process.env): TransportName {
+  const t = env.OVERLAYD_TRANSPORT;
+  return t !== undefined && (TRANSPORTS as readonly string[]).includes(t) ? (t as TransportName) : 'fuse-native';
+}
+
+export interface DaemonOptions {
+  /** log_level= in -o (fstab's way to say --log-level). */
+  logLevel?: LogLevel;
+  /** log_file= in -o, absolute. */
+  logFile?: string;
+}
+
 export interface MountOptions {
   overlay: OverlayConfig;
   fuse: FuseMountOptions;
-  transport: 'fuse-native';
+  /** How overlayd speaks FUSE: through libfuse 2 (fuse-native), or on /dev/fuse itself (kernel). */
+  transport: TransportName;
+  daemon: DaemonOptions;
+  /** Options left out because of sloppy parsing (mount -s). */
+  ignored: string[];
+}
+
+export interface ParseContext {
+  /** Resolves relative layer paths; the caller's working directory. */
+  cwd?: string;
+  /** mount(8)'s SOURCE (the fsname shown in mountinfo) unless fsname= says otherwise. */
+  source?: string;
+  /** mount -s: ignore unknown options instead of failing. */
+  sloppy?: boolean;
 }
 
 /** Splits on `sep` where it is not escaped by a backslash; keeps escapes for the next split. */
@@ -32,24 +66,38 @@ export function unescape(s: string): string {
   return s.replace(/\\(.)/g, '$1');
 }
 
-/** Options mount(8), fstab and the kernel's generic mount code use; none changes overlayd. */
-const MOUNT_ONLY = new Set([
-  'rw', 'defaults', 'auto', 'noauto', 'nofail', 'user', 'nouser', 'users', 'owner', 'group', '_netdev',
-  'suid', 'nosuid', 'dev', 'nodev', 'exec', 'noexec', 'async', 'sync', 'dirsync',
-  'atime', 'noatime', 'relatime', 'norelatime', 'strictatime', 'nostrictatime', 'lazytime', 'nolazytime',
-  'diratime', 'nodiratime', 'loud', 'silent', 'nosymfollow', 'symfollow',
+/** The inverse of unescape for one layer path inside an option string. */
+export function escapePath(p: string): string {
+  return p.replace(/\\/g, '\\\\').replace(/:/g, '\\:').replace(/,/g, '\\,');
+}
+
+/** fstab and mount(8) bookkeeping, and VFS flags FUSE has no use for: accepted, no effect. */
+const IGNORED_FLAGS = new Set([
+  'defaults', 'auto', 'noauto', 'nofail', 'user', 'nouser', 'users', 'owner', 'group', '_netdev',
+  'relatime', 'norelatime', 'strictatime', 'nostrictatime', 'lazytime', 'nolazytime',
+  'diratime', 'nodiratime', 'loud', 'silent', 'symfollow', 'iversion', 'noiversion', 'mand', 'nomand',
 ]);
 
-/** Kernel overlay features overlayd implements in their default ("off") form only. */
-const KERNEL_OFF_ONLY = new Set(['redirect_dir', 'index', 'metacopy', 'nfs_export', 'xino', 'uuid', 'verity']);
-const KERNEL_OFF_VALUES: Record<string, string[]> = {
+/** VFS flags libfuse applies to the mount: name -> [flag, set]. */
+const VFS_FLAGS: Record<string, [string, boolean]> = {
+  ro: ['ro', true], rw: ['ro', false],
+  nosuid: ['nosuid', true], suid: ['nosuid', false],
+  nodev: ['nodev', true], dev: ['nodev', false],
+  noexec: ['noexec', true], exec: ['noexec', false],
+  sync: ['sync', true], async: ['sync', false],
+  noatime: ['noatime', true], atime: ['noatime', false],
+  dirsync: ['dirsync', true],
+};
+
+/** Kernel overlay features overlayd implements in their default form only. */
+const KERNEL_VALUES: Record<string, string[]> = {
   redirect_dir: ['off', 'nofollow'], index: ['off'], metacopy: ['off'], nfs_export: ['off'],
   xino: ['off', 'auto'], uuid: ['off', 'null', 'auto', 'on'], verity: ['off'],
 };
 
 function timeout(key: string, v: string): number {
   const n = Number(v);
-  if (v === '' || !Number.isFinite(n) || n < 0) throw new UsageError(`option ${key} needs a number of seconds, not "${v}"`);
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new UsageError(`option ${key} needs a number of seconds, not "${v}"`);
   return n;
 }
 
@@ -61,18 +109,26 @@ function onlyOnce(seen: Set<string>, key: string): void {
 function layerPath(raw: string, what: string, cwd: string): string {
   const p = unescape(raw);
   if (p === '') throw new UsageError(`${what}: empty path`);
+  if (p.includes('\0')) throw new UsageError(`${what}: path contains a NUL byte`);
   return path.resolve(cwd, p);
 }
 
 /** Parses every -o string given (mount passes one; a user may pass several). */
-export function parseMountOptions(optionStrings: string[], cwd = process.cwd()): MountOptions {
+export function parseMountOptions(optionStrings: string[], ctx: ParseContext | string = {}): MountOptions {
+  const c: ParseContext = typeof ctx === 'string' ? { cwd: ctx } : ctx;
+  const cwd = c.cwd ?? process.cwd();
   const seen = new Set<string>();
+  const ignored: string[] = [];
+  const daemon: DaemonOptions = {};
   let lowerdirs: string[] | undefined;
+  let transport: TransportName = defaultTransport();
   let upperdir: string | undefined;
   let workdir: string | undefined;
   let userxattr = false;
   let volatile = false;
-  let readonly = false;
+  let fsname: string | undefined;
+  // The kernel's overlay defaults: suid and dev allowed (libfuse's own default is nosuid,nodev).
+  const vfs: Record<string, boolean> = { ro: false, nosuid: false, nodev: false, noexec: false, sync: false, noatime: false, dirsync: false };
   const fuse: FuseMountOptions = {
     allowOther: false, allowRoot: false, defaultPermissions: true,
     entryTimeout: 1, attrTimeout: 1, negativeTimeout: 0, fsname: 'overlayd', extra: [],
@@ -85,18 +141,23 @@ export function parseMountOptions(optionStrings: string[], cwd = process.cwd()):
       const key = eq < 0 ? item : item.slice(0, eq);
       const val = eq < 0 ? undefined : item.slice(eq + 1);
       const needValue = (): string => {
-        if (val === undefined) throw new UsageError(`option ${key} needs a value`);
+        if (val === undefined) throw new UsageError(`option ${key} needs a value (${key}=...)`);
         return val;
       };
       const noValue = (): void => {
         if (val !== undefined) throw new UsageError(`option ${key} takes no value`);
       };
-      if (key.startsWith('x-') || key === 'comment') continue; // fstab annotations for other tools
+      if (key.startsWith('x-') || key === 'comment') continue; // fstab annotations for other tools (systemd, ...)
+      if (key === 'user' && val !== undefined) continue; // mount(8) tells helpers who mounts: user=NAME
       switch (key) {
         case 'lowerdir': {
           onlyOnce(seen, key);
-          const parts = splitEscaped(needValue(), ':');
-          if (parts.some((p) => p === '')) throw new UsageError('lowerdir: empty layer (check for "::" or a stray ":")');
+          const v = needValue();
+          if (v === '') throw new UsageError('lowerdir: no layer given');
+          const parts = splitEscaped(v, ':');
+          const empty = parts.findIndex((p) => p === '');
+          if (empty > 0 && empty < parts.length - 1) throw new UsageError('lowerdir: empty layer ("::"; data-only lower layers are not supported)');
+          if (empty >= 0) throw new UsageError('lowerdir: empty layer (a stray ":" at the start or end)');
           if (parts.length > MAX_LOWER_LAYERS) throw new UsageError(`lowerdir: ${parts.length} layers, at most ${MAX_LOWER_LAYERS}`);
           lowerdirs = parts.map((p) => layerPath(p, 'lowerdir', cwd));
           break;
@@ -105,7 +166,6 @@ export function parseMountOptions(optionStrings: string[], cwd = process.cwd()):
         case 'workdir': onlyOnce(seen, key); workdir = layerPath(needValue(), 'workdir', cwd); break;
         case 'userxattr': noValue(); userxattr = true; break;
         case 'volatile': noValue(); volatile = true; break;
-        case 'ro': noValue(); readonly = true; break;
         case 'allow_other': noValue(); fuse.allowOther = true; break;
         case 'allow_root': noValue(); fuse.allowRoot = true; break;
         case 'default_permissions': noValue(); fuse.defaultPermissions = true; break;
@@ -113,22 +173,57 @@ export function parseMountOptions(optionStrings: string[], cwd = process.cwd()):
         case 'entry_timeout': fuse.entryTimeout = timeout(key, needValue()); break;
         case 'attr_timeout': fuse.attrTimeout = timeout(key, needValue()); break;
         case 'negative_timeout': fuse.negativeTimeout = timeout(key, needValue()); break;
-        case 'fsname': fuse.fsname = needValue(); break;
-        case 'transport':
-          if (needValue() !== 'fuse-native') throw new UsageError(`transport "${val}" is not available (known: fuse-native)`);
+        case 'fsname':
+          fsname = needValue();
+          if (fsname === '') throw new UsageError('option fsname needs a value');
           break;
-        default:
-          if (MOUNT_ONLY.has(key) && val === undefined) break;
-          if (KERNEL_OFF_ONLY.has(key)) {
-            if (KERNEL_OFF_VALUES[key].includes(needValue())) break;
-            throw new UsageError(`option ${key}=${val} is not supported by overlayd (only ${KERNEL_OFF_VALUES[key].join(', ')})`);
+        case 'transport': {
+          const v = needValue();
+          if (!(TRANSPORTS as readonly string[]).includes(v)) throw new UsageError(`transport "${v}" is not available (known: ${TRANSPORTS.join(', ')})`);
+          transport = v as TransportName;
+          break;
+        }
+        case 'log_level': {
+          const v = needValue();
+          if (!isLogLevel(v)) throw new UsageError(`log_level "${v}" is not a level (fatal, error, warn, info, debug, trace, silent)`);
+          daemon.logLevel = v;
+          break;
+        }
+        case 'log_file': daemon.logFile = layerPath(needValue(), 'log_file', cwd); break;
+        case 'nosymfollow':
+          throw new UsageError('option nosymfollow is not supported by overlayd');
+        default: {
+          if (val === undefined && key in VFS_FLAGS) { const [f, on] = VFS_FLAGS[key]; vfs[f] = on; break; }
+          if (val === undefined && IGNORED_FLAGS.has(key)) break;
+          if (key in KERNEL_VALUES) {
+            if (KERNEL_VALUES[key].includes(needValue())) break;
+            throw new UsageError(`option ${key}=${val} is not supported by overlayd (only ${KERNEL_VALUES[key].join(', ')})`);
           }
+          if (c.sloppy) { ignored.push(item); break; }
           throw new UsageError(`unknown mount option "${item}"`);
+        }
       }
     }
   }
   if (!lowerdirs) throw new UsageError('missing lowerdir= option');
   if (upperdir !== undefined && workdir === undefined) throw new UsageError('upperdir needs workdir');
   if (workdir !== undefined && upperdir === undefined) throw new UsageError('workdir needs upperdir');
-  return { overlay: { lowerdirs, upperdir, workdir, userxattr, volatile, readonly }, fuse, transport: 'fuse-native' };
+  if (upperdir === undefined && lowerdirs.length < 2) {
+    throw new UsageError('at least 2 lowerdirs are needed without upperdir (as for the kernel\'s overlay)');
+  }
+  if (upperdir === undefined) volatile = false; // the kernel ignores it in a non-upper mount too
+  fuse.fsname = fsname ?? (c.source !== undefined && c.source !== '' ? c.source : 'overlayd');
+  // libfuse 2 refuses non-empty mountpoints unless told; the kernel's overlay mounts on them.
+  fuse.extra = ['nonempty'];
+  // A mount without upper layer is read-only, as the kernel makes its superblock.
+  if (vfs.ro || upperdir === undefined) fuse.extra.push('ro');
+  fuse.extra.push(vfs.nosuid ? 'nosuid' : 'suid', vfs.nodev ? 'nodev' : 'dev');
+  if (vfs.noexec) fuse.extra.push('noexec');
+  if (vfs.sync) fuse.extra.push('sync');
+  if (vfs.noatime) fuse.extra.push('noatime');
+  if (vfs.dirsync) fuse.extra.push('dirsync');
+  return {
+    overlay: { lowerdirs, upperdir, workdir, userxattr, volatile, readonly: vfs.ro },
+    fuse, transport, daemon, ignored,
+  };
 }

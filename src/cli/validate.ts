@@ -1,9 +1,14 @@
-// Checks the kernel makes before it mounts an overlay, so a bad mount fails with one clear
-// line and no change on disk: layers exist and are directories, upper and work share a
-// filesystem, no layer sits inside another, and the mountpoint is free.
+// Checks the kernel makes before it mounts an overlay, so a bad mount fails with one clear line
+// and no change on disk: layers exist and are directories, upper and work sit on the same
+// mount in separate subtrees, no lower layer overlaps another or lies inside upper or work
+// (the kernel's ELOOP), the upper mount is writable, and the mountpoint is a free directory.
+// One check is overlayd's own: the mountpoint may not lie inside a layer, where the daemon's
+// lookups in that layer would cross into its own mount and wait on themselves.
 import fs from 'node:fs';
+import path from 'node:path';
 import type { OverlayConfig } from '../core/config';
 import { UsageError } from './options';
+import { mountAt, mountOf, readMounts, OVERLAYD_FSTYPE, type MountEntry } from './mountinfo';
 
 function statDir(p: string, what: string): fs.Stats {
   let st: fs.Stats;
@@ -12,55 +17,87 @@ function statDir(p: string, what: string): fs.Stats {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new UsageError(`${what} "${p}" does not exist`);
+    if (code === 'ENOTCONN' || code === 'ECONNABORTED') throw new UsageError(`${what} "${p}" is on a dead FUSE mount (its daemon is gone)`);
+    if (code === 'ENOTDIR') throw new UsageError(`${what} "${p}" is not a directory`);
     throw new UsageError(`${what} "${p}": ${code ?? String(err)}`);
   }
   if (!st.isDirectory()) throw new UsageError(`${what} "${p}" is not a directory`);
   return st;
 }
 
-function real(p: string): string {
-  return fs.realpathSync(p);
-}
-
 function inside(child: string, parent: string): boolean {
-  return child === parent || child.startsWith(parent.endsWith('/') ? parent : parent + '/');
+  return child === parent || parent === '/' || child.startsWith(parent + '/');
 }
 
 /** Mount points in this namespace, decoded from /proc/self/mountinfo. */
 export function mountPoints(): Set<string> {
-  const out = new Set<string>();
-  let text = '';
-  try { text = fs.readFileSync('/proc/self/mountinfo', 'utf8'); } catch { return out; }
-  for (const line of text.split('\n')) {
-    const f = line.split(' ');
-    if (f.length > 4) out.add(f[4].replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))));
-  }
-  return out;
+  return new Set(readMounts().map((m) => m.mountpoint));
 }
 
-export function validateLayout(cfg: OverlayConfig, mountpoint: string): string {
-  const layers: { what: string; path: string }[] = [];
-  for (const d of cfg.lowerdirs) { statDir(d, 'lowerdir'); layers.push({ what: 'lowerdir', path: real(d) }); }
-  if (cfg.upperdir !== undefined && cfg.workdir !== undefined) {
-    const up = statDir(cfg.upperdir, 'upperdir');
-    const wk = statDir(cfg.workdir, 'workdir');
-    if (up.dev !== wk.dev) throw new UsageError(`workdir "${cfg.workdir}" is on another filesystem than upperdir "${cfg.upperdir}"`);
-    layers.push({ what: 'upperdir', path: real(cfg.upperdir) }, { what: 'workdir', path: real(cfg.workdir) });
+/** The mountpoint without following its last component: a dead FUSE mount cannot be stat'ed. */
+export function resolveMountpoint(p: string): string {
+  const abs = path.resolve(p);
+  if (abs === '/') return abs;
+  try {
+    return path.join(fs.realpathSync(path.dirname(abs)), path.basename(abs));
+  } catch {
+    return abs;
+  }
+}
+
+function checkMountpoint(mountpoint: string, mounts: MountEntry[]): string {
+  const there = mountAt(resolveMountpoint(mountpoint), mounts);
+  if (there?.fstype === OVERLAYD_FSTYPE) {
+    let dead = false;
+    try { fs.statSync(mountpoint); } catch (err) { dead = ['ENOTCONN', 'ECONNABORTED'].includes((err as NodeJS.ErrnoException).code ?? ''); }
+    if (dead) throw new UsageError(`mountpoint "${mountpoint}" is a dead overlayd mount (its daemon is gone); clear it with: overlayd umount ${mountpoint}`);
+    throw new UsageError(`mountpoint "${mountpoint}" is already an overlayd mount`);
   }
   statDir(mountpoint, 'mountpoint');
-  const mreal = real(mountpoint);
-  if (mountPoints().has(mreal)) throw new UsageError(`mountpoint "${mountpoint}" is already mounted`);
-  for (let i = 0; i < layers.length; i++) {
-    for (let j = 0; j < layers.length; j++) {
-      if (i === j) continue;
-      const a = layers[i], b = layers[j];
-      if (inside(a.path, b.path)) throw new UsageError(`${a.what} "${a.path}" overlaps ${b.what} "${b.path}"`);
-    }
-    // Lookups would cross into our own mount and wait on themselves.
-    if (inside(mreal, layers[i].path)) {
-      throw new UsageError(`mountpoint "${mountpoint}" is inside ${layers[i].what} "${layers[i].path}"`);
-    }
-  }
+  const mreal = fs.realpathSync(mountpoint);
+  const m = mountAt(mreal, mounts);
+  if (m) throw new UsageError(`mountpoint "${mountpoint}" is already mounted (${m.fstype} from ${m.source})`);
   return mreal;
 }
 
+export function validateLayout(cfg: OverlayConfig, mountpoint: string): string {
+  const mounts = readMounts();
+  const lowers: string[] = [];
+  for (const d of cfg.lowerdirs) { statDir(d, 'lowerdir'); lowers.push(fs.realpathSync(d)); }
+  let upper: string | undefined;
+  let work: string | undefined;
+  if (cfg.upperdir !== undefined && cfg.workdir !== undefined) {
+    statDir(cfg.upperdir, 'upperdir');
+    statDir(cfg.workdir, 'workdir');
+    upper = fs.realpathSync(cfg.upperdir);
+    work = fs.realpathSync(cfg.workdir);
+    const um = mountOf(upper, mounts);
+    const wm = mountOf(work, mounts);
+    if (fs.statSync(upper).dev !== fs.statSync(work).dev || (um && wm && um.id !== wm.id)) {
+      throw new UsageError(`workdir "${cfg.workdir}" and upperdir "${cfg.upperdir}" must be on the same mount`);
+    }
+    if (um && um.mountOptions.split(',').includes('ro')) throw new UsageError(`upperdir "${cfg.upperdir}" is on a read-only mount`);
+    if (inside(upper, work) || inside(work, upper)) {
+      throw new UsageError(`workdir "${cfg.workdir}" and upperdir "${cfg.upperdir}" must be separate subtrees`);
+    }
+  }
+  // The kernel's ELOOP: a lower layer may not overlap another, nor lie inside upper or work.
+  for (let i = 0; i < lowers.length; i++) {
+    for (let j = 0; j < lowers.length; j++) {
+      if (i !== j && inside(lowers[i], lowers[j])) {
+        const how = lowers[i] === lowers[j] ? 'is given twice' : `lies inside lowerdir "${cfg.lowerdirs[j]}"`;
+        throw new UsageError(`lowerdir "${cfg.lowerdirs[i]}" ${how} (overlapping layers)`);
+      }
+    }
+    if (upper !== undefined && inside(lowers[i], upper)) throw new UsageError(`lowerdir "${cfg.lowerdirs[i]}" lies inside upperdir "${cfg.upperdir}" (overlapping layers)`);
+    if (work !== undefined && inside(lowers[i], work)) throw new UsageError(`lowerdir "${cfg.lowerdirs[i]}" lies inside workdir "${cfg.workdir}" (overlapping layers)`);
+  }
+  const mreal = checkMountpoint(mountpoint, mounts);
+  const layers: [string, string][] = [...lowers.map((l): [string, string] => ['lowerdir', l])];
+  if (upper !== undefined && work !== undefined) layers.push(['upperdir', upper], ['workdir', work]);
+  for (const [what, p] of layers) {
+    // Lookups in that layer would cross into our own mount and wait on themselves.
+    if (inside(mreal, p)) throw new UsageError(`mountpoint "${mountpoint}" lies inside ${what} "${p}" (overlayd cannot serve a mount inside its own layers)`);
+  }
+  return mreal;
+}

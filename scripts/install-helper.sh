@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs overlayd for mount(8), fstab and systemd:
+#   /sbin/mount.fuse.overlayd   mount(8)'s helper for the type fuse.overlayd
+#   /sbin/overlayd              the command itself (mount.fuse3 also runs it for fuse.overlayd)
+# Both are small scripts that run this checkout's bin/overlayd with this machine's node; the
+# checkout must stay where it is (and be built: scripts/setup.sh).
+#
+#   scripts/install-helper.sh [--prefix DIR]       install (DIR defaults to /sbin)
+#   scripts/install-helper.sh --uninstall [--prefix DIR]
+# Idempotent. Never overwrites a file it did not write.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+prefix=/sbin
+action=install
+while [ $# -gt 0 ]; do
+  case $1 in
+    --prefix) prefix=${2:?--prefix needs a directory}; shift 2 ;;
+    --uninstall) action=uninstall; shift ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "install-helper: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+marker='# installed by overlayd scripts/install-helper.sh'
+node=$(command -v node || true)
+[ -n "$node" ] || { echo "install-helper: node is not on PATH" >&2; exit 1; }
+node=$(readlink -f "$node")
+
+sq() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
+ours() { [ -f "$1" ] && grep -qF "$marker" "$1"; }
+
+install_one() { # NAME: writes $prefix/NAME from scripts/mount.fuse.overlayd
+  local dest=$prefix/$1 tmp
+  if [ -e "$dest" ] && ! ours "$dest"; then
+    echo "install-helper: $dest exists and was not installed by overlayd; leaving it alone" >&2
+    return 1
+  fi
+  tmp=$(mktemp "$prefix/.$1.XXXXXX")
+  {
+    echo '#!/bin/sh'
+    echo "$marker from $here"
+    echo "OVERLAYD_HOME=$(sq "$here")"
+    echo "OVERLAYD_NODE=$(sq "$node")"
+    sed -n '/^if \[ ! -x/,$p' "$here/scripts/mount.fuse.overlayd"
+  } > "$tmp"
+  chmod 0755 "$tmp"
+  mv -f "$tmp" "$dest"
+  echo "install-helper: installed $dest" >&2
+}
+
+case $action in
+  install)
+    [ -f "$here/dist/cli/main.js" ] || { echo "install-helper: overlayd is not built; run scripts/setup.sh first" >&2; exit 1; }
+    mkdir -p "$prefix"
+    install_one mount.fuse.overlayd
+    install_one overlayd
+    ;;
+  uninstall)
+    for n in mount.fuse.overlayd overlayd; do
+      if ours "$prefix/$n"; then rm -f "$prefix/$n"; echo "install-helper: removed $prefix/$n" >&2; fi
+    done
+    ;;
+esac
