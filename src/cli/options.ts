@@ -19,7 +19,13 @@ export type TransportName = (typeof TRANSPORTS)[number];
 /** Without -o transport=: env OVERLAYD_TRANSPORT (how the test suite runs once per transport), else fuse-native. */
 export function defaultTransport(env: NodeJS.ProcessEnv = process.env): TransportName {
   const t = env.OVERLAYD_TRANSPORT;
-  return t !== undefined && (TRANSPORTS as readonly string[]).includes(t) ? (t as TransportName) : 'fuse-native';
+  if (t !== undefined && t !== '') {
+    if (!(TRANSPORTS as readonly string[]).includes(t)) throw new UsageError(`OVERLAYD_TRANSPORT="${t}" is not a transport (known: ${TRANSPORTS.join(', ')})`);
+    return t as TransportName;
+  }
+  // The kernel transport mounts with mount(2) itself, which takes root; libfuse goes through
+  // fusermount for everyone else.
+  return process.getuid?.() === 0 ? 'kernel' : 'fuse-native';
 }
 
 export interface DaemonOptions {
