@@ -2,7 +2,7 @@
 // upper entry is a whiteout is created in the work directory and renamed over the whiteout
 // ("create over whiteout"), and a directory created so is opaque, so nothing below shows through.
 import { C, sys } from '../host/native';
-import { S_IFMT, isDir, lstatAt } from '../host/stat';
+import { S_IFCHR, S_IFMT, isDir, lstatAt } from '../host/stat';
 import type { Caller } from './config';
 import { E, check, fail } from './errors';
 import { checkName, splitPath, type Resolver } from './lookup';
@@ -21,15 +21,16 @@ type Maker = (dirFd: number, name: string) => void;
  * Places a new object at `path`: EEXIST if the merged view already shows one; else made in
  * upper directly, or over an upper whiteout through the work directory.
  */
-function place(ctx: WriteContext, path: string, caller: Caller, make: Maker, dir: boolean): number {
+function place(ctx: WriteContext, path: string, caller: Caller, make: Maker, dir: boolean, newObject = true): number {
   const [parentPath, name] = splitPath(path);
   checkName(name);
   if (name.startsWith(WH_PREFIX)) fail(E.EINVAL, 'create', path); // reserved for whiteout markers
   if (ctx.resolver.resolve(path)) fail(E.EEXIST, 'create', path);
   const parentFd = ctx.upper.upperDir(parentPath);
   const parentSt = check(lstatAt(parentFd, ''), 'stat', parentPath);
-  // setgid directories hand their group down, as on any Linux filesystem.
-  const gid = parentSt.mode & 0o2000 ? parentSt.gid : undefined;
+  // setgid directories hand their group down, as on any Linux filesystem (to new objects: a
+  // hard link names an existing one, whose group stays).
+  const gid = newObject && parentSt.mode & 0o2000 ? parentSt.gid : undefined;
   if (!ctx.upper.hasWhiteout(parentFd, name)) {
     make(parentFd, name);
     ownSafely(ctx, parentFd, name, caller, gid);
@@ -40,6 +41,12 @@ function place(ctx: WriteContext, path: string, caller: Caller, make: Maker, dir
   try {
     make(work, tmp);
     ownSafely(ctx, work, tmp, caller, gid);
+    // Made in the work directory, a new directory did not inherit the parent's setgid bit;
+    // the kernel sets the mode explicitly after creating over a whiteout, and so do we.
+    if (dir && gid !== undefined) {
+      const st = check(lstatAt(work, tmp), 'stat', path);
+      if (!(st.mode & 0o2000)) check(sys.fchmodat(work, tmp, (st.mode & 0o7777) | 0o2000), 'chmod', path);
+    }
     if (dir) ctx.upper.setOpaque(work, tmp);
     const st = lstatAt(parentFd, name);
     if (typeof st !== 'number') {
@@ -87,6 +94,12 @@ export function mkdir(ctx: WriteContext, path: string, mode: number, caller: Cal
 
 export function mknod(ctx: WriteContext, path: string, mode: number, major: number, minor: number, caller: Caller): void {
   const type = mode & S_IFMT;
+  // A 0/0 character device is a whiteout on disk: made through the mount it would hide the
+  // name instead of creating it. The kernel refuses it (ovl_mknod) once the name is free.
+  if (type === S_IFCHR && major === 0 && minor === 0) {
+    if (ctx.resolver.resolve(path)) fail(E.EEXIST, 'mknod', path);
+    fail(E.EPERM, 'mknod', path);
+  }
   place(ctx, path, caller, (dirFd, name) => {
     check(sys.mknodat(dirFd, name, type | (masked(mode, caller) & 0o7777), major, minor), 'mknod', path);
   }, false);
@@ -107,6 +120,6 @@ export function link(ctx: WriteContext, existing: string, path: string, caller: 
   const owner: Caller = { uid: up.stat.uid, gid: up.stat.gid, pid: caller.pid };
   place(ctx, path, owner, (dirFd, name) => {
     check(sys.linkat(up.parentFd, up.name, dirFd, name, 0), 'link', path);
-  }, false);
+  }, false, false);
   ctx.resolver.cache.invalidateOne(existing);
 }

@@ -2,7 +2,8 @@
 // - a non-directory is copied up, renamed in upper, and a whiteout is left at the old name
 //   when the old name still shows something below;
 // - a directory that has lower content cannot be moved: EXDEV, so mv(1) copies instead;
-// - a directory moved into a merged directory is made opaque, so nothing below merges in.
+// - a directory moved into a merged directory is made opaque, so nothing below merges in;
+// - RENAME_EXCHANGE swaps two copied-up objects under the same rules (see exchange).
 import { C, sys } from '../host/native';
 import { isDir, lstatAt } from '../host/stat';
 import type { WriteContext } from './create';
@@ -14,25 +15,32 @@ import { WH_PREFIX, isOpaqueDir } from './whiteout';
 
 export function rename(ctx: WriteContext, from: string, to: string, flags: number): void {
   if (flags & ~(C.RENAME_NOREPLACE | C.RENAME_EXCHANGE)) fail(E.EINVAL, 'rename', from);
-  if (flags & C.RENAME_EXCHANGE) fail(E.EXDEV, 'rename', from); // as the kernel without redirect_dir for lower objects
+  if (flags & C.RENAME_EXCHANGE) {
+    if (flags & C.RENAME_NOREPLACE) fail(E.EINVAL, 'rename', from);
+    exchange(ctx, from, to);
+    return;
+  }
   const [toParent, toName] = splitPath(to);
   checkName(toName);
   if (toName.startsWith(WH_PREFIX)) fail(E.EINVAL, 'rename', to);
   const src = ctx.resolver.get(from);
   if (from === to) return;
-  if (to.startsWith(from + '/')) fail(E.EINVAL, 'rename', from);
   const srcIsDir = isDir(src.entries[0].stat.mode);
   const dst = ctx.resolver.resolve(to);
+  // The VFS's checks come first, in its order (do_renameat2, then vfs_rename) ...
+  if (dst && flags & C.RENAME_NOREPLACE) fail(E.EEXIST, 'rename', to);
+  if (to.startsWith(from + '/')) fail(E.EINVAL, 'rename', from);
   if (dst) {
-    if (flags & C.RENAME_NOREPLACE) fail(E.EEXIST, 'rename', to);
+    if (from.startsWith(to + '/')) fail(E.ENOTEMPTY, 'rename', to);
+    if (sameObject(src, dst)) return; // hard links to one inode: rename(2) does nothing
     const dstIsDir = isDir(dst.entries[0].stat.mode);
     if (srcIsDir && !dstIsDir) fail(E.ENOTDIR, 'rename', to);
     if (!srcIsDir && dstIsDir) fail(E.EISDIR, 'rename', to);
-    if (dstIsDir && listMerged(ctx.resolver.dir(to)).length > 0) fail(E.ENOTEMPTY, 'rename', to);
-    if (from.startsWith(to + '/')) fail(E.ENOTEMPTY, 'rename', to);
-    if (sameObject(src, dst)) return; // hard links to one inode: rename(2) does nothing
   }
+  // ... then overlayfs's own: ovl_rename refuses to move a directory with lower content
+  // (EXDEV) before it looks at whether the target directory is empty.
   if (srcIsDir && !isPureUpper(ctx, src)) fail(E.EXDEV, 'rename', from);
+  if (dst && isDir(dst.entries[0].stat.mode) && listMerged(ctx.resolver.dir(to)).length > 0) fail(E.ENOTEMPTY, 'rename', to);
 
   const [fromParent, fromName] = splitPath(from);
   ctx.upper.copyUp(src);
@@ -70,6 +78,36 @@ export function rename(ctx: WriteContext, from: string, to: string, flags: numbe
       ctx.upper.stats.whiteouts++;
     }
   }
+  ctx.resolver.cache.invalidate(from);
+  ctx.resolver.cache.invalidate(to);
+}
+
+/**
+ * RENAME_EXCHANGE, as ovl_rename does it without redirect_dir: both names stay taken, so no
+ * whiteout is involved; both objects are copied up and swapped in upper. A directory with
+ * lower content cannot move (EXDEV); a directory that lands in a merged directory is made
+ * opaque first, so nothing below merges into it at its new name.
+ */
+function exchange(ctx: WriteContext, from: string, to: string): void {
+  const src = ctx.resolver.get(from);
+  const dst = ctx.resolver.get(to);
+  if (from === to) return;
+  // The VFS's checks: neither may contain the other (EINVAL both ways for an exchange).
+  if (to.startsWith(from + '/') || from.startsWith(to + '/')) fail(E.EINVAL, 'rename', from);
+  if (sameObject(src, dst)) return;
+  const srcIsDir = isDir(src.entries[0].stat.mode);
+  const dstIsDir = isDir(dst.entries[0].stat.mode);
+  if ((srcIsDir && !isPureUpper(ctx, src)) || (dstIsDir && !isPureUpper(ctx, dst))) fail(E.EXDEV, 'rename', from);
+
+  const [fromParent, fromName] = splitPath(from);
+  const [toParent, toName] = splitPath(to);
+  ctx.upper.copyUp(src);
+  ctx.upper.copyUp(ctx.resolver.get(to)); // resolved afresh: src's copy-up may have replaced shared parents
+  const srcParentFd = ctx.upper.upperDir(fromParent);
+  const dstParentFd = ctx.upper.upperDir(toParent);
+  if (srcIsDir && ctx.resolver.dir(toParent).merged && !isOpaqueDir(srcParentFd, fromName)) ctx.upper.setOpaque(srcParentFd, fromName);
+  if (dstIsDir && ctx.resolver.dir(fromParent).merged && !isOpaqueDir(dstParentFd, toName)) ctx.upper.setOpaque(dstParentFd, toName);
+  check(sys.renameat2(srcParentFd, fromName, dstParentFd, toName, C.RENAME_EXCHANGE), 'rename', from);
   ctx.resolver.cache.invalidate(from);
   ctx.resolver.cache.invalidate(to);
 }

@@ -223,7 +223,13 @@ export class UpperWriter {
     const daemonGid = process.getgid?.() ?? 0;
     const gid = parentGid ?? caller.gid;
     if (caller.uid === daemonUid && gid === daemonGid) return;
+    const st = check(lstatAt(dirFd, name), 'stat', name);
+    // Already so (a setgid directory handed its group down): a chown would only clear bits.
+    if (st.uid === caller.uid && st.gid === gid) return;
     check(sys.fchownat(dirFd, name, caller.uid, gid), 'chown', name);
+    // chown(2) clears setuid/setgid of a non-directory; the kernel creates the object with its
+    // owner's credentials instead, so the bits the creator asked for stay: put them back.
+    if (st.mode & 0o6000 && !isDir(st.mode) && !isLnk(st.mode)) check(sys.fchmodat(dirFd, name, st.mode & 0o7777), 'chmod', name);
   }
 }
 

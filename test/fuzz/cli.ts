@@ -1,0 +1,101 @@
+// `npm run fuzz -- [--seeds N] [--start S] [--seed S] [--ops N] [--replay FILE] ...`:
+// the long differential run against kernel overlayfs. scripts/fuzz.sh runs this in a private
+// mount namespace. Exit status 1 when any seed diverges; each failing case is shrunk and
+// written to --out as JSON ({seed, ops}) for --replay.
+import fs from 'node:fs';
+import path from 'node:path';
+import { DEFAULT_WEIGHTS, type OpKind } from './ops';
+import { formatResult, minimize, runSeed, type FuzzOptions, type SeedResult } from './run';
+import type { Op } from './worker';
+
+interface Args {
+  seeds: number[];
+  ops: number;
+  replay?: { seed: number; ops: Op[] };
+  minimize: boolean;
+  out: string;
+  opts: FuzzOptions;
+}
+
+function usage(msg: string): never {
+  process.stderr.write(`fuzz: ${msg}\nusage: npm run fuzz -- [--seeds N] [--start S] [--seed S] [--ops N] [--replay FILE] [--no-minimize] [--strict-upper] [--known-limits] [--weights op=w,...] [--out DIR]\n`);
+  process.exit(2);
+}
+
+function parse(argv: string[]): Args {
+  let count = 20;
+  let start = 1;
+  let single: number | undefined;
+  const a: Args = { seeds: [], ops: 40, minimize: true, out: '/tmp/overlayd-fuzz', opts: { ops: 40 } };
+  const weights: Record<OpKind, number> = { ...DEFAULT_WEIGHTS };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i];
+    const v = (): string => argv[++i] ?? usage(`${k} needs a value`);
+    const n = (): number => { const x = Number(v()); if (!Number.isInteger(x) || x < 0) usage(`${k} needs a whole number`); return x; };
+    switch (k) {
+      case '--seeds': count = n(); break;
+      case '--start': start = n(); break;
+      case '--seed': single = n(); break;
+      case '--ops': a.ops = n(); break;
+      case '--replay': a.replay = JSON.parse(fs.readFileSync(v(), 'utf8')) as { seed: number; ops: Op[] }; break;
+      case '--no-minimize': a.minimize = false; break;
+      case '--strict-upper': a.opts.strictUpper = true; break;
+      case '--known-limits': weights.utime2 = 3; weights.renameat2 = 3; break;
+      case '--weights':
+        for (const kv of v().split(',')) {
+          const [op, w] = kv.split('=');
+          if (!(op in weights) || !Number.isFinite(Number(w))) usage(`bad weight ${kv}`);
+          weights[op as OpKind] = Number(w);
+        }
+        break;
+      case '--out': a.out = v(); break;
+      default: usage(`unknown argument ${k}`);
+    }
+  }
+  a.opts.ops = a.ops;
+  a.opts.weights = weights;
+  a.seeds = single !== undefined ? [single] : Array.from({ length: count }, (_, i) => start + i);
+  return a;
+}
+
+async function main(): Promise<void> {
+  const args = parse(process.argv.slice(2));
+  const say = (s: string): void => { process.stdout.write(s + '\n'); };
+  if (args.replay) {
+    let r = await runSeed(args.replay.seed, args.opts, args.replay.ops);
+    if (r.divergence && args.minimize) r = await minimize(r, args.opts, 40, (s) => say(s));
+    say(formatResult(r));
+    process.exit(r.divergence ? 1 : 0);
+  }
+  const failed: SeedResult[] = [];
+  let ops = 0;
+  let succeeded = 0;
+  let upperDiffSeeds = 0;
+  for (const seed of args.seeds) {
+    let r = await runSeed(seed, args.opts);
+    ops += r.ops.length;
+    succeeded += r.succeeded;
+    if (r.upperDiffs.length) {
+      upperDiffSeeds++;
+      say(`seed ${seed}: upper layers differ on disk (view is what counts):\n  ${r.upperDiffs.slice(0, 10).join('\n  ')}`);
+    }
+    if (!r.divergence) { say(formatResult(r)); continue; }
+    if (args.minimize) r = await minimize(r, args.opts, 40, (s) => say(s));
+    say(formatResult(r));
+    fs.mkdirSync(args.out, { recursive: true });
+    const file = path.join(args.out, `seed-${seed}.json`);
+    fs.writeFileSync(file, JSON.stringify({ seed, ops: r.ops }) + '\n');
+    say(`  written to ${file} (replay: npm run fuzz -- --replay ${file})`);
+    failed.push(r);
+  }
+  say(`fuzz: ${args.seeds.length} seeds, ${ops} operations (${succeeded} succeeded in the kernel's view), ` +
+    `${failed.length} diverged${failed.length ? ` (${failed.map((f) => f.seed).join(', ')})` : ''}, ` +
+    `${upperDiffSeeds} with on-disk upper differences`);
+  say(`${args.seeds.length - failed.length} passed, ${failed.length} failed`);
+  process.exit(failed.length ? 1 : 0);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`fuzz: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,204 @@
+// Random operations over the merged view. Operands are drawn from what the view shows now
+// (the kernel's listing, asked before each step), from names that existed once (now whiteouts,
+// most likely), and from fresh names, so that most operations succeed and the rest fail in
+// the interesting ways (EEXIST, ENOTEMPTY, EXDEV, ENOTDIR, EISDIR ...).
+import { NAMES, UIDS, fileData, oldTime, symlinkTarget } from './layers';
+import type { Rng } from './prng';
+import type { Op } from './worker';
+
+const FRESH = [...NAMES, 'f', 'g', 'n1', 'n2'];
+const XATTRS = ['user.k0', 'user.k1', 'user.k2', 'user.k0', 'user.k1', 'trusted.t'];
+/**
+ * Rarely: names in the overlay's own namespace, which the kernel (6.7+) escapes on disk
+ * (trusted.overlay.X is stored as trusted.overlay.overlay.X): setting trusted.overlay.opaque=y
+ * through the mount must not make a directory opaque. Not user.overlay.opaque: see README.
+ */
+const PRIVATE_XATTRS = ['trusted.overlay.opaque', 'trusted.overlay.origin', 'user.overlay.x'];
+const MODES = [0o644, 0o600, 0o755, 0o700, 0o444, 0o000, 0o4755, 0o2755, 0o1777, 0o2775];
+const OPEN_FLAGS = [['O_RDONLY'], ['O_RDWR'], ['O_WRONLY', 'O_APPEND'], ['O_RDWR', 'O_CREAT'], ['O_WRONLY', 'O_TRUNC'], ['O_RDONLY', 'O_NOFOLLOW']];
+
+export const DEFAULT_WEIGHTS = {
+  create: 9, write: 6, append: 4, otrunc: 3, excl: 3, truncate: 4,
+  mkdir: 8, rmdir: 5, unlink: 7, rmrf: 3,
+  rename: 14, symlink: 3, link: 4, mkfifo: 2, mknod: 1,
+  chmod: 4, chown: 4, utime: 3, setxattr: 5, removexattr: 3,
+  read: 5, lstat: 4, stat: 2, readdir: 4, readlink: 2, getxattr: 2, listxattr: 2, access: 1,
+  fopen: 4, fwrite: 3, fread: 3, fstat: 2, ftruncate: 1, fclose: 2,
+  /** Known fuse-native limits, off unless asked for (see test/fuzz/README.md). */
+  utime2: 0, renameat2: 0,
+};
+export type OpKind = keyof typeof DEFAULT_WEIGHTS;
+
+export interface View {
+  /** Every path the merged view shows now, with its type ('' is the root). */
+  paths: Map<string, string>;
+  /** Handles currently open in both workers. */
+  handles: number[];
+}
+
+const parentOf = (p: string): string => (p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '');
+const join = (d: string, n: string): string => (d === '' ? n : `${d}/${n}`);
+
+export class OpGen {
+  /** Every path ever seen: those gone now are where whiteouts are. */
+  private readonly ever = new Set<string>();
+  private nextHandle = 1;
+
+  constructor(private readonly rng: Rng, private readonly weights: Record<OpKind, number> = DEFAULT_WEIGHTS) {}
+
+  private of(view: View, ...types: string[]): string[] {
+    const out: string[] = [];
+    for (const [p, t] of view.paths) if (types.includes(t)) out.push(p);
+    return out;
+  }
+
+  private existing(view: View, ...types: string[]): string {
+    const list = types.length ? this.of(view, ...types) : [...view.paths.keys()];
+    if (list.length === 0 || this.rng.chance(0.08)) return this.fresh(view);
+    return this.rng.pick(list);
+  }
+
+  private fresh(view: View): string {
+    const gone = [...this.ever].filter((p) => !view.paths.has(p));
+    if (gone.length && this.rng.chance(0.35)) return this.rng.pick(gone);
+    const dirs = ['', ...this.of(view, 'dir')];
+    // Now and then under a non-directory or a missing directory: ENOTDIR, ENOENT.
+    const parent = this.rng.chance(0.05) ? this.existing(view, 'file', 'symlink') : this.rng.pick(dirs);
+    return join(parent, this.rng.pick(FRESH));
+  }
+
+  private target(view: View): string {
+    return this.rng.chance(0.6) ? this.existing(view) : this.fresh(view);
+  }
+
+  private data(): string {
+    return this.rng.chance(0.85) ? this.rng.text(this.rng.range(1, 30)) : fileData(this.rng);
+  }
+
+  private xattrName(): string {
+    return this.rng.chance(0.04) ? this.rng.pick(PRIVATE_XATTRS) : this.rng.pick(XATTRS);
+  }
+
+  /** Relative to the link's own directory, as a user would write it. */
+  private linkTarget(view: View, at: string): string {
+    if (this.rng.chance(0.5)) return symlinkTarget(this.rng);
+    const to = this.existing(view);
+    const from = parentOf(at).split('/').filter(Boolean);
+    return [...from.map(() => '..'), to].join('/') || '.';
+  }
+
+  next(view: View): Op {
+    for (const p of view.paths.keys()) this.ever.add(p);
+    const r = this.rng;
+    let kind = r.weighted(this.weights);
+    // libfuse 2 reaches an open file by its path; once an unlinked open file's directory is
+    // removed there is none, and fuse-native cannot take nullpath_ok: reads and writes through
+    // it fail with ENOENT (see README). Directories are removed only with no file open.
+    if (view.handles.length && (kind === 'rmdir' || kind === 'rmrf')) kind = 'fclose';
+    switch (kind) {
+      case 'create':
+        return { op: 'openw', p: this.target(view), flags: ['O_WRONLY', 'O_CREAT', ...(r.chance(0.5) ? ['O_TRUNC'] : [])], mode: r.pick(MODES), data: this.data() };
+      case 'excl':
+        return { op: 'openw', p: this.target(view), flags: ['O_WRONLY', 'O_CREAT', 'O_EXCL'], mode: r.pick(MODES), data: this.data() };
+      case 'write':
+        return { op: 'openw', p: this.existing(view, 'file'), flags: ['O_WRONLY'], data: this.data(), off: r.int(50) };
+      case 'append':
+        return { op: 'openw', p: this.existing(view, 'file', 'symlink'), flags: ['O_WRONLY', 'O_APPEND'], data: this.data() };
+      case 'otrunc':
+        return { op: 'openw', p: this.existing(view, 'file'), flags: ['O_WRONLY', 'O_TRUNC'], data: r.chance(0.5) ? this.data() : '' };
+      case 'truncate':
+        return { op: 'truncate', p: this.existing(view, 'file'), size: r.pick([0, r.int(40), r.int(40), 150_000]) };
+      case 'mkdir':
+        return { op: 'mkdir', p: this.target(view), mode: r.pick([0o755, 0o755, 0o700, 0o1777, 0o2755]) };
+      case 'rmdir':
+        return { op: 'rmdir', p: this.existing(view, 'dir') };
+      case 'unlink':
+        return { op: 'unlink', p: this.existing(view) };
+      case 'rmrf':
+        return { op: 'rmrf', p: this.existing(view, 'dir') };
+      case 'rename': {
+        const from = this.existing(view);
+        const type = view.paths.get(from) ?? 'file';
+        const how = r.weighted({ fresh: 40, same: 25, gone: 15, any: 12, inside: 4, parent: 4 });
+        let to: string;
+        if (how === 'same') to = this.existing(view, type);
+        else if (how === 'any') to = this.existing(view);
+        else if (how === 'inside') to = join(from, r.pick(FRESH));
+        else if (how === 'parent') to = parentOf(from) || this.existing(view, 'dir');
+        else if (how === 'gone') { const gone = [...this.ever].filter((p) => !view.paths.has(p)); to = gone.length ? r.pick(gone) : this.fresh(view); }
+        else to = this.fresh(view);
+        if (view.handles.length && view.paths.get(to) === 'dir') return { op: 'fclose', h: r.pick(view.handles) };
+        return { op: 'rename', p: from, q: to };
+      }
+      case 'renameat2':
+        return { op: 'renameat2', p: this.existing(view), q: this.target(view), flags: r.pick([1, 2]) };
+      case 'symlink': {
+        const at = this.target(view);
+        return { op: 'symlink', t: this.linkTarget(view, at), p: at };
+      }
+      case 'link':
+        return { op: 'link', p: this.existing(view, 'file', 'symlink', 'fifo'), q: this.target(view) };
+      case 'mkfifo':
+        return { op: 'mkfifo', p: this.target(view), mode: r.pick([0o644, 0o600]) };
+      case 'mknod':
+        return r.chance(0.5)
+          ? { op: 'mknod', p: this.target(view), mode: 0o644, major: 0, minor: 0 } // a whiteout's device number
+          : { op: 'mknod', p: this.target(view), mode: 0o600, major: 1, minor: 3 };
+      case 'chmod':
+        return { op: 'chmod', p: this.existing(view), mode: r.pick(MODES) };
+      case 'chown':
+        return { op: 'chown', p: this.existing(view), uid: r.pick([...UIDS, -1]), gid: r.pick([...UIDS, -1]), follow: r.chance(0.5) };
+      case 'utime': {
+        // Equal times: fuse-native passes atime for both (see README), so only then can mtime match.
+        if (r.chance(0.3)) return { op: 'utime', p: this.existing(view), follow: r.chance(0.5) };
+        const t = oldTime(r);
+        return { op: 'utime', p: this.existing(view), at: t, mt: t, follow: r.chance(0.5) };
+      }
+      case 'utime2':
+        return { op: 'utime', p: this.existing(view), at: oldTime(r), mt: oldTime(r) };
+      case 'setxattr': {
+        const name = this.xattrName();
+        const value = PRIVATE_XATTRS.includes(name) && r.chance(0.5) ? 'y' : r.text(r.range(0, 10));
+        return { op: 'setxattr', p: this.existing(view), name, value, flags: r.pick([0, 0, 1, 2]), follow: r.chance(0.3) };
+      }
+      case 'removexattr':
+        return { op: 'removexattr', p: this.existing(view), name: this.xattrName() };
+      case 'getxattr':
+        return { op: 'getxattr', p: this.existing(view), name: this.xattrName() };
+      case 'listxattr':
+        return { op: 'listxattr', p: this.existing(view) };
+      case 'read':
+        return { op: 'read', p: this.existing(view, 'file', 'symlink', 'dir'), follow: r.chance(0.5) };
+      case 'lstat':
+        return { op: 'lstat', p: this.target(view) };
+      case 'stat':
+        return { op: 'stat', p: this.existing(view, 'symlink', 'file', 'dir') };
+      case 'readdir':
+        return { op: 'readdir', p: r.chance(0.2) ? '' : this.existing(view, 'dir') };
+      case 'readlink':
+        return { op: 'readlink', p: this.existing(view, 'symlink') };
+      case 'access':
+        return { op: 'access', p: this.existing(view), mode: r.pick([0, 2, 4]) };
+      case 'fopen':
+        if (view.handles.length >= 4) return { op: 'fclose', h: r.pick(view.handles) };
+        return { op: 'fopen', p: this.existing(view, 'file', 'symlink'), flags: r.pick(OPEN_FLAGS), mode: 0o644, h: this.nextHandle++ };
+      case 'fwrite':
+      case 'fread':
+      case 'fstat':
+      case 'ftruncate':
+      case 'fclose': {
+        if (view.handles.length === 0) return { op: 'lstat', p: this.existing(view) };
+        const h = r.pick(view.handles);
+        if (kind === 'fwrite') return { op: 'fwrite', h, data: this.data(), off: r.chance(0.5) ? r.int(40) : undefined };
+        if (kind === 'ftruncate') return { op: 'ftruncate', h, size: r.int(30) };
+        return { op: kind, h };
+      }
+    }
+  }
+}
+
+/** Keeps the generator's idea of open handles in step with what the workers did. */
+export function trackHandles(view: View, op: Op, ok: boolean): void {
+  if (op.op === 'fopen' && ok) view.handles.push(op.h as number);
+  if (op.op === 'fclose') view.handles = view.handles.filter((h) => h !== op.h);
+}
