@@ -158,7 +158,17 @@ export class UpperWriter {
    * refuses mknod (rootless), an OCI `.wh.` file says the same.
    */
   whiteout(parentFd: number, name: string): void {
-    this.stats.whiteouts++;
+    try {
+      this.makeWhiteout(parentFd, name);
+      this.stats.whiteouts++;
+    } catch (err) {
+      // The caller sees only an errno; the operator needs to know a name could not be hidden.
+      this.events.error('whiteout failed', { name, err: String(err) });
+      throw err;
+    }
+  }
+
+  private makeWhiteout(parentFd: number, name: string): void {
     if (!this.whiteoutFiles) {
       const tmp = this.tempName();
       const r = sys.mknodat(this.workFd, tmp, S_IFCHR, 0, 0);
