@@ -21,6 +21,16 @@ export class DirNode {
     readonly ownsFds: boolean,
   ) {}
 
+  /**
+   * What readdir learnt of the directories of layers that never change under a mount (lower
+   * layers; every layer of a read-only mount), per index in `dirs`: their listings and their
+   * entries' d_ino. Kept from the second listing on, so a one-pass walk (find) holds no memory
+   * for it; the kernel's overlay keeps a merged directory's listing likewise (ovl_dir_cache).
+   */
+  listings = 0;
+  fixedListings?: [string[], Uint8Array][];
+  fixedInos?: Map<string, bigint>[];
+
   get top(): LayerDir {
     return this.dirs[0];
   }

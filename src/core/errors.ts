@@ -16,7 +16,12 @@ export class FsError extends Error {
   readonly code: string;
   constructor(errno: number, syscall: string, subject?: string) {
     const code = errnoName(errno);
+    // An FsError is an answer (ENOENT for most lookups), not a bug: capturing a stack trace
+    // made each one cost 8 µs instead of 1.5 µs. Its message names the syscall and the path.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(subject === undefined ? `${syscall}: ${code}` : `${syscall} ${subject}: ${code}`);
+    Error.stackTraceLimit = limit;
     this.errno = errno;
     this.code = code;
   }

@@ -23,12 +23,20 @@ export function dtypeOf(mode: number): number {
   return (mode & S_IFMT) >> 12;
 }
 
+/** A layer directory's entries; those of a layer that cannot change are kept on the node. */
+function layerListing(node: DirNode, i: number, keep: boolean): [string[], Uint8Array] {
+  const d = node.dirs[i];
+  if (!keep || d.layer.writable) return check(sys.readdir(d.fd), 'readdir', node.path);
+  return ((node.fixedListings ??= [])[i] ??= check(sys.readdir(d.fd), 'readdir', node.path));
+}
+
 export function listMerged(node: DirNode): DirEntry[] {
   const out: DirEntry[] = [];
   const taken = new Set<string>();
+  const keep = ++node.listings > 1;
   for (let i = 0; i < node.dirs.length; i++) {
     const fd = node.dirs[i].fd;
-    const [names, types] = check(sys.readdir(fd), 'readdir', node.path);
+    const [names, types] = layerListing(node, i, keep);
     // A layer's whiteouts hide names in the layers below it, not its own entries.
     const hidden: string[] = [];
     for (let j = 0; j < names.length; j++) {

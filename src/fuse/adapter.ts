@@ -31,14 +31,51 @@ const HIDDEN_NAME = /\/\.fuse_hidden[0-9a-f]{16}$/;
 
 const msOf = (t: Timespec): number => t.sec * 1000 + Math.floor(t.nsec / 1e6);
 
-/** getattr's reply object in fuse-native's shape: times in ms, ino truncated to 32 bits by it. */
-function statOf(a: Attr, useIno: boolean): Record<string, number> {
-  return {
-    mode: a.mode, uid: a.uid, gid: a.gid, size: a.size, dev: 0, nlink: a.nlink,
-    ino: useIno ? Number(a.ino & 0xffffffffn) : 0,
-    rdev: makedev(a.rdevMajor, a.rdevMinor), blksize: a.blksize, blocks: a.blocks,
-    atime: msOf(a.atime), mtime: msOf(a.mtime), ctime: msOf(a.ctime),
-  };
+/** fuse-native's 64-bit field as two 32-bit halves, exactly as its getStatArray stores them. */
+function put64(out: Uint32Array, i: number, n: number): void {
+  out[i] = n % 4294967296;
+  out[i + 1] = (n - out[i]) / 4294967296;
+}
+
+/**
+ * getattr's reply as the Uint32Array fuse-native's C side reads (its getStatArray layout, filled
+ * the same way: times in ms, ino truncated to 32 bits, nlink 0 sent as 1), built here directly
+ * instead of through an object that fuse-native converts again on every call.
+ */
+function statArray(a: Attr, useIno: boolean): Uint32Array {
+  const out = new Uint32Array(18);
+  out[0] = a.mode;
+  out[1] = a.uid;
+  out[2] = a.gid;
+  put64(out, 3, a.size);
+  out[6] = a.nlink || 1;
+  out[7] = useIno ? Number(a.ino & 0xffffffffn) : 0;
+  out[8] = makedev(a.rdevMajor, a.rdevMinor);
+  out[9] = a.blksize;
+  put64(out, 10, a.blocks);
+  put64(out, 12, msOf(a.atime));
+  put64(out, 14, msOf(a.mtime));
+  put64(out, 16, msOf(a.ctime));
+  return out;
+}
+
+/** What fuse-native sends with a failed getattr (its C side reads a stat whatever the result). */
+const NO_STAT = new Uint32Array(18);
+
+/**
+ * readdir's per-entry stats: libfuse 2 takes only the type (st_mode) and, with use_ino, the
+ * inode number from them. Entries without a number share one array per type.
+ */
+const typeStats = new Map<number, Uint32Array>();
+function typeStat(type: number): Uint32Array {
+  let st = typeStats.get(type);
+  if (!st) {
+    st = new Uint32Array(18);
+    st[0] = type << 12;
+    st[6] = 1;
+    typeStats.set(type, st);
+  }
+  return st;
 }
 
 /** fuse-native builds its -o string in a method; subclassing it is the only way to add options. */
@@ -49,6 +86,23 @@ class OverlaydFuse extends Fuse {
 
   override _fuseOptions(): string {
     return '-o' + this.extraOpts.join(',');
+  }
+
+  // getattr and readdir replies arrive already in the typed arrays fuse-native's C side reads
+  // (statArray, typeStat), which its own _op_getattr/_op_readdir would build again per call and
+  // per entry. fgetattr goes to the getattr handler by path, as fuse-native's own does.
+  _op_getattr(signal: Signal, path: string): void {
+    const getattr = this.handlerOps.getattr as unknown as (p: string, cb: Reply) => void;
+    getattr(path, (err: unknown, st: unknown) => (err ? signal(err as number, NO_STAT) : signal(0, st)));
+  }
+
+  _op_fgetattr(signal: Signal, path: string): void {
+    this._op_getattr(signal, path);
+  }
+
+  _op_readdir(signal: Signal, path: string): void {
+    const readdir = this.handlerOps.readdir as unknown as (p: string, cb: Reply) => void;
+    readdir(path, (err: unknown, names: unknown, stats: unknown) => (err ? signal(err as number, [], []) : signal(0, names, stats)));
   }
 
   // fuse-native's own getxattr/listxattr ignore the caller's buffer size: a value longer than
@@ -171,17 +225,29 @@ export class FuseNativeTransport {
 
     return {
       init: (cb: Reply) => cb(0),
-      getattr: wrap('getattr', (p: string) => statOf(this.hiddenAttr(p) ?? ov.getattr(p), useIno), value),
-      fgetattr: wrap('fgetattr', (_p: string, fh: number) => statOf(ov.fgetattr(fh), useIno), value),
+      getattr: wrap('getattr', (p: string) => statArray(this.hiddenAttr(p) ?? ov.getattr(p), useIno), value),
+      fgetattr: wrap('fgetattr', (_p: string, fh: number) => statArray(ov.fgetattr(fh), useIno), value),
       // d_ino matters: readdir(3) callers skip entries whose d_ino is 0. Without use_ino,
       // libfuse puts its own numbers in, and only the type is needed from us.
       readdir: wrap('readdir', (p: string) => (useIno ? ov.readdir(p) : ov.readdirNames(p)), (cb, v) => {
         const list = v as { name: string; type: number; ino?: bigint }[];
         const names = ['.', '..'];
-        const stats: object[] = [{ mode: 0o040000, ino: 1 }, { mode: 0o040000, ino: 1 }];
-        for (const e of list) {
+        const dot = new Uint32Array(18);
+        dot[0] = 0o040000;
+        dot[6] = 1;
+        dot[7] = 1;
+        const stats: Uint32Array[] = [dot, dot];
+        // One buffer for every entry's numbers, one view each (libfuse copies them at once).
+        const all = useIno ? new Uint32Array(18 * list.length) : undefined;
+        for (let i = 0; i < list.length; i++) {
+          const e = list[i];
           names.push(e.name);
-          stats.push({ mode: e.type << 12, ino: e.ino === undefined ? 0 : Number(e.ino & 0xffffffffn) });
+          if (!all || e.ino === undefined) { stats.push(typeStat(e.type)); continue; }
+          const st = all.subarray(18 * i, 18 * i + 18);
+          st[0] = e.type << 12;
+          st[6] = 1;
+          st[7] = Number(e.ino & 0xffffffffn);
+          stats.push(st);
         }
         cb(0, names, stats);
       }),

@@ -1,0 +1,206 @@
+// The workloads. Each runs on a fresh mount (fresh upper) of one system, drives it from
+// separate processes (the C driver, or ordinary tools), and returns its measurements.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Fixtures, Sizes } from './fixtures';
+import { peakRss, type Mount, type SystemKind } from './systems';
+import { dropCaches, run, timeShell } from './util';
+
+export interface Metric {
+  key: string;
+  title: string;
+  /** 's' seconds (lower is better), 'B' bytes, 'us' microseconds per op. */
+  unit: 's' | 'B' | 'us';
+  /** Not measured on this kind of system (e.g. daemon memory of the kernel). */
+  skip?: SystemKind[];
+}
+
+export interface Context {
+  fx: Fixtures;
+  sizes: Sizes;
+  driver: string;
+}
+
+export interface Workload {
+  name: string;
+  metrics: Metric[];
+  /** Kinds of system it runs on (default: all but the no-op file system). */
+  kinds?: SystemKind[];
+  /** Mount options this workload needs beyond the run's (per-op probes turn caching off). */
+  mountOpts?: Partial<Record<SystemKind, string[]>>;
+  /** Once per workload, before any mount: puts host caches in the state the workload assumes. */
+  prepare?(ctx: Context): void;
+  run(m: Mount, ctx: Context): Promise<Record<string, number>>;
+}
+
+interface DriverResult { ns: number; ops: number; bytes: number }
+
+export function drive(ctx: Context, args: (string | number)[]): DriverResult {
+  const out = run(ctx.driver, args.map(String), { stdio: ['ignore', 'pipe', 'pipe'] });
+  return JSON.parse(out.trim().split('\n').pop() as string) as DriverResult;
+}
+
+function expect(what: string, got: number, want: number): void {
+  if (got !== want) throw new Error(`${what}: expected ${want}, got ${got}`);
+}
+
+const MiB = 1 << 20;
+
+export const WORKLOADS: Workload[] = [
+  {
+    name: 'stat',
+    metrics: [
+      { key: 'stat-cold', title: '(1) stat 50k files of a 3-layer tree, cold', unit: 's' },
+      { key: 'stat-warm', title: '(1) stat them again, warm', unit: 's' },
+      { key: 'rss-stat', title: '(9) daemon peak RSS in (1)', unit: 'B', skip: ['kernel'] },
+    ],
+    async run(m, ctx) {
+      dropCaches();
+      const cold = drive(ctx, ['statlist', m.merged, ctx.fx.statList]);
+      expect('files stat-ed', cold.ops, ctx.fx.statCount);
+      const warm = drive(ctx, ['statlist', m.merged, ctx.fx.statList]);
+      return { 'stat-cold': cold.ns / 1e9, 'stat-warm': warm.ns / 1e9, 'rss-stat': peakRss(m) ?? NaN };
+    },
+  },
+  {
+    name: 'readdir',
+    metrics: [{ key: 'readdir', title: '(2) list a 10k-entry dir merged from 3 layers, ×10', unit: 's' }],
+    prepare(ctx) {
+      for (const l of ctx.fx.lowers) drive(ctx, ['readdir', path.join(l, ctx.fx.readdirDir), 1]);
+    },
+    async run(m, ctx) {
+      const passes = ctx.sizes.readdirPasses;
+      const r = drive(ctx, ['readdir', path.join(m.merged, ctx.fx.readdirDir), passes]);
+      expect('entries listed', r.ops, passes * (ctx.fx.readdirVisible + 2));
+      return { readdir: r.ns / 1e9 };
+    },
+  },
+  {
+    name: 'create',
+    metrics: [{ key: 'create', title: '(3) create + write 4 KiB + close, 10k files', unit: 's' }],
+    async run(m, ctx) {
+      const dir = path.join(m.merged, 'new');
+      fs.mkdirSync(dir);
+      run('sync', []);
+      const r = drive(ctx, ['create', dir, ctx.sizes.createFiles, 4096]);
+      return { create: r.ns / 1e9 };
+    },
+  },
+  {
+    name: 'delete',
+    metrics: [{ key: 'delete', title: '(4) rm -rf a lower tree of 10k files', unit: 's' }],
+    prepare(ctx) {
+      for (const l of ctx.fx.lowers) run('find', [path.join(l, ctx.fx.deleteDir)], { stdio: 'ignore' });
+    },
+    async run(m, ctx) {
+      const target = path.join(m.merged, ctx.fx.deleteDir);
+      run('sync', []);
+      const t = timeShell(`rm -rf -- '${target}'`);
+      if (fs.existsSync(target)) throw new Error(`${target} still exists after rm -rf`);
+      return { delete: t };
+    },
+  },
+  {
+    name: 'seqread',
+    metrics: [
+      { key: 'seqread-first', title: '(5) read a 1 GiB lower file, first time', unit: 's' },
+      { key: 'seqread', title: '(5) read it again, warm', unit: 's' },
+    ],
+    prepare(ctx) {
+      drive(ctx, ['seqread', ctx.fx.bigLowerPath, MiB]);
+    },
+    async run(m, ctx) {
+      const file = path.join(m.merged, ctx.fx.bigFile);
+      const first = drive(ctx, ['seqread', file, MiB]);
+      expect('bytes read', first.bytes, ctx.sizes.bigBytes);
+      const again = drive(ctx, ['seqread', file, MiB]);
+      return { 'seqread-first': first.ns / 1e9, seqread: again.ns / 1e9 };
+    },
+  },
+  {
+    name: 'seqwrite',
+    metrics: [{ key: 'seqwrite', title: '(5) write a new 1 GiB file', unit: 's' }],
+    async run(m, ctx) {
+      run('sync', []);
+      const r = drive(ctx, ['seqwrite', path.join(m.merged, 'out.bin'), ctx.sizes.bigBytes, MiB]);
+      return { seqwrite: r.ns / 1e9 };
+    },
+  },
+  {
+    name: 'randread',
+    metrics: [
+      { key: 'randread-first', title: '(6) 20k random 4 KiB reads of it, first time', unit: 's' },
+      { key: 'randread', title: '(6) the same reads again, warm', unit: 's' },
+    ],
+    prepare(ctx) {
+      drive(ctx, ['seqread', ctx.fx.bigLowerPath, MiB]);
+    },
+    async run(m, ctx) {
+      const file = path.join(m.merged, ctx.fx.bigFile);
+      const first = drive(ctx, ['randread', file, ctx.sizes.randomReads, 4096, 42]);
+      const again = drive(ctx, ['randread', file, ctx.sizes.randomReads, 4096, 42]);
+      return { 'randread-first': first.ns / 1e9, randread: again.ns / 1e9 };
+    },
+  },
+  {
+    name: 'copyup',
+    metrics: [{ key: 'copyup', title: '(7) copy-up: append 1 byte to it', unit: 's' }],
+    prepare(ctx) {
+      drive(ctx, ['seqread', ctx.fx.bigLowerPath, MiB]);
+    },
+    async run(m, ctx) {
+      run('sync', []);
+      const r = drive(ctx, ['append', path.join(m.merged, ctx.fx.bigFile)]);
+      const st = fs.statSync(path.join(m.upper, ctx.fx.bigFile));
+      expect('upper copy size', st.size, ctx.sizes.bigBytes + 1);
+      return { copyup: r.ns / 1e9 };
+    },
+  },
+  {
+    name: 'job',
+    metrics: [
+      { key: 'job-extract', title: '(8) tar xzf a real source tarball', unit: 's' },
+      { key: 'job-read', title: '(8) find | xargs cat over it', unit: 's' },
+      { key: 'rss-job', title: '(9) daemon peak RSS in (8)', unit: 'B', skip: ['kernel'] },
+    ],
+    async run(m, ctx) {
+      const dir = path.join(m.merged, 'job');
+      run('sync', []);
+      const extract = timeShell(`mkdir '${dir}' && tar xzf '${ctx.fx.tarball}' -C '${dir}'`);
+      const read = timeShell(`find '${dir}' -type f -print0 | xargs -0 cat > /dev/null`);
+      const n = run('find', [dir, '-type', 'f']).split('\n').filter(Boolean).length;
+      expect('files extracted', n, ctx.fx.tarFiles);
+      return { 'job-extract': extract, 'job-read': read, 'rss-job': peakRss(m) ?? NaN };
+    },
+  },
+  {
+    // Where the time goes: round trips with every kernel cache turned off, so each call
+    // reaches the daemon. Not the systems' default configuration: a probe, not a workload.
+    name: 'ops',
+    metrics: [
+      { key: 'op-getattr', title: 'lstat of one name (LOOKUP + GETATTR)', unit: 'us' },
+      { key: 'op-open', title: 'open + close of one name', unit: 'us' },
+      { key: 'op-read', title: '4 KiB O_DIRECT pread (one READ)', unit: 'us', skip: ['kernel'] },
+    ],
+    kinds: ['overlayd', 'fuse-overlayfs', 'kernel', 'noop'],
+    mountOpts: {
+      overlayd: ['entry_timeout=0', 'attr_timeout=0', 'negative_timeout=0'],
+      noop: ['entry_timeout=0', 'attr_timeout=0', 'negative_timeout=0'],
+      'fuse-overlayfs': ['timeout=0'],
+    },
+    async run(m, ctx) {
+      const file = path.join(m.merged, 'tree', 'd000', 'f00001');
+      const n = 20000;
+      drive(ctx, ['statloop', file, 1000]);
+      const st = drive(ctx, ['statloop', file, n]);
+      const op = drive(ctx, ['openloop', file, n / 4]);
+      // A read within the file's size: past its end the kernel asks for attributes first.
+      const rd = m.kind === 'kernel' ? undefined : drive(ctx, ['readloop', path.join(m.merged, ctx.fx.bigFile), n, 4096]);
+      return {
+        'op-getattr': st.ns / st.ops / 1e3,
+        'op-open': op.ns / op.ops / 1e3,
+        'op-read': rd ? rd.ns / rd.ops / 1e3 : NaN,
+      };
+    },
+  },
+];
