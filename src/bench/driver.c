@@ -13,6 +13,7 @@
  *   statloop PATH N          lstat PATH N times, from its directory (one LOOKUP/GETATTR each
  *                            when the kernel may not cache them)
  *   openloop PATH N          open+close PATH N times, from its directory
+ *   fstatloop FILE N         fstat one open FILE N times (one GETATTR each when uncached)
  *   readloop FILE N BS       pread BS bytes at offset 0 of one open FILE, N times
  */
 #define _GNU_SOURCE
@@ -215,6 +216,18 @@ static int cmd_openloop(const char *path, long n) {
   return 0;
 }
 
+static int cmd_fstatloop(const char *file, long n) {
+  int fd = open(file, O_RDONLY);
+  if (fd < 0) die("open", file);
+  struct stat st;
+  uint64_t t0 = now_ns();
+  for (long i = 0; i < n; i++)
+    if (fstat(fd, &st) < 0) die("fstat", file);
+  report(now_ns() - t0, (uint64_t)n, 0);
+  close(fd);
+  return 0;
+}
+
 static int cmd_readloop(const char *file, long n, long bs) {
   char *buf = xalloc((size_t)bs);
   int fd = open(file, O_RDONLY | O_DIRECT);
@@ -241,6 +254,7 @@ int main(int argc, char **argv) {
   if (!strcmp(c, "append")) { NEED(1); return cmd_append(argv[2]); }
   if (!strcmp(c, "statloop")) { NEED(2); return cmd_statloop(argv[2], atol(argv[3])); }
   if (!strcmp(c, "openloop")) { NEED(2); return cmd_openloop(argv[2], atol(argv[3])); }
+  if (!strcmp(c, "fstatloop")) { NEED(2); return cmd_fstatloop(argv[2], atol(argv[3])); }
   if (!strcmp(c, "readloop")) { NEED(3); return cmd_readloop(argv[2], atol(argv[3]), atol(argv[4])); }
   fprintf(stderr, "driver: unknown command %s\n", c);
   return 2;

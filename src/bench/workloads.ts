@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Fixtures, Sizes } from './fixtures';
-import { peakRss, type Mount, type SystemKind } from './systems';
+import { daemonCpu, peakRss, type Mount, type SystemKind } from './systems';
 import { dropCaches, run, timeShell } from './util';
 
 export interface Metric {
@@ -178,9 +178,12 @@ export const WORKLOADS: Workload[] = [
     // reaches the daemon. Not the systems' default configuration: a probe, not a workload.
     name: 'ops',
     metrics: [
-      { key: 'op-getattr', title: 'lstat of one name (LOOKUP + GETATTR)', unit: 'us' },
-      { key: 'op-open', title: 'open + close of one name', unit: 'us' },
+      { key: 'op-fstat', title: 'fstat of an open file (one GETATTR)', unit: 'us' },
       { key: 'op-read', title: '4 KiB O_DIRECT pread (one READ)', unit: 'us', skip: ['kernel'] },
+      { key: 'op-getattr', title: 'lstat of one name (LOOKUP, GETATTRs)', unit: 'us' },
+      { key: 'op-open', title: 'open + close of one name', unit: 'us' },
+      { key: 'cpu-fstat', title: 'daemon CPU per fstat', unit: 'us', skip: ['kernel'] },
+      { key: 'cpu-read', title: 'daemon CPU per pread', unit: 'us', skip: ['kernel'] },
     ],
     kinds: ['overlayd', 'fuse-overlayfs', 'kernel', 'noop'],
     mountOpts: {
@@ -190,16 +193,23 @@ export const WORKLOADS: Workload[] = [
     },
     async run(m, ctx) {
       const file = path.join(m.merged, 'tree', 'd000', 'f00001');
+      // A file larger than the reads: past its end the kernel asks for attributes first.
+      const big = path.join(m.merged, ctx.fx.bigFile);
       const n = 20000;
+      const perOp = (args: (string | number)[]): { us: number; cpu: number } => {
+        const c0 = daemonCpu(m);
+        const r = drive(ctx, args);
+        const c1 = daemonCpu(m);
+        return { us: r.ns / r.ops / 1e3, cpu: c0 === undefined || c1 === undefined ? NaN : ((c1 - c0) * 1e6) / r.ops };
+      };
       drive(ctx, ['statloop', file, 1000]);
-      const st = drive(ctx, ['statloop', file, n]);
-      const op = drive(ctx, ['openloop', file, n / 4]);
-      // A read within the file's size: past its end the kernel asks for attributes first.
-      const rd = m.kind === 'kernel' ? undefined : drive(ctx, ['readloop', path.join(m.merged, ctx.fx.bigFile), n, 4096]);
+      const fst = perOp(['fstatloop', big, n]);
+      const rd = m.kind === 'kernel' ? undefined : perOp(['readloop', big, n, 4096]);
+      const st = perOp(['statloop', file, n]);
+      const op = perOp(['openloop', file, n / 4]);
       return {
-        'op-getattr': st.ns / st.ops / 1e3,
-        'op-open': op.ns / op.ops / 1e3,
-        'op-read': rd ? rd.ns / rd.ops / 1e3 : NaN,
+        'op-fstat': fst.us, 'op-read': rd?.us ?? NaN, 'op-getattr': st.us, 'op-open': op.us,
+        'cpu-fstat': fst.cpu, 'cpu-read': rd?.cpu ?? NaN,
       };
     },
   },
