@@ -17,7 +17,11 @@ export interface Layout {
 
 /** Fresh empty dirs: n lowers, upper, work, merged. */
 export function layout(n: number, withUpper = true): Layout {
-  const base = tmpdir();
+  return layoutIn(tmpdir(), n, withUpper);
+}
+
+/** The same, under `base`. */
+export function layoutIn(base: string, n: number, withUpper = true): Layout {
   const lowers = Array.from({ length: n }, (_, i) => path.join(base, `l${i}`));
   for (const l of lowers) fs.mkdirSync(l);
   const l: Layout = { lowers, merged: path.join(base, 'merged') };

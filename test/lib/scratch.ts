@@ -3,8 +3,7 @@
 // costs no disk I/O on a machine others share. Gone at teardown with one umount.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import path from 'node:path';
-import type { Layout } from './mounts';
+import { layoutIn, type Layout } from './mounts';
 import { tmpdir } from './tree';
 
 /** Mounts a fresh tmpfs (size like "64m", inode count) at a new dir; unmounted at teardown. */
@@ -26,16 +25,5 @@ export function tmpfsDir(t: { teardown(fn: () => void): void }, size = '256m', i
  * st_ino or hard links belong on layout().
  */
 export function tmpfsLayout(t: { teardown(fn: () => void): void }, n: number, withUpper = true, size = '512m'): Layout {
-  const base = tmpfsDir(t, size);
-  const lowers = Array.from({ length: n }, (_, i) => path.join(base, `l${i}`));
-  for (const l of lowers) fs.mkdirSync(l);
-  const l: Layout = { lowers, merged: path.join(base, 'merged') };
-  fs.mkdirSync(l.merged);
-  if (withUpper) {
-    l.upper = path.join(base, 'upper');
-    l.work = path.join(base, 'work');
-    fs.mkdirSync(l.upper);
-    fs.mkdirSync(l.work);
-  }
-  return l;
+  return layoutIn(tmpfsDir(t, size), n, withUpper);
 }
