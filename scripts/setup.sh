@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 # libfuse2 backs fuse-native; fuse3 gives fusermount3 and mount.fuse3 for the mount helper;
-# fuse-overlayfs is the peer the benchmark measures; attr and psmisc are used by tests.
-apt_pkgs=(libfuse2 fuse3 fuse-overlayfs attr psmisc util-linux kmod)
+# fuse-overlayfs is the peer the benchmark measures; attr and psmisc are used by tests;
+# build-essential builds the addons and the bench driver; python3 runs node-gyp and test workers.
+apt_pkgs=(libfuse2 fuse3 fuse-overlayfs attr psmisc util-linux kmod build-essential python3)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
