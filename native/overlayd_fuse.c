@@ -10,7 +10,8 @@
  * Protocol parsing and serialising live in TypeScript (src/fuse-kernel). Every function returns
  * >= 0 on success and -errno on failure, as in overlayd_native.c.
  */
-#include <node_api.h>
+#define ADDON_NAME "overlayd_fuse"
+#include "napi_args.h"
 #include <uv.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -36,34 +37,6 @@ struct fuse_backing_map {
 #define FUSE_DEV_IOC_BACKING_OPEN _IOW(FUSE_DEV_IOC_MAGIC, 1, struct fuse_backing_map)
 #define FUSE_DEV_IOC_BACKING_CLOSE _IOW(FUSE_DEV_IOC_MAGIC, 2, uint32_t)
 #endif
-
-#define MAXARGS 6
-
-typedef struct { napi_env env; size_t argc; napi_value argv[MAXARGS]; } args_t;
-
-static int get_args(napi_env env, napi_callback_info info, args_t *a, size_t want) {
-  a->env = env;
-  a->argc = MAXARGS;
-  if (napi_get_cb_info(env, info, &a->argc, a->argv, NULL, NULL) != napi_ok) return -1;
-  if (a->argc < want) { napi_throw_type_error(env, NULL, "overlayd_fuse: too few arguments"); return -1; }
-  return 0;
-}
-
-#define ARGS(n) args_t a; if (get_args(env, info, &a, n)) return NULL
-
-static int32_t arg_i32(args_t *a, size_t i) {
-  int32_t v = 0;
-  if (napi_get_value_int32(a->env, a->argv[i], &v) != napi_ok) napi_throw_type_error(a->env, NULL, "overlayd_fuse: expected integer");
-  return v;
-}
-
-static napi_value num(napi_env env, double v) {
-  napi_value r;
-  napi_create_double(env, v, &r);
-  return r;
-}
-
-static napi_value rc(napi_env env, long r) { return num(env, r < 0 ? -errno : (double)r); }
 
 /* A JS string argument as a malloc'd C string (NULL with an exception pending). */
 static char *arg_str(args_t *a, size_t i) {

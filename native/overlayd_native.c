@@ -8,7 +8,8 @@
  * follows a symlink planted inside a layer and no path is limited by PATH_MAX
  * measured from the host root.
  */
-#include <node_api.h>
+#define ADDON_NAME "overlayd_native"
+#include "napi_args.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
@@ -26,32 +27,9 @@
 #include <linux/fs.h>
 #include <linux/openat2.h>
 
-#define MAXARGS 8
 #define PATHBUF 8192
 
 #define THROW_IF(cond, msg) do { if (cond) { napi_throw_type_error(env, NULL, msg); return NULL; } } while (0)
-
-typedef struct { napi_env env; size_t argc; napi_value argv[MAXARGS]; } args_t;
-
-static int get_args(napi_env env, napi_callback_info info, args_t *a, size_t want) {
-  a->env = env;
-  a->argc = MAXARGS;
-  if (napi_get_cb_info(env, info, &a->argc, a->argv, NULL, NULL) != napi_ok) return -1;
-  if (a->argc < want) { napi_throw_type_error(env, NULL, "overlayd_native: too few arguments"); return -1; }
-  return 0;
-}
-
-static int32_t arg_i32(args_t *a, size_t i) {
-  int32_t v = 0;
-  if (napi_get_value_int32(a->env, a->argv[i], &v) != napi_ok) napi_throw_type_error(a->env, NULL, "overlayd_native: expected integer");
-  return v;
-}
-
-static int64_t arg_i64(args_t *a, size_t i) {
-  int64_t v = 0;
-  if (napi_get_value_int64(a->env, a->argv[i], &v) != napi_ok) napi_throw_type_error(a->env, NULL, "overlayd_native: expected integer");
-  return v;
-}
 
 /* Copies a JS string argument into buf; returns its length or -1 (exception pending). */
 static ssize_t arg_str(args_t *a, size_t i, char *buf, size_t cap) {
@@ -64,19 +42,9 @@ static ssize_t arg_str(args_t *a, size_t i, char *buf, size_t cap) {
   return (ssize_t)len;
 }
 
-static napi_value num(napi_env env, double v) {
-  napi_value r;
-  napi_create_double(env, v, &r);
-  return r;
-}
-
-static napi_value rc(napi_env env, long r) { return num(env, r < 0 ? -errno : (double)r); }
-
 #define STR_ARG(a, i, var) \
   char var[PATHBUF]; \
   do { ssize_t l_ = arg_str(a, i, var, sizeof var); if (l_ == -1) return NULL; if (l_ == -2) return num(env, -ENAMETOOLONG); } while (0)
-
-#define ARGS(n) args_t a; if (get_args(env, info, &a, n)) return NULL
 
 /* "/proc/self/fd/N/name": a path that resolves dirfd without walking the host tree. */
 static int fdpath(char *out, size_t cap, int dirfd, const char *name) {

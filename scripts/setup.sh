@@ -40,7 +40,7 @@ if [ "${1:-}" = deps ]; then exit 0; fi
 
 # Native addon: rebuild when its source is newer than the built module.
 addon=native/build/Release/overlayd_native.node
-if [ ! -f "$addon" ] || [ ! -f native/build/Release/overlayd_fuse.node ] || [ -n "$(find native -maxdepth 1 \( -name '*.c' -o -name binding.gyp \) -newer "$addon" -print -quit)" ]; then
+if [ ! -f "$addon" ] || [ ! -f native/build/Release/overlayd_fuse.node ] || [ -n "$(find native -maxdepth 1 \( -name '*.c' -o -name '*.h' -o -name binding.gyp \) -newer "$addon" -print -quit)" ]; then
   log "building native addon"
   npx --no-install node-gyp rebuild --directory native --loglevel=error >&2
 fi

@@ -1,0 +1,46 @@
+/*
+ * napi_args.h: argument and result helpers shared by overlayd's two addons.
+ * Define ADDON_NAME (for error messages) before including.
+ */
+#ifndef OVERLAYD_NAPI_ARGS_H
+#define OVERLAYD_NAPI_ARGS_H
+#include <node_api.h>
+#include <errno.h>
+#include <stdint.h>
+
+#define MAXARGS 8
+
+typedef struct { napi_env env; size_t argc; napi_value argv[MAXARGS]; } args_t;
+
+static int get_args(napi_env env, napi_callback_info info, args_t *a, size_t want) {
+  a->env = env;
+  a->argc = MAXARGS;
+  if (napi_get_cb_info(env, info, &a->argc, a->argv, NULL, NULL) != napi_ok) return -1;
+  if (a->argc < want) { napi_throw_type_error(env, NULL, ADDON_NAME ": too few arguments"); return -1; }
+  return 0;
+}
+
+#define ARGS(n) args_t a; if (get_args(env, info, &a, n)) return NULL
+
+static int32_t arg_i32(args_t *a, size_t i) {
+  int32_t v = 0;
+  if (napi_get_value_int32(a->env, a->argv[i], &v) != napi_ok) napi_throw_type_error(a->env, NULL, ADDON_NAME ": expected integer");
+  return v;
+}
+
+static inline int64_t arg_i64(args_t *a, size_t i) {
+  int64_t v = 0;
+  if (napi_get_value_int64(a->env, a->argv[i], &v) != napi_ok) napi_throw_type_error(a->env, NULL, ADDON_NAME ": expected integer");
+  return v;
+}
+
+static napi_value num(napi_env env, double v) {
+  napi_value r;
+  napi_create_double(env, v, &r);
+  return r;
+}
+
+/* A syscall's result as JS sees it: the value, or -errno. */
+static napi_value rc(napi_env env, long r) { return num(env, r < 0 ? -errno : (double)r); }
+
+#endif
