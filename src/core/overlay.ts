@@ -2,8 +2,8 @@
 // It knows nothing of FUSE; a transport calls these methods and maps FsError to its replies.
 import fs from 'node:fs';
 import { C, sys } from '../host/native';
-import { isDir, isLnk, lstatAt, type Stat } from '../host/stat';
-import type { OverlayConfig } from './config';
+import { isDir, isLnk, lstatAt, type Stat, type Timespec } from '../host/stat';
+import type { Caller, OverlayConfig } from './config';
 import { E, check, fail } from './errors';
 import { InodeNumbers } from './inode';
 import { LayerStack } from './layers';
@@ -16,8 +16,6 @@ import * as create from './create';
 import * as remove from './remove';
 import { rename } from './rename';
 import * as setattr from './setattr';
-import type { Caller } from './config';
-import type { Timespec } from '../host/stat';
 
 /** Attributes of a merged object as the caller sees them. */
 export interface Attr extends Stat {
