@@ -43,4 +43,21 @@ static napi_value num(napi_env env, double v) {
 /* A syscall's result as JS sees it: the value, or -errno. */
 static napi_value rc(napi_env env, long r) { return num(env, r < 0 ? -errno : (double)r); }
 
+/* One exported function of an addon. */
+typedef struct { const char *name; napi_callback fn; } export_fn;
+
+static void export_fns(napi_env env, napi_value exports, const export_fn *fns, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    napi_value f;
+    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);
+    napi_set_named_property(env, exports, fns[i].name, f);
+  }
+}
+
+static void def_int(napi_env env, napi_value obj, const char *name, int64_t v) {
+  napi_value n;
+  napi_create_int64(env, v, &n);
+  napi_set_named_property(env, obj, name, n);
+}
+
 #endif

@@ -236,23 +236,13 @@ static napi_value js_poll_stop(napi_env env, napi_callback_info info) {
   return num(env, 0);
 }
 
-static void def_int(napi_env env, napi_value obj, const char *name, int64_t v) {
-  napi_value n;
-  napi_create_int64(env, v, &n);
-  napi_set_named_property(env, obj, name, n);
-}
-
 static napi_value init(napi_env env, napi_value exports) {
-  static const struct { const char *name; napi_callback fn; } fns[] = {
+  static const export_fn fns[] = {
     {"openDevice", js_open_device}, {"mount", js_mount}, {"read", js_read}, {"write", js_write},
     {"preadNowait", js_pread_nowait}, {"backingOpen", js_backing_open}, {"backingClose", js_backing_close},
     {"poll", js_poll}, {"pollStop", js_poll_stop},
   };
-  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
-    napi_value f;
-    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);
-    napi_set_named_property(env, exports, fns[i].name, f);
-  }
+  export_fns(env, exports, fns, sizeof fns / sizeof fns[0]);
   napi_value c;
   napi_create_object(env, &c);
   def_int(env, c, "MS_RDONLY", MS_RDONLY); def_int(env, c, "MS_NOSUID", MS_NOSUID); def_int(env, c, "MS_NODEV", MS_NODEV);

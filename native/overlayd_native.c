@@ -436,14 +436,8 @@ static napi_value js_umask(napi_env env, napi_callback_info info) {
   return num(env, umask((mode_t)arg_i32(&a, 0)));
 }
 
-static void def_int(napi_env env, napi_value obj, const char *name, int64_t v) {
-  napi_value n;
-  napi_create_int64(env, v, &n);
-  napi_set_named_property(env, obj, name, n);
-}
-
 static napi_value init(napi_env env, napi_value exports) {
-  static const struct { const char *name; napi_callback fn; } fns[] = {
+  static const export_fn fns[] = {
     {"openBeneath", open_beneath}, {"openat", js_openat}, {"close", js_close}, {"fstatat", js_fstatat},
     {"mkdirat", js_mkdirat}, {"mknodat", js_mknodat}, {"symlinkat", js_symlinkat}, {"linkat", js_linkat},
     {"unlinkat", js_unlinkat}, {"renameat2", js_renameat2}, {"readlinkat", js_readlinkat},
@@ -454,11 +448,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"fsync", js_fsync}, {"ftruncate", js_ftruncate},
     {"nameToHandle", js_name_to_handle}, {"fsUuid", js_fs_uuid}, {"umask", js_umask},
   };
-  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
-    napi_value f;
-    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);
-    napi_set_named_property(env, exports, fns[i].name, f);
-  }
+  export_fns(env, exports, fns, sizeof fns / sizeof fns[0]);
   napi_value c;
   napi_create_object(env, &c);
   def_int(env, c, "O_PATH", O_PATH); def_int(env, c, "O_NOFOLLOW", O_NOFOLLOW); def_int(env, c, "O_DIRECTORY", O_DIRECTORY);
