@@ -5,7 +5,9 @@
  * - watch the device on the libuv loop (uv_poll) and call back into JS when requests wait, so
  *   JS reads them with non-blocking read(2) on its own thread: no reader threads, no handoff;
  * - read/write whole requests and replies with one syscall each;
- * - the passthrough ioctls FUSE_DEV_IOC_BACKING_OPEN/CLOSE.
+ * - the passthrough ioctls FUSE_DEV_IOC_BACKING_OPEN/CLOSE;
+ * - for non-root mounts, libfuse's way through fusermount3: a socketpair whose one end the
+ *   (setuid) helper gets as _FUSE_COMMFD, and recvFd to take the /dev/fuse fd it sends back.
  *
  * Protocol parsing and serialising live in TypeScript (src/fuse-kernel). Every function returns
  * >= 0 on success and -errno on failure, as in overlayd_native.c.
@@ -21,6 +23,7 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <linux/fuse.h>
 
@@ -148,6 +151,61 @@ static napi_value js_backing_close(napi_env env, napi_callback_info info) {
   return rc(env, ioctl(dev, FUSE_DEV_IOC_BACKING_CLOSE, &id));
 }
 
+/* socketpair(): [a, b], a connected AF_UNIX stream pair, close-on-exec (a child gets its end
+ * through spawn's stdio, which dup2s it); or -errno. */
+static napi_value js_socketpair(napi_env env, napi_callback_info info) {
+  (void)info;
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return num(env, -errno);
+  napi_value arr, v;
+  napi_create_array_with_length(env, 2, &arr);
+  for (uint32_t i = 0; i < 2; i++) {
+    napi_create_int32(env, sv[i], &v);
+    napi_set_element(env, arr, i, v);
+  }
+  return arr;
+}
+
+/*
+ * recvFd(sock): the fd a peer sent with SCM_RIGHTS (fusermount3's send_fd: one byte, one fd),
+ * made close-on-exec and non-blocking (as openDevice opens /dev/fuse), without waiting: -EAGAIN if nothing is queued, -ECONNRESET if the peer closed
+ * without sending one, -EPROTO for a message without an fd (any fds beyond the first are closed).
+ */
+static napi_value js_recv_fd(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int sock = arg_i32(&a, 0);
+  char byte;
+  struct iovec iov = { &byte, 1 };
+  union { struct cmsghdr align; char buf[CMSG_SPACE(4 * sizeof(int))]; } ctl;
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  memset(&ctl, 0, sizeof ctl);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = ctl.buf;
+  msg.msg_controllen = sizeof ctl.buf;
+  ssize_t n;
+  do { n = recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
+  if (n < 0) return num(env, -errno);
+  int fd = -1;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; i++) {
+      int got;
+      memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
+      if (fd < 0) fd = got;
+      else close(got);
+    }
+  }
+  if (fd >= 0) {
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) { int e = errno; close(fd); return num(env, -e); }
+    return num(env, fd);
+  }
+  return num(env, n == 0 ? -ECONNRESET : -EPROTO);
+}
+
 /*
  * poll(fd, callback): calls callback(events) on the JS thread whenever the device is readable
  * (events & 1) or broken (events & 2: unmounted, aborted). Returns a handle for pollStop.
@@ -240,7 +298,7 @@ static napi_value init(napi_env env, napi_value exports) {
   static const export_fn fns[] = {
     {"openDevice", js_open_device}, {"mount", js_mount}, {"read", js_read}, {"write", js_write},
     {"preadNowait", js_pread_nowait}, {"backingOpen", js_backing_open}, {"backingClose", js_backing_close},
-    {"poll", js_poll}, {"pollStop", js_poll_stop},
+    {"poll", js_poll}, {"pollStop", js_poll_stop}, {"socketpair", js_socketpair}, {"recvFd", js_recv_fd},
   };
   export_fns(env, exports, fns, sizeof fns / sizeof fns[0]);
   napi_value c;
@@ -248,7 +306,7 @@ static napi_value init(napi_env env, napi_value exports) {
   def_int(env, c, "MS_RDONLY", MS_RDONLY); def_int(env, c, "MS_NOSUID", MS_NOSUID); def_int(env, c, "MS_NODEV", MS_NODEV);
   def_int(env, c, "MS_NOEXEC", MS_NOEXEC); def_int(env, c, "MS_NOATIME", MS_NOATIME);
   def_int(env, c, "MS_SYNCHRONOUS", MS_SYNCHRONOUS); def_int(env, c, "MS_DIRSYNC", MS_DIRSYNC);
-  def_int(env, c, "EAGAIN", EAGAIN); def_int(env, c, "ENODEV", ENODEV);
+  def_int(env, c, "EAGAIN", EAGAIN); def_int(env, c, "ENODEV", ENODEV); def_int(env, c, "EPERM", EPERM);
   def_int(env, c, "FUSE_KERNEL_VERSION", FUSE_KERNEL_VERSION);
   def_int(env, c, "HEADER_MINOR_VERSION", FUSE_KERNEL_MINOR_VERSION);
   napi_set_named_property(env, exports, "constants", c);

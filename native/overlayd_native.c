@@ -386,6 +386,13 @@ static napi_value js_fsync(napi_env env, napi_callback_info info) {
   return rc(env, arg_i32(&a, 1) ? fdatasync(fd) : fsync(fd));
 }
 
+/* startWriteback(fd, offset, length): starts writing the range to disk without waiting, so
+ * a copy's later fsync overlaps the copying instead of following it. */
+static napi_value js_startWriteback(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  return rc(env, sync_file_range(arg_i32(&a, 0), arg_i64(&a, 1), arg_i64(&a, 2), SYNC_FILE_RANGE_WRITE));
+}
+
 static napi_value js_ftruncate(napi_env env, napi_callback_info info) {
   ARGS(2);
   return rc(env, ftruncate(arg_i32(&a, 0), arg_i64(&a, 1)));
@@ -445,7 +452,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"getxattr", js_getxattr}, {"listxattr", js_listxattr}, {"setxattr", js_setxattr},
     {"removexattr", js_removexattr}, {"fstatfs", js_fstatfs}, {"copyFileRange", js_copy_file_range},
     {"ficlone", js_ficlone}, {"lseek", js_lseek}, {"fallocate", js_fallocate}, {"umount2", js_umount2},
-    {"fsync", js_fsync}, {"ftruncate", js_ftruncate},
+    {"fsync", js_fsync}, {"startWriteback", js_startWriteback}, {"ftruncate", js_ftruncate},
     {"nameToHandle", js_name_to_handle}, {"fsUuid", js_fs_uuid}, {"umask", js_umask},
   };
   export_fns(env, exports, fns, sizeof fns / sizeof fns[0]);

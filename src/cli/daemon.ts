@@ -63,6 +63,7 @@ export async function serve(run: RunOptions): Promise<number> {
     log.error({ err: (err as Error).message }, 'cannot open layers');
     throw new Error(`cannot open layers: ${(err as Error).message}`);
   }
+  if (run.options.transportNote !== undefined) log.info(run.options.transportNote);
   const transport: Transport = run.options.transport === 'kernel'
     ? new KernelTransport(overlay, mountpoint, run.options.fuse, log)
     : new FuseNativeTransport(overlay, mountpoint, run.options.fuse, log);
@@ -70,7 +71,7 @@ export async function serve(run: RunOptions): Promise<number> {
     await transport.mount();
   } catch (err) {
     // fuse_new can fail after fuse_mount succeeded: never leave that half-mount behind.
-    if (mountAt(mountpoint)?.fstype === OVERLAYD_FSTYPE) transport.unmount(true);
+    if (mountAt(mountpoint)?.fstype === OVERLAYD_FSTYPE) await transport.unmount(true);
     overlay.close();
     log.error({ mountpoint, err: (err as Error).message }, 'mount failed');
     throw new Error(`cannot mount ${mountpoint}: ${(err as Error).message}${run.options.transport === 'kernel' ? '' : ' (libfuse says why above)'}`);
@@ -82,9 +83,10 @@ export async function serve(run: RunOptions): Promise<number> {
     lowerdirs: cfg.lowerdirs, upperdir: cfg.upperdir, workdir: cfg.workdir,
     options: run.optionStrings, started: Date.now(), updated: Date.now(), mntns: ownMountNamespace(),
     logFile: run.logFile ?? (run.readyFd === undefined ? 'stderr' : 'none (detached without --log-file)'), logLevel: run.logLevel, counters: countersOf(transport, overlay),
+    transport: transport instanceof KernelTransport ? `kernel (${transport.viaFusermount ? 'fusermount3' : 'mount(2)'})` : 'fuse-native',
   };
   registerMount(record);
-  log.info({ mountpoint, source: record.source, lowerdirs: cfg.lowerdirs, upperdir: cfg.upperdir, workdir: cfg.workdir, fuse: transport.fuseOptions() }, 'mounted');
+  log.info({ mountpoint, transport: record.transport, source: record.source, lowerdirs: cfg.lowerdirs, upperdir: cfg.upperdir, workdir: cfg.workdir, fuse: transport.fuseOptions() }, 'mounted');
   if (run.readyFd !== undefined) {
     try { fs.writeSync(run.readyFd, READY); fs.closeSync(run.readyFd); } catch { /* parent gone */ }
     // The parent read our stderr until now and leaves: from here on only the log file hears us.
@@ -105,14 +107,28 @@ type Transport = FuseNativeTransport | KernelTransport;
 
 function countersOf(transport: Transport, overlay: Overlay): Counters {
   const up = overlay.upperStats;
-  return {
+  const mem = process.memoryUsage();
+  const c: Counters = {
     ops: transport.ops,
     openFiles: overlay.handles.size,
     copyUps: up?.copyUps ?? 0,
     bytesCopiedUp: up?.bytesCopiedUp ?? 0,
     whiteouts: up?.whiteouts ?? 0,
     rssBytes: process.memoryUsage.rss(),
+    heapUsedBytes: mem.heapUsed,
+    externalBytes: mem.external,
+    dirCacheEntries: overlay.resolver.cache.size,
+    dirCacheFds: overlay.resolver.cache.fdCount,
   };
+  // Less the one readdir itself holds open while it lists.
+  try { c.fds = fs.readdirSync('/proc/self/fd').length - 1; } catch { /* no /proc */ }
+  if (transport instanceof KernelTransport) {
+    const k = transport.snapshot();
+    Object.assign(c, { nodes: k.nodes, fuseOpenFiles: k.openFiles, openDirs: k.openDirs, backingIds: k.backingIds, backedNodes: k.backedNodes });
+  } else {
+    c.hiddenFiles = transport.hiddenCount;
+  }
+  return c;
 }
 
 interface Serving {
@@ -147,8 +163,10 @@ function waitForEnd(s: Serving): Promise<number> {
       const m = mountAt(mountpoint);
       return m !== undefined && m.fstype === OVERLAYD_FSTYPE && (s.mountId === undefined || m.id === s.mountId);
     };
-    const onSignal = (sig: NodeJS.Signals): void => {
-      const r = transport.unmount(false);
+    const onSignal = async (sig: NodeJS.Signals): Promise<void> => {
+      // Async: a mount made through fusermount3 is unmounted by it, and it needs us to answer.
+      const r = await transport.unmount(false);
+      if (finished) return;
       if (r === 0 || !stillMounted()) {
         log.info({ sig, mountpoint }, 'unmounted on signal');
         finish(0);
@@ -161,20 +179,25 @@ function waitForEnd(s: Serving): Promise<number> {
       log.warn({ sig, errno: -r, mountpoint }, msg);
       if (s.interactive) process.stderr.write(`overlayd: ${msg}\n`);
     };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', (sig) => void onSignal(sig));
+    process.on('SIGINT', (sig) => void onSignal(sig));
     process.on('SIGHUP', () => log.info('SIGHUP ignored'));
     process.on('SIGUSR1', () => s.refresh());
     // Whatever goes wrong unexpectedly, leave no dead mount behind: say why, unmount, exit.
     const fatal = (err: unknown): void => {
       log.fatal({ err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, 'daemon crashed; unmounting');
       if (s.interactive) process.stderr.write(`overlayd: crashed: ${err instanceof Error ? err.stack : String(err)}\n`);
-      if (transport.unmount(false) !== 0 && stillMounted()) transport.unmount(true);
-      finish(1);
+      void (async () => {
+        try {
+          if ((await transport.unmount(false)) !== 0 && stillMounted()) await transport.unmount(true);
+        } finally {
+          finish(1);
+        }
+      })();
     };
     process.on('uncaughtException', fatal);
     process.on('unhandledRejection', fatal);
-    if (s.early.length > 0) setImmediate(() => onSignal(s.early[0]));
+    if (s.early.length > 0) setImmediate(() => void onSignal(s.early[0]));
     // fuse-native gives no event when someone else unmounts; notice it through mountinfo.
     let ticks = 0;
     let lastOps = -1;

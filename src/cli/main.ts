@@ -6,10 +6,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { sys } from '../host/native';
-import { errnoName } from '../core/errors';
+import { E, errnoName } from '../core/errors';
+import { fusermountUnmount, fusermountUnusable } from '../fuse-kernel/fusermount';
 import { LOG_LEVELS, type LogLevel } from '../log/logger';
 import { detach, reportFailure, serve } from './daemon';
 import { UsageError, parseMountOptions } from './options';
+import { checkPrivileges } from './privilege';
 import { mountAt, overlaydMounts, OVERLAYD_FSTYPE } from './mountinfo';
 import { daemonAlive, listMounts, refreshRecords, type MountRecord } from './registry';
 import { resolveMountpoint, validateLayout } from './validate';
@@ -58,6 +60,7 @@ export async function mountCommand(req: MountRequest, codes = CODES): Promise<nu
   const mountpoint = path.resolve(req.mountpoint);
   try {
     const options = parseMountOptions(req.options, { source: req.source, sloppy: req.sloppy });
+    checkPrivileges(options);
     const logLevel = req.logLevel ?? options.daemon.logLevel ?? 'warn';
     const logFile = req.logFile !== undefined ? path.resolve(req.logFile) : options.daemon.logFile;
     if (options.ignored.length > 0 && req.readyFd === undefined) say(`ignoring unknown options (sloppy): ${options.ignored.join(',')}`);
@@ -168,7 +171,7 @@ function waitForExit(pid: number, ms: number): boolean {
  * Unmounts an overlayd mount. A mount whose daemon is gone (killed, crashed) is cleared too,
  * even when busy: with no daemon there is nothing to wait for, so it is detached.
  */
-export function umountCommand(target: string, flags: { lazy?: boolean; force?: boolean }): number {
+export async function umountCommand(target: string, flags: { lazy?: boolean; force?: boolean }): Promise<number> {
   const mp = resolveMountpoint(target);
   const m = mountAt(mp);
   if (!m) {
@@ -178,17 +181,31 @@ export function umountCommand(target: string, flags: { lazy?: boolean; force?: b
   if (m.fstype !== OVERLAYD_FSTYPE) die(`${mp} is not an overlayd mount (it is ${m.fstype}); use umount(8)`);
   const rec = listMounts({ sameNamespace: true }).filter((r) => r.mountpoint === mp).pop();
   const { MNT_DETACH, MNT_FORCE } = sys.constants;
+  // umount2, or for a user's mount (mounted through fusermount3), `fusermount3 -u [-z]`, as
+  // libfuse unmounts: a child process, waited for asynchronously.
+  let helperSaid = '';
+  const unmount = async (flags2: number): Promise<number> => {
+    const r0 = sys.umount2(mp, flags2);
+    if (r0 !== -E.EPERM || process.getuid?.() === 0 || fusermountUnusable() !== undefined) return r0;
+    if (flags2 & MNT_FORCE) {
+      // The user's way to abort: the connection's abort file in fusectl belongs to the mount's owner.
+      try { fs.writeFileSync(`/sys/fs/fuse/connections/${m.dev.split(':')[1]}/abort`, '1'); } catch { /* no fusectl */ }
+    }
+    const r = await fusermountUnmount(mp, (flags2 & MNT_DETACH) !== 0);
+    helperSaid = r.message;
+    return r.rc;
+  };
   let how = 'unmounted';
   let r: number;
   if (flags.force) {
     // MNT_FORCE aborts the FUSE connection: whatever the daemon is doing, the mount ends.
-    r = sys.umount2(mp, MNT_FORCE);
-    if (r === -16) { r = sys.umount2(mp, MNT_DETACH); how = 'aborted and detached (it was busy)'; }
+    r = await unmount(MNT_FORCE);
+    if (r === -E.EBUSY) { r = await unmount(MNT_DETACH); how = 'aborted and detached (it was busy)'; }
   } else {
-    r = sys.umount2(mp, flags.lazy ? MNT_DETACH : 0);
+    r = await unmount(flags.lazy ? MNT_DETACH : 0);
     if (flags.lazy) how = 'detached';
-    if (r === -16 && rec === undefined) {
-      r = sys.umount2(mp, MNT_DETACH);
+    if (r === -E.EBUSY && rec === undefined) {
+      r = await unmount(MNT_DETACH);
       how = 'detached: its daemon is gone and a process still uses it (that process sees errors until it leaves)';
       if (r === 0) say(`${mp}: ${how}`);
     }
@@ -196,9 +213,9 @@ export function umountCommand(target: string, flags: { lazy?: boolean; force?: b
   if (r !== 0) {
     const code = errnoName(-r);
     if (code === 'EBUSY') die(`${mp} is busy (a process uses it); try again when it is free, or use --lazy`);
-    if (code === 'EPERM') die(`cannot unmount ${mp}: permission denied`);
+    if (code === 'EPERM') die(`cannot unmount ${mp}: permission denied${helperSaid ? ` (fusermount3: ${helperSaid})` : ''}`);
     if (code === 'EINVAL') die(`${mp} is not mounted`);
-    die(`cannot unmount ${mp}: ${code}`);
+    die(`cannot unmount ${mp}: ${helperSaid || code}`);
   }
   // The daemon notices and exits; wait, so that once we return it has written its last log line.
   if (rec !== undefined && !waitForExit(rec.pid, 10000)) say(`${mp} is unmounted but its daemon (pid ${rec.pid}) has not exited yet`);
@@ -217,6 +234,7 @@ export interface StatusEntry {
   options?: string[];
   logFile?: string;
   logLevel?: string;
+  transport?: string;
   counters?: MountRecord['counters'];
 }
 
@@ -233,7 +251,7 @@ export function statusEntries(target?: string): StatusEntry[] {
       mountpoint: m.mountpoint, source: m.source, state: 'serving', pid: rec.pid,
       uptimeSeconds: Math.max(0, Math.round((Date.now() - rec.started) / 1000)),
       lowerdirs: rec.lowerdirs, upperdir: rec.upperdir, workdir: rec.workdir, options: rec.options,
-      logFile: rec.logFile, logLevel: rec.logLevel, counters: rec.counters,
+      logFile: rec.logFile, logLevel: rec.logLevel, transport: rec.transport, counters: rec.counters,
     });
   }
   return out;
@@ -255,9 +273,11 @@ export function formatStatus(entries: StatusEntry[]): string {
     for (const l of e.lowerdirs ?? []) lines.push(`  lower    ${l}`);
     if (e.upperdir !== undefined) lines.push(`  upper    ${e.upperdir}`, `  work     ${e.workdir}`);
     else lines.push('  upper    (none: read-only)');
+    if (e.transport !== undefined) lines.push(`  transport ${e.transport}`);
     const c = e.counters;
     if (c) {
       lines.push(`  ops served ${c.ops}, bytes copied up ${c.bytesCopiedUp} (${c.copyUps} copy-ups), whiteouts ${c.whiteouts}, open files ${c.openFiles}, rss ${Math.round(c.rssBytes / 1048576)} MiB`);
+      if (c.nodes !== undefined) lines.push(`  kernel nodes ${c.nodes}, passthrough backing ids ${c.backingIds ?? 0}, fds ${c.fds ?? '?'} (${c.dirCacheFds ?? 0} for ${c.dirCacheEntries ?? 0} cached dirs)`);
     }
     lines.push(`  log      ${e.logFile ?? 'none'}, level ${e.logLevel}`);
   }
@@ -290,7 +310,7 @@ export async function run(argv: string[]): Promise<number> {
   program.exitOverride();
   program
     .command('mount')
-    .description('mount a union of directories at MERGED; returns once it serves')
+    .description('mount a union of directories at MERGED; returns once it serves.\nAs a user: through fusermount3; an upper layer needs -o userxattr, allow_other needs user_allow_other in /etc/fuse.conf')
     .argument('<args...>', '[SOURCE] MERGED: the mountpoint, after an optional name for the mount (its source in mountinfo; default overlayd)')
     .option('-o, --option <options>', 'mount options: lowerdir=A:B,upperdir=U,workdir=W,... (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('-f, --foreground', 'stay in the foreground (logs to stderr unless --log-file)')
@@ -316,7 +336,7 @@ export async function run(argv: string[]): Promise<number> {
     .argument('<merged>')
     .option('-l, --lazy', 'detach now, clean up when no longer busy')
     .option('--force', 'abort the FUSE connection first (for a daemon that hangs), then unmount')
-    .action((merged: string, flags: { lazy?: boolean; force?: boolean }) => { code = umountCommand(merged, flags); });
+    .action(async (merged: string, flags: { lazy?: boolean; force?: boolean }) => { code = await umountCommand(merged, flags); });
   program
     .command('status')
     .description('list overlayd mounts: layers, pid, uptime, counters (exit 3 if MERGED is a dead mount)')

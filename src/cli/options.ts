@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { OverlayConfig } from '../core/config';
 import type { FuseMountOptions } from '../fuse/adapter';
 import { isLogLevel, type LogLevel } from '../log/logger';
+import { fusermountUnusable } from '../fuse-kernel/fusermount';
 
 export class UsageError extends Error {}
 
@@ -16,16 +17,24 @@ export const MAX_LOWER_LAYERS = 500; // the kernel's OVL_MAX_STACK
 export const TRANSPORTS = ['fuse-native', 'kernel'] as const;
 export type TransportName = (typeof TRANSPORTS)[number];
 
-/** Without -o transport=: env OVERLAYD_TRANSPORT (how the test suite runs once per transport), else fuse-native. */
+/**
+ * Without -o transport=: env OVERLAYD_TRANSPORT (how the test suite runs once per transport),
+ * else kernel: with mount(2) for root, through fusermount3 for a user, if it and /dev/fuse are
+ * usable (else fuse-native, whose libfuse 2 has its own fusermount).
+ */
 export function defaultTransport(env: NodeJS.ProcessEnv = process.env): TransportName {
   const t = env.OVERLAYD_TRANSPORT;
   if (t !== undefined && t !== '') {
     if (!(TRANSPORTS as readonly string[]).includes(t)) throw new UsageError(`OVERLAYD_TRANSPORT="${t}" is not a transport (known: ${TRANSPORTS.join(', ')})`);
     return t as TransportName;
   }
-  // The kernel transport mounts with mount(2) itself, which takes root; libfuse goes through
-  // fusermount for everyone else.
-  return process.getuid?.() === 0 ? 'kernel' : 'fuse-native';
+  return kernelUnusable() === undefined ? 'kernel' : 'fuse-native';
+}
+
+/** Why the kernel transport cannot mount for this process (a user without fusermount3), or undefined. */
+export function kernelUnusable(): string | undefined {
+  if (process.getuid?.() === 0) return undefined;
+  return fusermountUnusable();
 }
 
 export interface DaemonOptions {
@@ -43,6 +52,8 @@ export interface MountOptions {
   daemon: DaemonOptions;
   /** Options left out because of sloppy parsing (mount -s). */
   ignored: string[];
+  /** Why the default transport is not the kernel one here (logged at info), if so. */
+  transportNote?: string;
 }
 
 export interface ParseContext {
@@ -128,6 +139,7 @@ export function parseMountOptions(optionStrings: string[], ctx: ParseContext | s
   const daemon: DaemonOptions = {};
   let lowerdirs: string[] | undefined;
   let transport: TransportName = defaultTransport();
+  let transportGiven = process.env.OVERLAYD_TRANSPORT !== undefined && process.env.OVERLAYD_TRANSPORT !== '';
   let upperdir: string | undefined;
   let workdir: string | undefined;
   let userxattr = false;
@@ -137,7 +149,7 @@ export function parseMountOptions(optionStrings: string[], ctx: ParseContext | s
   const vfs: Record<string, boolean> = { ro: false, nosuid: false, nodev: false, noexec: false, sync: false, noatime: false, dirsync: false };
   const fuse: FuseMountOptions = {
     allowOther: false, allowRoot: false, defaultPermissions: true,
-    entryTimeout: 1, attrTimeout: 1, negativeTimeout: 0, fsname: 'overlayd', extra: [],
+    fsname: 'overlayd', extra: [],
   };
   for (const str of optionStrings) {
     if (str === '') throw new UsageError('empty -o option string');
@@ -183,10 +195,18 @@ export function parseMountOptions(optionStrings: string[], ctx: ParseContext | s
           fsname = needValue();
           if (fsname === '') throw new UsageError('option fsname needs a value');
           break;
+        case 'passthrough': {
+          onlyOnce(seen, key);
+          const v = needValue();
+          if (v !== 'off' && v !== 'upper' && v !== 'all') throw new UsageError(`passthrough "${v}" is not a mode (off, upper, all)`);
+          fuse.passthrough = v;
+          break;
+        }
         case 'transport': {
           const v = needValue();
           if (!(TRANSPORTS as readonly string[]).includes(v)) throw new UsageError(`transport "${v}" is not available (known: ${TRANSPORTS.join(', ')})`);
           transport = v as TransportName;
+          transportGiven = true;
           break;
         }
         case 'log_level': {
@@ -228,8 +248,10 @@ export function parseMountOptions(optionStrings: string[], ctx: ParseContext | s
   if (vfs.sync) fuse.extra.push('sync');
   if (vfs.noatime) fuse.extra.push('noatime');
   if (vfs.dirsync) fuse.extra.push('dirsync');
+  const unusable = transportGiven || transport !== 'fuse-native' ? undefined : kernelUnusable();
   return {
     overlay: { lowerdirs, upperdir, workdir, userxattr, volatile, readonly: vfs.ro },
     fuse, transport, daemon, ignored,
+    transportNote: unusable === undefined ? undefined : `using the fuse-native transport: the kernel transport needs fusermount3 for a mount by a user, and ${unusable}`,
   };
 }

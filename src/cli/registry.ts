@@ -1,11 +1,66 @@
 // Which overlayd daemons run on this machine: one small JSON file per daemon under /run/overlayd,
 // written when it mounts, refreshed with its counters (every few seconds, and at once on
 // SIGUSR1, which `overlayd status` sends), removed when it exits. A file whose daemon died is
-// dropped by the next reader.
+// dropped by the next reader. A user's daemons (mounted through fusermount3) cannot write
+// /run/overlayd: theirs go to $XDG_RUNTIME_DIR/overlayd, else /tmp/overlayd-UID (0700, checked
+// to be the user's own), and root's `status` reads those too.
 import fs from 'node:fs';
 import path from 'node:path';
 
-export const RUN_DIR = process.env.OVERLAYD_RUN_DIR ?? '/run/overlayd';
+const SYSTEM_RUN_DIR = '/run/overlayd';
+
+/** A directory that is `uid`'s own, not a symlink, and closed to others; created if missing. */
+function ownPrivateDir(dir: string, uid: number, create: boolean): boolean {
+  try {
+    if (create) fs.mkdirSync(dir, { mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return false;
+  }
+  try {
+    const st = fs.lstatSync(dir);
+    return st.isDirectory() && st.uid === uid && (st.mode & 0o022) === 0;
+  } catch {
+    return false;
+  }
+}
+
+function runDir(): string {
+  if (process.env.OVERLAYD_RUN_DIR) return process.env.OVERLAYD_RUN_DIR;
+  const uid = process.getuid?.() ?? 0;
+  if (uid === 0) return SYSTEM_RUN_DIR;
+  const xdg = process.env.XDG_RUNTIME_DIR;
+  if (xdg && path.isAbsolute(xdg) && ownPrivateDir(xdg, uid, false)) return path.join(xdg, 'overlayd');
+  return `/tmp/overlayd-${uid}`;
+}
+
+/** Where this process's daemons keep their records. */
+export const RUN_DIR = runDir();
+
+/**
+ * Where records may be read from: ours, and (with no OVERLAYD_RUN_DIR) root's and every user's
+ * that we can read; a user's record counts only for a daemon of that user (see listMounts).
+ */
+function readDirs(): string[] {
+  const dirs = [RUN_DIR];
+  if (process.env.OVERLAYD_RUN_DIR) return dirs;
+  dirs.push(SYSTEM_RUN_DIR);
+  try { for (const n of fs.readdirSync('/tmp')) if (/^overlayd-\d+$/.test(n)) dirs.push(path.join('/tmp', n)); } catch { /* none */ }
+  try { for (const n of fs.readdirSync('/run/user')) if (/^\d+$/.test(n)) dirs.push(path.join('/run/user', n, 'overlayd')); } catch { /* none */ }
+  return [...new Set(dirs)];
+}
+
+/** The real uid of process `pid`, or -1. */
+function uidOf(pid: number): number {
+  try {
+    const m = /^Uid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : -1;
+  } catch {
+    return -1;
+  }
+}
+
+/** The directory each listed record was read from. */
+const recordDirs = new Map<number, string>();
 
 export interface Counters {
   /** FUSE operations served. */
@@ -15,6 +70,22 @@ export interface Counters {
   bytesCopiedUp: number;
   whiteouts: number;
   rssBytes: number;
+  /** The daemon's open fds, and of those the layer directories its directory cache holds. */
+  fds?: number;
+  dirCacheEntries?: number;
+  dirCacheFds?: number;
+  /** V8's heap in use, and memory outside it held by JS objects (Buffers). */
+  heapUsedBytes?: number;
+  externalBytes?: number;
+  /** Kernel transport: nodes the kernel holds, its open file and directory handles, live backing ids. */
+  nodes?: number;
+  fuseOpenFiles?: number;
+  openDirs?: number;
+  backingIds?: number;
+  /** Nodes bound to a backing file: equals backingIds unless an id leaked. */
+  backedNodes?: number;
+  /** fuse-native: unlinked-but-open files parked in the work directory. */
+  hiddenFiles?: number;
 }
 
 export interface MountRecord {
@@ -35,10 +106,12 @@ export interface MountRecord {
   mntns: string;
   logFile?: string;
   logLevel: string;
+  /** How it speaks FUSE: kernel or fuse-native, and for kernel how it mounted (mount(2) or fusermount3). */
+  transport?: string;
   counters?: Counters;
 }
 
-const fileOf = (pid: number): string => path.join(RUN_DIR, `${pid}.json`);
+const fileOf = (pid: number): string => path.join(recordDirs.get(pid) ?? RUN_DIR, `${pid}.json`);
 
 export function ownMountNamespace(pid: number | 'self' = 'self'): string {
   try { return fs.readlinkSync(`/proc/${pid}/ns/mnt`); } catch { return ''; }
@@ -46,7 +119,9 @@ export function ownMountNamespace(pid: number | 'self' = 'self'): string {
 
 export function registerMount(rec: MountRecord): void {
   try {
-    fs.mkdirSync(RUN_DIR, { recursive: true, mode: 0o755 });
+    const uid = process.getuid?.() ?? 0;
+    if (uid === 0 || process.env.OVERLAYD_RUN_DIR) fs.mkdirSync(RUN_DIR, { recursive: true, mode: 0o755 });
+    else if (!ownPrivateDir(RUN_DIR, uid, true)) return; // someone else's: keep no record rather than trust it
     const tmp = fileOf(rec.pid) + '.tmp';
     fs.writeFileSync(tmp, JSON.stringify(rec));
     fs.renameSync(tmp, fileOf(rec.pid));
@@ -80,17 +155,27 @@ export function readRecord(pid: number): MountRecord | undefined {
  * (the others' mounts are not visible here). Stale files of dead daemons are removed.
  */
 export function listMounts(opts: { sameNamespace?: boolean } = {}): MountRecord[] {
-  let names: string[] = [];
-  try { names = fs.readdirSync(RUN_DIR); } catch { return []; }
   const ns = ownMountNamespace();
   const out: MountRecord[] = [];
-  for (const n of names) {
-    if (!/^\d+\.json$/.test(n)) continue;
-    const rec = readRecord(Number(n.slice(0, -5)));
-    if (!rec) continue;
-    if (!daemonAlive(rec.pid)) { unregisterMount(rec.pid); continue; }
-    if (opts.sameNamespace && rec.mntns !== ns) continue;
-    out.push(rec);
+  const seen = new Set<number>();
+  for (const dir of readDirs()) {
+    let names: string[] = [];
+    let owner = -1;
+    try { names = fs.readdirSync(dir); owner = fs.statSync(dir).uid; } catch { continue; }
+    for (const n of names) {
+      if (!/^\d+\.json$/.test(n)) continue;
+      const pid = Number(n.slice(0, -5));
+      if (seen.has(pid)) continue;
+      recordDirs.set(pid, dir);
+      const rec = readRecord(pid);
+      if (!rec || rec.pid !== pid) { recordDirs.delete(pid); continue; }
+      if (!daemonAlive(pid)) { if (dir === RUN_DIR || (process.getuid?.() ?? 0) === 0) unregisterMount(pid); recordDirs.delete(pid); continue; }
+      // A user's directory speaks only for that user's daemons.
+      if (owner !== 0 && uidOf(pid) !== owner) { recordDirs.delete(pid); continue; }
+      seen.add(pid);
+      if (opts.sameNamespace && rec.mntns !== ns) continue;
+      out.push(rec);
+    }
   }
   return out.sort((a, b) => a.started - b.started);
 }

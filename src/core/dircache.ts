@@ -11,6 +11,9 @@ export interface LayerDir {
   fd: number;
 }
 
+/** Lookups in one layer's directory before its names are indexed (see DirNode.namesOf). */
+const INDEX_AFTER = 8;
+
 export class DirNode {
   constructor(
     readonly path: string,
@@ -30,6 +33,28 @@ export class DirNode {
   listings = 0;
   fixedListings?: [string[], Uint8Array][];
   fixedInos?: Map<string, bigint>[];
+  /**
+   * Lookups answered by each layer's directory, and for a layer that cannot change, once it
+   * has answered a few, the set of its names: a name it lacks then costs no syscall (most names
+   * of a merged tree are absent from most of its layers). fuse-overlayfs keeps whole listings
+   * for the same reason.
+   */
+  lookups?: Uint16Array;
+  fixedNames?: (Set<string> | undefined)[];
+
+  /** The names of layer `i`'s directory, if that layer cannot change and is worth indexing. */
+  namesOf(i: number): Set<string> | undefined {
+    const known = this.fixedNames?.[i];
+    if (known || this.dirs[i].layer.writable) return known;
+    const counts = (this.lookups ??= new Uint16Array(this.dirs.length));
+    const listed = this.fixedListings?.[i];
+    if (!listed && ++counts[i] < INDEX_AFTER) return undefined;
+    const listing = listed ?? sys.readdir(this.dirs[i].fd);
+    if (typeof listing === 'number') return undefined;
+    const set = new Set(listing[0]);
+    (this.fixedNames ??= [])[i] = set;
+    return set;
+  }
 
   get top(): LayerDir {
     return this.dirs[0];
@@ -110,5 +135,12 @@ export class DirCache {
 
   get size(): number {
     return this.nodes.size;
+  }
+
+  /** The layer directory fds the cached directories hold open (for counters). */
+  get fdCount(): number {
+    let n = 0;
+    for (const node of this.nodes.values()) if (node.ownsFds) n += node.dirs.length;
+    return n;
   }
 }

@@ -12,6 +12,8 @@ export class FileHandle {
   readonly retired: number[] = [];
   /** Whether `fd` is an upper object (writers always are), for the inode number fstat reports. */
   inUpper: boolean;
+  /** The real file's identity (host dev:ino) where the open already knew it. */
+  realKey: string | undefined;
 
   constructor(
     public fd: number,

@@ -57,11 +57,17 @@ export function lookupIn(parent: DirNode, name: string): Omit<Resolved, 'path'> 
   if (name.startsWith(WH_PREFIX)) return undefined;
   const entries: Entry[] = [];
   let opaque = false;
-  for (const d of parent.dirs) {
+  for (let i = 0; i < parent.dirs.length; i++) {
+    const d = parent.dirs[i];
+    const names = parent.namesOf(i);
+    if (names && !names.has(name)) {
+      if (names.has(WH_PREFIX + name)) break;
+      continue;
+    }
     const st = lstatAt(d.fd, name);
     if (typeof st === 'number') {
       if (st !== -E.ENOENT) fail(-st, 'lookup', name);
-      if (hasWhiteoutFile(d.fd, name)) break;
+      if (names ? names.has(WH_PREFIX + name) : hasWhiteoutFile(d.fd, name)) break;
       continue;
     }
     if (isWhiteoutStat(st)) break;
@@ -71,7 +77,7 @@ export function lookupIn(parent: DirNode, name: string): Omit<Resolved, 'path'> 
     if (!dir) break;
     if (isOpaqueDir(d.fd, name) || hasOpaqueMarker(d.fd, name)) { opaque = true; break; }
     // OCI: a `.wh.name` beside the directory removed the name below; this one starts afresh.
-    if (hasWhiteoutFile(d.fd, name)) { opaque = true; break; }
+    if (names ? names.has(WH_PREFIX + name) : hasWhiteoutFile(d.fd, name)) { opaque = true; break; }
   }
   if (entries.length === 0) return undefined;
   return { name, parent, entries, opaque };

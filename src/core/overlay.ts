@@ -49,6 +49,12 @@ export class Overlay {
   private readonly writer: UpperWriter | undefined;
   /** The kernel's mapping of xattr names (private and escaped overlay.* names). */
   private readonly xattrNames: XattrNames;
+  /**
+   * Told the merged path of every object copied up, directories included: a copy-up changes
+   * what the object's attributes show (ctime, blocks, a merged directory's nlink), which a
+   * transport caching them must hear of.
+   */
+  onCopyUp: ((path: string) => void) | undefined;
 
   constructor(readonly config: OverlayConfig, events: CoreEvents = silentEvents, stack?: LayerStack) {
     this.stack = stack ?? LayerStack.open(config);
@@ -56,7 +62,7 @@ export class Overlay {
       this.resolver = new Resolver(this.stack);
       this.inodes = new InodeNumbers(this.stack, config.userxattr);
       this.xattrNames = new XattrNames(config.userxattr);
-      this.writer = this.stack.upper && !config.readonly ? new UpperWriter(this.stack, this.resolver, config, events) : undefined;
+      this.writer = this.stack.upper && !config.readonly ? new UpperWriter(this.stack, this.resolver, config, { ...events, copiedUp: (p) => this.onCopyUp?.(p) }) : undefined;
     } catch (err) {
       this.stack.close();
       throw err;
@@ -146,6 +152,7 @@ export class Overlay {
     const keep = flags & (C.O_NONBLOCK | fs.constants.O_NOATIME);
     const h = new FileHandle(check(sys.openat(top.parentFd, top.name, C.O_RDONLY | C.O_NOFOLLOW | keep, 0), 'open', path), path, false);
     h.inUpper = top.layer === this.stack.upper;
+    h.realKey = `${top.stat.dev}:${top.stat.ino}`;
     if (this.writer && !h.inUpper) h.below = { ino: this.attrOf(r).ino, copyUps: this.writer.stats.copyUps };
     return this.handles.add(h);
   }
@@ -331,12 +338,17 @@ export class Overlay {
     return check(sys.getxattr(top.parentFd, top.name, this.xattrNames.toDisk(name)), 'getxattr', path);
   }
 
-  listxattr(path: string): string[] {
+  /**
+   * The names of the object's xattrs but the overlay's own; `trusted.*` ones only to a caller
+   * with CAP_SYS_ADMIN, as the kernel lists them (ovl_can_list). Reading or writing one is
+   * refused by the VFS before any filesystem sees the call; listing is left to the filesystem.
+   */
+  listxattr(path: string, privileged = true): string[] {
     const top = this.resolver.get(path).entries[0];
     const out: string[] = [];
     for (const n of check(sys.listxattr(top.parentFd, top.name), 'listxattr', path)) {
       const shown = this.xattrNames.fromDisk(n);
-      if (shown !== undefined) out.push(shown);
+      if (shown !== undefined && (privileged || !shown.startsWith('trusted.'))) out.push(shown);
     }
     return out;
   }

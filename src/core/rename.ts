@@ -32,7 +32,7 @@ export function rename(ctx: WriteContext, from: string, to: string, flags: numbe
   if (to.startsWith(from + '/')) fail(E.EINVAL, 'rename', from);
   if (dst) {
     if (from.startsWith(to + '/')) fail(E.ENOTEMPTY, 'rename', to);
-    if (sameObject(src, dst)) return; // hard links to one inode: rename(2) does nothing
+    if (sameObject(ctx, src, dst)) return; // hard links to one inode: rename(2) does nothing
     const dstIsDir = isDir(dst.entries[0].stat.mode);
     if (srcIsDir && !dstIsDir) fail(E.ENOTDIR, 'rename', to);
     if (!srcIsDir && dstIsDir) fail(E.EISDIR, 'rename', to);
@@ -94,7 +94,7 @@ function exchange(ctx: WriteContext, from: string, to: string): void {
   if (from === to) return;
   // The VFS's checks: neither may contain the other (EINVAL both ways for an exchange).
   if (to.startsWith(from + '/') || from.startsWith(to + '/')) fail(E.EINVAL, 'rename', from);
-  if (sameObject(src, dst)) return;
+  if (sameObject(ctx, src, dst)) return;
   const srcIsDir = isDir(src.entries[0].stat.mode);
   const dstIsDir = isDir(dst.entries[0].stat.mode);
   if ((srcIsDir && !isPureUpper(ctx, src)) || (dstIsDir && !isPureUpper(ctx, dst))) fail(E.EXDEV, 'rename', from);
@@ -117,7 +117,15 @@ function isPureUpper(ctx: WriteContext, r: Resolved): boolean {
   return r.entries.length === 1 && ctx.upper.isUpper(r.entries[0]);
 }
 
-function sameObject(a: Resolved, b: Resolved): boolean {
+/**
+ * Whether two names are one inode of the overlay, which rename(2) leaves alone: hard links in
+ * upper. Two names of one lower inode (a lower hard link) are two inodes of the kernel's
+ * overlay (without index, copy-up breaks the link, so ovl_hash_bylower does not hash them by
+ * the lower inode): renaming one over the other copies it up, replaces the other and leaves a
+ * whiteout, as between any two files.
+ */
+function sameObject(ctx: WriteContext, a: Resolved, b: Resolved): boolean {
+  if (!ctx.upper.isUpper(a.entries[0]) || !ctx.upper.isUpper(b.entries[0])) return false;
   const x = a.entries[0].stat;
   const y = b.entries[0].stat;
   return x.dev === y.dev && x.ino === y.ino;

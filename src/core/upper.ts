@@ -16,10 +16,12 @@ import { XattrNames } from './xattrs';
 export interface CoreEvents {
   warn(msg: string, detail?: Record<string, unknown>): void;
   error(msg: string, detail?: Record<string, unknown>): void;
+  /** An object now exists in upper, copied from below (its merged path). */
+  copiedUp?(path: string): void;
 }
 
 export const WORK_SUBDIR = 'work';
-const COPY_CHUNK = 64 * 1024 * 1024;
+const COPY_CHUNK = 16 * 1024 * 1024;
 
 export interface UpperStats {
   copyUps: number;
@@ -78,6 +80,7 @@ export class UpperWriter {
         const parentFd = this.upperDir(parentPath);
         const st = check(lstatAt(node.top.fd, ''), 'stat', path);
         this.copyUpObject(node.top.layer, node.top.fd, '', st, parentFd, name, false);
+        this.events.copiedUp?.(path);
       }
       this.resolver.cache.invalidateOne(path);
       node = this.resolver.dir(path);
@@ -102,6 +105,7 @@ export class UpperWriter {
     // through (and an fd number may already be reused): name the source afresh.
     const src = this.resolver.get(r.path).entries[0];
     this.copyUpObject(src.layer, src.parentFd, src.name, src.stat, parentFd, name, withData);
+    this.events.copiedUp?.(r.path);
     return { layer: this.upper, parentFd, name, stat: check(lstatAt(parentFd, name), 'stat', r.path) };
   }
 
@@ -118,7 +122,7 @@ export class UpperWriter {
           if (withData && st.size > 0) {
             const input = check(sys.openat(sFd, sName, C.O_RDONLY | C.O_NOFOLLOW, 0), 'copy-up open', name);
             try {
-              this.stats.bytesCopiedUp += copyData(input, out, st.size);
+              this.stats.bytesCopiedUp += copyData(input, out, st.size, !this.config.volatile);
             } finally {
               sys.close(input);
             }
@@ -142,7 +146,7 @@ export class UpperWriter {
       // Linking the copy in is no change the caller made to the parent: keep its times, as the
       // kernel does (ovl_set_timestamps(upperdir, &c->pstat) after the link).
       const pst = check(lstatAt(parentFd, ''), 'copy-up stat parent', name);
-      check(sys.renameat2(this.workFd, tmp, parentFd, name, C.RENAME_NOREPLACE), 'copy-up rename', name);
+      linkInto(this.workFd, tmp, parentFd, name, pst.mode, st.mode);
       check(sys.utimensat(parentFd, '', pst.atime.sec, pst.atime.nsec, pst.mtime.sec, pst.mtime.nsec), 'copy-up parent times', name);
       this.stats.copyUps++;
     } catch (err) {
@@ -243,10 +247,40 @@ export class UpperWriter {
   }
 }
 
+/**
+ * Renames the finished copy `tmp` (mode `mode`) in from the work dir. The kernel links a copy-up
+ * into a parent its owner cannot write (a 0555 lower dir, copied up with its mode), and moves a
+ * read-only directory (whose ".." the move rewrites), with its mounter's capabilities; a daemon
+ * run by a user has no CAP_DAC_OVERRIDE, so it opens its own parent and directory to itself for
+ * the moment of the rename and puts their modes back.
+ */
+function linkInto(workFd: number, tmp: string, parentFd: number, name: string, parentMode: number, mode: number): void {
+  const r = sys.renameat2(workFd, tmp, parentFd, name, C.RENAME_NOREPLACE);
+  if (r === 0) return;
+  if (r !== -E.EACCES || (process.getuid?.() ?? 0) === 0) fail(-r, 'copy-up rename', name);
+  const dir = isDir(mode);
+  if (sys.fchmodat(parentFd, '', (parentMode & 0o7777) | 0o700) < 0 || (dir && sys.fchmodat(workFd, tmp, (mode & 0o7777) | 0o700) < 0)) {
+    sys.fchmodat(parentFd, '', parentMode & 0o7777);
+    fail(-r, 'copy-up rename', name);
+  }
+  let moved = false;
+  try {
+    check(sys.renameat2(workFd, tmp, parentFd, name, C.RENAME_NOREPLACE), 'copy-up rename', name);
+    moved = true;
+  } finally {
+    if (dir) sys.fchmodat(moved ? parentFd : workFd, moved ? name : tmp, mode & 0o7777);
+    sys.fchmodat(parentFd, '', parentMode & 0o7777);
+  }
+}
+
 /** workdir/work, emptied of anything an interrupted copy-up left behind. */
 function prepareWorkDir(workRootFd: number, events: CoreEvents): number {
-  const r = sys.mkdirat(workRootFd, WORK_SUBDIR, 0);
+  // The kernel makes it mode 0 (it works in it with its mounter's capabilities); a daemon run by
+  // a user has no CAP_DAC_OVERRIDE and must be able to enter it: 0700, also if a run left it 0.
+  const byUser = (process.getuid?.() ?? 0) !== 0;
+  const r = sys.mkdirat(workRootFd, WORK_SUBDIR, byUser ? 0o700 : 0);
   if (r < 0 && r !== -E.EEXIST) fail(-r, 'mkdir', 'workdir/work');
+  if (r === -E.EEXIST && byUser) sys.fchmodat(workRootFd, WORK_SUBDIR, 0o700); // EPERM if not ours: the open below says so
   const fd = check(sys.openat(workRootFd, WORK_SUBDIR, C.O_PATH | C.O_NOFOLLOW | C.O_DIRECTORY, 0), 'open', 'workdir/work');
   const list = check(sys.readdir(fd), 'readdir', 'workdir/work')[0];
   for (const name of list) removeTree(fd, name);
@@ -278,7 +312,7 @@ export function removeTree(dirFd: number, name: string): void {
  * Copies `size` bytes from one fd to another: a reflink where the filesystem offers one, else
  * copy_file_range over the data extents only, so holes stay holes. Returns bytes copied.
  */
-export function copyData(input: number, output: number, size: number): number {
+export function copyData(input: number, output: number, size: number, durable = false): number {
   if (sys.ficlone(output, input) === 0) return size;
   let copied = 0;
   let pos = 0;
@@ -292,6 +326,8 @@ export function copyData(input: number, output: number, size: number): number {
     while (off < hole) {
       const n = check(sys.copyFileRange(input, off, output, off, Math.min(COPY_CHUNK, hole - off)), 'copy_file_range');
       if (n === 0) break;
+      // The fsync that follows a durable copy then waits for the last chunk only.
+      if (durable) sys.startWriteback(output, off, n);
       off += n;
       copied += n;
     }

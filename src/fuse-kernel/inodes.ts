@@ -31,8 +31,11 @@ export interface Backing {
 export class Node {
   /** The kernel's lookup count: entries replied minus forgotten. */
   lookups = 0;
-  /** Handles of the files open on this node (RELEASE not yet seen), passthrough or not. */
-  readonly files = new Set<number>();
+  /**
+   * Handles of the files open on this node (RELEASE not yet seen), passthrough or not; made on
+   * the first open, as most nodes are never opened (see addFile).
+   */
+  files: Set<number> | undefined;
   /** Of those, the ones opened without passthrough (the inode's page cache is in use). */
   cachedOpens = 0;
   backing: Backing | undefined;
@@ -41,6 +44,8 @@ export class Node {
   readonly children: Map<string, Node> | undefined;
   /** Upper non-directories: the real identity; undefined for the rest (see keyOf). */
   key: string | undefined;
+  /** Directories: the inode number last reported, for the "." and ".." of listings. */
+  ino: bigint | undefined;
   /** Stands for no name any more, even if one shows the same object (see NodeTable.retire). */
   retired = false;
   private pathCache: string | undefined;
@@ -48,6 +53,20 @@ export class Node {
 
   constructor(readonly id: number, readonly dir: boolean) {
     if (dir) this.children = new Map();
+  }
+
+  addFile(fh: number): void {
+    (this.files ??= new Set()).add(fh);
+  }
+
+  dropFile(fh: number): void {
+    this.files?.delete(fh);
+    if (this.files?.size === 0) this.files = undefined;
+  }
+
+  /** Some handle open on the node, if any. */
+  anyFile(): number | undefined {
+    return this.files?.values().next().value;
   }
 
   /** The merged path, or undefined for a node with no name left. */
@@ -87,8 +106,25 @@ export class NodeTable {
     return this.byId.get(id);
   }
 
+  /** Nodes bound to a passthrough backing file (for counters; walks the table). */
+  backedNodes(): number {
+    let n = 0;
+    for (const node of this.byId.values()) if (node.backing && node.backing.refs > 0) n++;
+    return n;
+  }
+
   pathOf(node: Node): string | undefined {
     return node.path(this.gen);
+  }
+
+  /** The node standing for a merged path, if the kernel holds one. */
+  find(path: string): Node | undefined {
+    let n: Node | undefined = this.root;
+    for (const name of path.split('/')) {
+      if (name !== '') n = n.children?.get(name);
+      if (!n) return undefined;
+    }
+    return n;
   }
 
   /** The child name of `parent` some node stands for, if any. */
@@ -103,10 +139,13 @@ export class NodeTable {
   entry(parent: Node, name: string, attr: Attr): Node {
     const existing = this.child(parent, name);
     if (isDir(attr.mode)) {
-      if (existing?.dir) return existing;
-      if (existing) this.unlinkName(parent, name);
-      const n = this.make(true);
-      this.link(n, parent, name);
+      let n = existing;
+      if (!n?.dir) {
+        if (existing) this.unlinkName(parent, name);
+        n = this.make(true);
+        this.link(n, parent, name);
+      }
+      n.ino = attr.ino;
       return n;
     }
     const key = keyOf(attr);
@@ -225,7 +264,14 @@ export class NodeTable {
 
   /** Forgets a node the kernel no longer holds, has no open file on, and that names nothing. */
   maybeDrop(node: Node): void {
-    if (node.id === ROOT_ID || node.lookups > 0 || node.files.size > 0) return;
+    // An upper object with no name left and no file open is gone from the disk (as far as
+    // this mount knows), and its inode number may be handed to the next object created: that
+    // one must not be found as this node, whose kernel inode (cached symlink target,
+    // attributes) may still be alive while the kernel has not forgotten it.
+    if (node.key !== undefined && node.links.length === 0 && !node.files && this.byKey.get(node.key) === node) {
+      this.byKey.delete(node.key);
+    }
+    if (node.id === ROOT_ID || node.lookups > 0 || node.files) return;
     if (node.children && node.children.size > 0) return;
     if (!this.byId.has(node.id)) return;
     this.byId.delete(node.id);

@@ -9,14 +9,16 @@
 // never from this thread, since the kernel may hold a lock a pending request of ours needs.
 import fs from 'node:fs';
 import { C, fuseDevice, sys, type FuseDeviceAddon, type FusePollHandle } from '../host/native';
-import { S_IFDIR, S_IFMT, isDir, lstatAt, type Timespec } from '../host/stat';
+import { S_IFDIR, S_IFMT, lstatAt, type Timespec } from '../host/stat';
 import type { Caller } from '../core/config';
 import { E, FsError, errnoOf } from '../core/errors';
 import { joinPath } from '../core/lookup';
-import type { Attr, MergedDirEntry, Overlay } from '../core/overlay';
+import type { Attr, Overlay } from '../core/overlay';
+import type { DirEntry } from '../core/readdir';
 import type { FuseMountOptions } from '../fuse/adapter';
 import type { Logger } from '../log/logger';
 import { Node, NodeTable, type Backing } from './inodes';
+import { callerHasSysAdmin, escapeOption, fusermountMount, fusermountUnmount, fusermountUnusable, hasCapSysAdmin, inInitUserNs } from './fusermount';
 import {
   ATTR_OUT, DIRENT_BASE, ENTRY_OUT, FATTR, FOPEN, GETATTR_FH, INIT, INIT2, INIT_OUT, IN_HEADER, KERNEL_MINOR, KERNEL_MINOR_KNOWN,
   KERNEL_VERSION, NOTIFY, OPEN_OUT, OP_NAMES, OUT_HEADER, Op, STATFS_OUT, cstring, decodeDev, direntSize,
@@ -36,6 +38,14 @@ const READ_BUF = MAX_WRITE + 4096;
 const BATCH = 64;
 /** copy_file_range per request; userspace loops over short copies. */
 const COPY_CHUNK = 16 << 20;
+/**
+ * Default entry, attribute and negative timeouts (seconds). Every change to the layers comes
+ * through this mount, and the kernel updates its own caches for each request it sends; where
+ * one of ours changes what another name or inode shows, we tell it (notifications), so the
+ * caches stay exact however long they live. (Changing the layers behind a mounted overlay is
+ * undefined, as with the kernel's overlay.)
+ */
+const CACHE_TIMEOUT = 86400;
 
 const OVERLAYFS_MAGIC = 0x794c7630;
 const FUSE_MAGIC = 0x65735546;
@@ -50,7 +60,8 @@ const ALWAYS_ALLOWED = new Set<number>([
 
 interface DirHandle {
   node: Node;
-  entries: MergedDirEntry[] | undefined;
+  /** The listing; d_ino filled in when first needed (READDIRPLUS learns it from the attributes). */
+  entries: (DirEntry & { ino?: bigint })[] | undefined;
   /** ino of "." and "..", looked up when first listed. */
   self?: bigint;
   parent?: bigint;
@@ -70,13 +81,24 @@ export interface KernelCounters {
   passthroughOpens: number;
   cachedOpens: number;
   nodes: number;
+  /** Notifications sent to keep the kernel's caches exact. */
+  invalidations: number;
+  /** File handles the kernel holds (RELEASE not yet seen), directory handles likewise. */
+  openFiles: number;
+  openDirs: number;
+  /** Passthrough backing ids registered with the kernel and not yet closed. */
+  backingIds: number;
+  /** Nodes bound to a backing file (refs > 0): equals backingIds unless an id leaked. */
+  backedNodes: number;
 }
 
 export class KernelTransport {
   ops = 0;
-  readonly counters: KernelCounters = { ops: 0, reads: 0, writes: 0, passthroughOpens: 0, cachedOpens: 0, nodes: 0 };
+  readonly counters: KernelCounters = { ops: 0, reads: 0, writes: 0, passthroughOpens: 0, cachedOpens: 0, nodes: 0, invalidations: 0, openFiles: 0, openDirs: 0, backingIds: 0, backedNodes: 0 };
   /** Whether the kernel took FUSE_PASSTHROUGH at INIT. */
   passthrough = false;
+  /** Whether the kernel caches writes (FUSE_WRITEBACK_CACHE), where there is no passthrough. */
+  writeback = false;
 
   private readonly dev: FuseDeviceAddon;
   private fd = -1;
@@ -99,12 +121,23 @@ export class KernelTransport {
   private endWaiters: (() => void)[] = [];
   private passthroughWarned = false;
   /**
-   * env OVERLAYD_PASSTHROUGH: `off`; `all` also binds readers of lower files on a writable
-   * mount (faster, but such a reader keeps reading the lower file after another fd copies it
-   * up, where the kernel's overlay follows the copy); by default they go through the daemon.
+   * -o passthrough= (else env OVERLAYD_PASSTHROUGH): `off`; `all` also binds readers of lower
+   * files on a writable mount (faster, but such a reader keeps reading the lower file after
+   * another fd copies it up, where the kernel's overlay follows the copy); by default (`upper`)
+   * they go through the daemon.
    */
-  private readonly passthroughMode: 'off' | 'final' | 'all' = ((v) => (v === '0' || v === 'off' ? 'off' : v === 'all' ? 'all' : 'final'))(process.env.OVERLAYD_PASSTHROUGH);
+  private readonly passthroughAsked: 'off' | 'upper' | 'all';
+  /** mount(2) of FUSE takes CAP_SYS_ADMIN (in a user namespace, that namespace's). */
+  private readonly privileged = hasCapSysAdmin();
+  /**
+   * FUSE_DEV_IOC_BACKING_OPEN takes CAP_SYS_ADMIN in the initial user namespace: without it no
+   * backing file can be registered, so passthrough is not even asked for.
+   */
+  private readonly passthroughMode: 'off' | 'upper' | 'all';
+  /** Mounted through fusermount3 (not privileged, or mount(2) said EPERM): unmounted through it too. */
+  viaFusermount = false;
   private stackDepth = 1;
+  private readonly cacheListings: boolean;
 
   // The request being handled (synchronous handlers only).
   private unique = 0;
@@ -113,18 +146,51 @@ export class KernelTransport {
   private gid = 0;
   private pid = 0;
   private len = 0;
+  /** The reply is a cached miss: the caller sees ENOENT (for the debug log). */
+  private negative = false;
 
   constructor(private readonly overlay: Overlay, private readonly mountpoint: string, private readonly opts: FuseMountOptions, private readonly log: Logger) {
     this.dev = fuseDevice();
-    this.entryValid = validity(opts.entryTimeout);
-    this.attrValid = validity(opts.attrTimeout);
-    this.negValid = validity(opts.negativeTimeout);
+    this.entryValid = validity(opts.entryTimeout ?? CACHE_TIMEOUT);
+    this.attrValid = validity(opts.attrTimeout ?? CACHE_TIMEOUT);
+    this.negValid = validity(opts.negativeTimeout ?? CACHE_TIMEOUT);
+    this.cacheListings = (opts.attrTimeout ?? CACHE_TIMEOUT) > 0;
+    const env = process.env.OVERLAYD_PASSTHROUGH;
+    this.passthroughAsked = opts.passthrough ?? (env === '0' || env === 'off' ? 'off' : env === 'all' ? 'all' : 'upper');
+    this.passthroughMode = this.privileged && inInitUserNs() ? this.passthroughAsked : 'off';
     this.debug = log.isLevelEnabled('debug');
+    overlay.onCopyUp = (path) => {
+      const node = this.table.find(path);
+      if (node) this.invalAttr(node);
+    };
   }
 
   /** The mount(2) data string and flags, for logs and status. */
   fuseOptions(): string[] {
+    if (this.viaFusermount) return ['fusermount3', ...this.helperOptions()];
     return [...this.mountData('N').split(','), ...this.flagNames()];
+  }
+
+  /**
+   * fusermount3's -o for this mount: it adds fd, rootmode, user_id and group_id itself, takes
+   * fsname and subtype (so the type is fuse.overlayd, as with mount(2)), and for a user always
+   * mounts nosuid,nodev (it ignores suid and dev with a warning).
+   */
+  private helperOptions(): string[] {
+    const o = this.opts;
+    const out = [`fsname=${escapeOption(o.fsname)}`, 'subtype=overlayd'];
+    if (o.defaultPermissions) out.push('default_permissions');
+    if (o.allowOther || o.allowRoot) out.push('allow_other');
+    const f = this.mountFlags();
+    const c = this.dev.constants;
+    out.push(...this.flagNames());
+    if (!(f & c.MS_RDONLY)) out.push('rw');
+    if (this.daemonUid === 0) {
+      // root's fusermount3 starts from nosuid,nodev too, but lets them be cleared.
+      if (!(f & c.MS_NOSUID)) out.push('suid');
+      if (!(f & c.MS_NODEV)) out.push('dev');
+    }
+    return out;
   }
 
   private flagNames(): string[] {
@@ -174,24 +240,45 @@ export class KernelTransport {
     return flags;
   }
 
-  /** Mounts, and resolves once the kernel's INIT is answered, i.e. the mount serves. */
-  mount(): Promise<void> {
-    const fd = this.dev.openDevice();
-    if (fd < 0) return Promise.reject(new FsError(-fd, 'open', '/dev/fuse'));
-    this.fd = fd;
+  /**
+   * Mounts, and resolves once the kernel's INIT is answered, i.e. the mount serves. With
+   * CAP_SYS_ADMIN: /dev/fuse and mount(2) here; without it (or if mount(2) says EPERM, as in a
+   * user namespace), through fusermount3, as libfuse does; the device is served the same way.
+   */
+  async mount(): Promise<void> {
     this.stackDepth = this.layerStackDepth();
-    const r = this.dev.mount(this.opts.fsname, this.mountpoint, 'fuse.overlayd', this.mountFlags(), this.mountData(fd));
-    if (r < 0) {
-      fs.closeSync(fd);
-      this.fd = -1;
-      return Promise.reject(new FsError(-r, 'mount', this.mountpoint));
+    if (this.passthroughMode === 'off' && this.passthroughAsked !== 'off') {
+      this.log.info('no CAP_SYS_ADMIN (in the initial user namespace): FUSE passthrough is off, file data goes through the daemon');
     }
+    let fd = -1;
+    if (this.privileged) {
+      fd = this.dev.openDevice();
+      if (fd < 0) throw new FsError(-fd, 'open', '/dev/fuse');
+      const r = this.dev.mount(this.opts.fsname, this.mountpoint, 'fuse.overlayd', this.mountFlags(), this.mountData(fd));
+      if (r < 0) {
+        fs.closeSync(fd);
+        fd = -1;
+        if (r !== -E.EPERM || fusermountUnusable() !== undefined) throw new FsError(-r, 'mount', this.mountpoint);
+        this.log.info({ mountpoint: this.mountpoint }, 'mount(2) refused (EPERM); mounting through fusermount3');
+      }
+    }
+    if (fd < 0) {
+      const unusable = fusermountUnusable();
+      if (unusable !== undefined) throw new Error(`a mount without CAP_SYS_ADMIN goes through fusermount3, but ${unusable}`);
+      if (this.daemonUid !== 0) {
+        this.log.info('mounted by a user: nosuid,nodev (fusermount3 allows no setuid files or devices on a user\'s mount)');
+      }
+      fd = await fusermountMount(this.mountpoint, this.helperOptions());
+      this.viaFusermount = true;
+    }
+    this.fd = fd;
     const p = this.dev.poll(fd, (ev) => this.onEvents(ev));
     if (typeof p === 'number') {
-      sys.umount2(this.mountpoint, C.MNT_DETACH);
+      if (this.viaFusermount) await fusermountUnmount(this.mountpoint, true);
+      else sys.umount2(this.mountpoint, C.MNT_DETACH);
       fs.closeSync(fd);
       this.fd = -1;
-      return Promise.reject(new Error(`cannot watch /dev/fuse (libuv error ${p})`));
+      throw new Error(`cannot watch /dev/fuse (libuv error ${p})`);
     }
     this.poller = p;
     return new Promise((resolve, reject) => {
@@ -199,9 +286,16 @@ export class KernelTransport {
     });
   }
 
-  /** Unmounts; EBUSY (a process still inside) is returned to the caller to decide. */
-  unmount(lazy = false): number {
-    return sys.umount2(this.mountpoint, lazy ? C.MNT_DETACH : 0);
+  /**
+   * Unmounts; EBUSY (a process still inside) is returned to the caller to decide. A mount made
+   * through fusermount3 is unmounted through `fusermount3 -u [-z]`, a child process this one
+   * never waits for synchronously (the helper stats the mountpoint, which we serve).
+   */
+  async unmount(lazy = false): Promise<number> {
+    if (!this.viaFusermount) return sys.umount2(this.mountpoint, lazy ? C.MNT_DETACH : 0);
+    const r = await fusermountUnmount(this.mountpoint, lazy);
+    if (r.rc !== 0 && r.rc !== -E.EBUSY) this.log.warn({ mountpoint: this.mountpoint, errno: -r.rc, fusermount3: r.message }, 'fusermount3 -u failed');
+    return r.rc;
   }
 
   /** Resolves when the kernel ends the session (unmounted, aborted). */
@@ -293,7 +387,8 @@ export class KernelTransport {
       return;
     }
     if (result >= 0) this.reply(unique, result);
-    if (this.debug && result !== LATER) this.trace(opcode, t0, 0);
+    if (this.debug && result !== LATER) this.trace(opcode, t0, this.negative ? -E.ENOENT : 0);
+    this.negative = false;
   }
 
   private trace(opcode: number, t0: bigint, result: number): void {
@@ -404,7 +499,7 @@ export class KernelTransport {
     return LATER;
   }
 
-  /** FUSE_NOTIFY_INVAL_ENTRY, sent from the thread pool after the current reply. */
+  /** FUSE_NOTIFY_INVAL_ENTRY: the kernel looks parent/name up again when next used. */
   private invalEntry(parent: Node, name: string): void {
     const nb = Buffer.from(name);
     const b = Buffer.alloc(OUT_HEADER + 16 + nb.length + 1);
@@ -413,11 +508,42 @@ export class KernelTransport {
     putU64(b, OUT_HEADER, parent.id);
     b.writeUInt32LE(nb.length, OUT_HEADER + 8);
     nb.copy(b, OUT_HEADER + 16);
+    this.counters.invalidations++;
+    this.notify(b);
+  }
+
+  /**
+   * FUSE_NOTIFY_INVAL_INODE for the attributes only (offset -1 keeps the page cache). Sent at
+   * once, before the reply of the request that caused it, so the caller's next stat sees the
+   * change: for attributes alone the kernel takes no lock a pending request could hold.
+   */
+  private invalAttr(node: Node): void {
+    const b = Buffer.alloc(OUT_HEADER + 24);
+    b.writeUInt32LE(b.length, 0);
+    b.writeInt32LE(NOTIFY.INVAL_INODE, 4);
+    putU64(b, OUT_HEADER, node.id);
+    b.writeBigInt64LE(-1n, OUT_HEADER + 8);
+    this.counters.invalidations++;
+    if (this.fd >= 0) this.send(b, b.length);
+  }
+
+  /**
+   * Sends a notification from the thread pool once the current reply is out: the kernel may
+   * hold a lock that a request still waiting for our answer needs.
+   */
+  private notify(b: Buffer): void {
     const fd = this.fd;
+    if (fd < 0) return;
     setImmediate(() => {
-      if (this.fd !== fd || fd < 0) return;
+      if (this.fd !== fd) return;
       fs.write(fd, b, 0, b.length, null, () => undefined);
     });
+  }
+
+  /** The node stops standing for its names; the kernel is told to forget its dentries. */
+  private retire(node: Node): void {
+    for (const l of node.links) this.invalEntry(l.parent, l.name);
+    this.table.retire(node);
   }
 
   // ---- helpers ----
@@ -454,12 +580,13 @@ export class KernelTransport {
       try {
         const a = this.overlay.getattr(path);
         this.table.refresh(node, a);
+        if (node.dir) node.ino = a.ino;
         return a;
       } catch (err) {
-        if (errnoOf(err) !== E.ENOENT || (node.files.size === 0 && fh === undefined)) throw err;
+        if (errnoOf(err) !== E.ENOENT || (!node.files && fh === undefined)) throw err;
       }
     }
-    const id = fh !== undefined && this.files.get(fh)?.node === node ? fh : node.files.values().next().value;
+    const id = fh !== undefined && this.files.get(fh)?.node === node ? fh : node.anyFile();
     if (id === undefined) throw new FsError(E.ENOENT, 'getattr', `node ${node.id}`);
     return this.overlay.fgetattr(id);
   }
@@ -497,12 +624,19 @@ export class KernelTransport {
     }
     const want = INIT.ASYNC_READ | INIT.ATOMIC_O_TRUNC | INIT.BIG_WRITES | INIT.AUTO_INVAL_DATA | INIT.DO_READDIRPLUS |
       INIT.READDIRPLUS_AUTO | INIT.ASYNC_DIO | INIT.PARALLEL_DIROPS | INIT.MAX_PAGES | INIT.CACHE_SYMLINKS | INIT.INIT_EXT;
-    const outFlags = flags & want;
+    let outFlags = flags & want;
     let outFlags2 = 0;
     const offered = (flags & INIT.INIT_EXT) !== 0 && (flags2 & INIT2.PASSTHROUGH) !== 0;
     if (offered && this.passthroughMode !== 'off') {
       outFlags2 |= INIT2.PASSTHROUGH;
       this.passthrough = true;
+    }
+    // Where file data goes through the daemon, the kernel may gather small writes in its page
+    // cache first (one inode has one of the two); every change comes through the mount, so its
+    // cached sizes and times stay right.
+    if (!this.passthrough && !this.overlay.readonly && (flags & INIT.WRITEBACK_CACHE) && process.env.OVERLAYD_WRITEBACK !== 'off') {
+      outFlags |= INIT.WRITEBACK_CACHE;
+      this.writeback = true;
     }
     // The kernel's minor where we know its layouts (7.40 ... 7.45); ours otherwise.
     out.writeUInt32LE(Math.min(Math.max(minor, KERNEL_MINOR), KERNEL_MINOR_KNOWN), OUT_HEADER + 4);
@@ -515,7 +649,7 @@ export class KernelTransport {
     out.writeUInt16LE(MAX_PAGES, OUT_HEADER + 28);
     out.writeUInt32LE(outFlags2 >>> 0, OUT_HEADER + 32);
     out.writeUInt32LE(this.passthrough ? this.stackDepth : 0, OUT_HEADER + 36);
-    this.log.info({ kernel: `${major}.${minor}`, passthrough: this.passthrough, passthroughOffered: offered, maxWrite: MAX_WRITE }, 'FUSE session initialised');
+    this.log.info({ kernel: `${major}.${minor}`, passthrough: this.passthrough, passthroughOffered: offered, writeback: this.writeback, maxWrite: MAX_WRITE }, 'FUSE session initialised');
     if (!offered) this.log.info('the kernel offers no FUSE passthrough: file data goes through the daemon');
     const done = this.initDone;
     this.initDone = undefined;
@@ -553,8 +687,9 @@ export class KernelTransport {
     try {
       attr = this.overlay.getattr(path);
     } catch (err) {
-      if (errnoOf(err) === E.ENOENT && this.opts.negativeTimeout > 0) {
+      if (errnoOf(err) === E.ENOENT && (this.negValid.sec > 0 || this.negValid.nsec > 0)) {
         putEntry(this.room(ENTRY_OUT), OUT_HEADER, 0, undefined, this.negValid, this.negValid);
+        this.negative = true;
         return ENTRY_OUT;
       }
       throw err;
@@ -603,7 +738,7 @@ export class KernelTransport {
     if (valid & FATTR.SIZE) {
       const size = u64(b, IN_HEADER + 16);
       if (fh !== undefined && this.files.has(fh)) ov.ftruncate(fh, size);
-      else if (path === undefined && node.files.size > 0) ov.ftruncate(node.files.values().next().value as number, size);
+      else if (path === undefined && node.files) ov.ftruncate(node.anyFile() as number, size);
       else ov.truncate(needPath(), size);
     }
     if (valid & (FATTR.ATIME | FATTR.MTIME)) {
@@ -726,8 +861,7 @@ export class KernelTransport {
       flags |= FOPEN.KEEP_CACHE;
       if (node.backing) this.conflict(node, fh);
     } else if (this.passthrough) {
-      const st = lstatAt(h.fd, '');
-      const key = typeof st === 'number' ? '' : `${st.dev}:${st.ino}`;
+      const key = h.realKey ?? ((st) => (typeof st === 'number' ? '' : `${st.dev}:${st.ino}`))(lstatAt(h.fd, ''));
       const b: Backing | undefined = node.backing;
       if (b && b.key !== key) this.conflict(node, fh);
       if (b) {
@@ -737,6 +871,7 @@ export class KernelTransport {
       } else if (node.cachedOpens === 0 && key !== '') {
         const id = this.dev.backingOpen(this.fd, h.fd);
         if (id > 0) {
+          this.counters.backingIds++;
           node.backing = { id, key, refs: 1 };
           backingId = id;
           passthrough = true;
@@ -753,14 +888,14 @@ export class KernelTransport {
       node.cachedOpens++;
       this.counters.cachedOpens++;
     }
-    node.files.add(fh);
+    node.addFile(fh);
     this.files.set(fh, { node, passthrough });
     return [flags, backingId];
   }
 
   private conflict(node: Node, fh: number): never {
     this.overlay.release(fh);
-    this.table.retire(node);
+    this.retire(node);
     throw new FsError(E.ESTALE, 'open', `node ${node.id} is bound to another file`);
   }
 
@@ -771,9 +906,19 @@ export class KernelTransport {
     b.writeInt32LE(backingId, off + 12);
   }
 
+  /**
+   * With the writeback cache the kernel reads pages of files opened only for writing, and
+   * appends at the offsets it knows (libfuse's passthrough_hp does the same).
+   */
+  private openFlags(flags: number): number {
+    if (!this.writeback) return flags;
+    if ((flags & 3) === C.O_WRONLY) flags = (flags & ~3) | C.O_RDWR;
+    return flags & ~C.O_APPEND;
+  }
+
   private open(): number {
     const node = this.node();
-    const flags = this.rbuf.readUInt32LE(IN_HEADER);
+    const flags = this.openFlags(this.rbuf.readUInt32LE(IN_HEADER));
     const fh = this.overlay.open(this.pathOf(node), flags);
     const [oflags, backingId] = this.bind(node, fh);
     this.room(OPEN_OUT);
@@ -784,7 +929,7 @@ export class KernelTransport {
   private create(): number {
     const b = this.rbuf;
     const parent = this.node();
-    const flags = b.readUInt32LE(IN_HEADER);
+    const flags = this.openFlags(b.readUInt32LE(IN_HEADER));
     const mode = b.readUInt32LE(IN_HEADER + 4);
     const umask = b.readUInt32LE(IN_HEADER + 8);
     const name = this.name(IN_HEADER + 16);
@@ -817,7 +962,7 @@ export class KernelTransport {
     const f = this.files.get(fh);
     this.files.delete(fh);
     if (f) {
-      f.node.files.delete(fh);
+      f.node.dropFile(fh);
       if (f.passthrough) this.dropBacking(f.node);
       else f.node.cachedOpens--;
     }
@@ -835,6 +980,7 @@ export class KernelTransport {
     if (--b.refs > 0) return;
     node.backing = undefined;
     if (this.fd >= 0) this.dev.backingClose(this.fd, b.id);
+    this.counters.backingIds--;
   }
 
   private read(): number {
@@ -903,12 +1049,15 @@ export class KernelTransport {
 
   private setxattr(): number {
     const b = this.rbuf;
-    const path = this.pathOf(this.node());
+    const node = this.node();
+    const path = this.pathOf(node);
     const size = b.readUInt32LE(IN_HEADER);
     const flags = b.readUInt32LE(IN_HEADER + 4);
     const [name, next] = cstring(b, IN_HEADER + 8, this.len);
     const value = Buffer.from(b.subarray(next, Math.min(next + size, this.len)));
     this.overlay.setxattr(path, name, value, flags);
+    // An ACL written as an xattr also sets the mode (and the kernel refreshes only the ctime).
+    this.invalAttr(node);
     return 0;
   }
 
@@ -918,7 +1067,7 @@ export class KernelTransport {
     const size = b.readUInt32LE(IN_HEADER);
     let value: Buffer;
     if (list) {
-      const names = this.overlay.listxattr(path);
+      const names = this.overlay.listxattr(path, callerHasSysAdmin(this.pid, this.uid));
       value = Buffer.from(names.map((n) => n + '\0').join(''));
     } else {
       value = this.overlay.getxattr(path, this.name(IN_HEADER + 8));
@@ -935,7 +1084,9 @@ export class KernelTransport {
   }
 
   private removexattr(): number {
-    this.overlay.removexattr(this.pathOf(this.node()), this.name(IN_HEADER));
+    const node = this.node();
+    this.overlay.removexattr(this.pathOf(node), this.name(IN_HEADER));
+    this.invalAttr(node);
     return 0;
   }
 
@@ -946,12 +1097,13 @@ export class KernelTransport {
 
   private opendir(): number {
     const node = this.node();
-    const path = this.pathOf(node);
-    if (!isDir(this.attrOf(node).mode)) throw new FsError(E.ENOTDIR, 'opendir', path);
+    if (!node.dir) throw new FsError(E.ENOTDIR, 'opendir', this.pathOf(node));
     const fh = this.nextDir++;
     this.dirs.set(fh, { node, entries: undefined });
     this.room(OPEN_OUT);
-    this.openOut(OUT_HEADER, fh, 0, 0);
+    // The kernel keeps listings while the directory's mtime and change count stay (every entry
+    // change comes through this mount and bumps the count); not when asked to cache nothing.
+    this.openOut(OUT_HEADER, fh, this.cacheListings ? FOPEN.CACHE_DIR | FOPEN.KEEP_CACHE : 0, 0);
     return OPEN_OUT;
   }
 
@@ -963,11 +1115,11 @@ export class KernelTransport {
     const d = this.dirs.get(fh);
     if (!d) throw new FsError(E.EBADF, 'readdir', String(fh));
     const path = this.pathOf(d.node);
-    if (offset === 0 || d.entries === undefined) d.entries = this.overlay.readdir(path);
+    if (offset === 0 || d.entries === undefined) d.entries = plus ? this.overlay.readdirNames(path) : this.overlay.readdir(path);
     if (offset < 2 && d.self === undefined) {
-      d.self = this.attrOf(d.node).ino;
+      d.self = d.node.ino ?? this.attrOf(d.node).ino;
       const up = d.node.links[0]?.parent;
-      try { d.parent = up ? this.attrOf(up).ino : d.self; } catch { d.parent = d.self; }
+      try { d.parent = up ? up.ino ?? this.attrOf(up).ino : d.self; } catch { d.parent = d.self; }
     }
     const out = this.room(size);
     let pos = OUT_HEADER;
@@ -979,6 +1131,9 @@ export class KernelTransport {
       const nameLen = Buffer.byteLength(name);
       const rec = direntSize(nameLen) + (plus ? ENTRY_OUT : 0);
       if (pos + rec > end) break;
+      if (e && e.ino === undefined && !plus) {
+        try { e.ino = this.overlay.getattr(joinPath(path, name)).ino; } catch { e.ino = 0n; }
+      }
       let ino = (e ? e.ino : i === 0 ? d.self : d.parent) ?? 0n;
       let type = e ? e.type : DT_DIR;
       let at = pos;
@@ -991,7 +1146,7 @@ export class KernelTransport {
           const node = this.table.entry(d.node, name, attr);
           putEntry(out, at, node.id, attr, this.entryValid, this.attrValid);
           node.lookups++;
-          ino = attr.ino;
+          ino = e.ino = attr.ino;
           type = (attr.mode & S_IFMT) >> 12;
         } else {
           putEntry(out, at, 0, undefined, { sec: 0, nsec: 0 }, { sec: 0, nsec: 0 });
@@ -1043,5 +1198,15 @@ export class KernelTransport {
   /** For status: nodes the kernel holds. */
   get nodeCount(): number {
     return this.table.size;
+  }
+
+  /** The counters with the table's sizes filled in now (status, the stress run). */
+  snapshot(): KernelCounters {
+    const c = this.counters;
+    c.nodes = this.table.size;
+    c.openFiles = this.files.size;
+    c.openDirs = this.dirs.size;
+    c.backedNodes = this.table.backedNodes();
+    return { ...c };
   }
 }

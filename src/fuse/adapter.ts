@@ -15,11 +15,20 @@ export interface FuseMountOptions {
   allowRoot: boolean;
   /** Kernel-side permission checks; on unless the user says otherwise. */
   defaultPermissions: boolean;
-  /** Seconds the kernel may cache lookups and attributes. */
-  entryTimeout: number;
-  attrTimeout: number;
-  negativeTimeout: number;
+  /**
+   * Seconds the kernel may cache lookups, attributes and misses; undefined: the transport's
+   * default (fuse-native: 1, 1, 0, as libfuse; kernel: a day, kept exact by invalidations).
+   */
+  entryTimeout?: number;
+  attrTimeout?: number;
+  negativeTimeout?: number;
   fsname: string;
+  /**
+   * Kernel transport: which files FUSE passthrough serves. `upper` (the default): upper files,
+   * and every file of a read-only mount; `all`: readers of lower files on a writable mount
+   * too; `off`: none. Env OVERLAYD_PASSTHROUGH says the same where -o does not.
+   */
+  passthrough?: 'off' | 'upper' | 'all';
   /** Extra libfuse -o options, already validated by the caller. */
   extra: string[];
 }
@@ -159,7 +168,7 @@ export class FuseNativeTransport {
       // it, libfuse renames such a file to .fuse_hidden*; the adapter turns that rename into the
       // core's detach, which parks the object in workdir, never in upper (see `hidden`).
       'big_writes', 'max_read=131072', 'max_write=131072',
-      `entry_timeout=${o.entryTimeout}`, `attr_timeout=${o.attrTimeout}`, `negative_timeout=${o.negativeTimeout}`,
+      `entry_timeout=${o.entryTimeout ?? 1}`, `attr_timeout=${o.attrTimeout ?? 1}`, `negative_timeout=${o.negativeTimeout ?? 0}`,
     ];
     if (this.useIno) list.push('use_ino', 'readdir_ino');
     if (o.defaultPermissions) list.push('default_permissions');
@@ -177,6 +186,11 @@ export class FuseNativeTransport {
   /** Unmounts; EBUSY (a process still inside) is returned to the caller to decide. */
   unmount(lazy = false): number {
     return sys.umount2(this.mountpoint, lazy ? sys.constants.MNT_DETACH : 0);
+  }
+
+  /** Unlinked-but-open files parked in the work directory (for counters). */
+  get hiddenCount(): number {
+    return this.hidden.size;
   }
 
   /** Lets go of objects still parked for open files (call once the mount is gone). */

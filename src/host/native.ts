@@ -38,6 +38,7 @@ export interface NativeAddon {
   fallocate(fd: number, mode: number, offset: number, len: number): number;
   umount2(target: string, flags: number): number;
   fsync(fd: number, datasync: number): number;
+  startWriteback(fd: number, offset: number, length: number): number;
   ftruncate(fd: number, size: number): number;
   nameToHandle(dirFd: number, name: string): Buffer | number;
   fsUuid(fd: number): Buffer | number;
@@ -57,7 +58,7 @@ export const C: NativeConstants = sys.constants;
 /** native/overlayd_fuse.c: /dev/fuse access for the kernel transport (src/fuse-kernel). */
 export interface FuseDeviceConstants {
   MS_RDONLY: number; MS_NOSUID: number; MS_NODEV: number; MS_NOEXEC: number; MS_NOATIME: number;
-  MS_SYNCHRONOUS: number; MS_DIRSYNC: number; EAGAIN: number; ENODEV: number;
+  MS_SYNCHRONOUS: number; MS_DIRSYNC: number; EAGAIN: number; ENODEV: number; EPERM: number;
   FUSE_KERNEL_VERSION: number; HEADER_MINOR_VERSION: number;
 }
 
@@ -79,6 +80,13 @@ export interface FuseDeviceAddon {
   /** Calls back on the JS thread with events: 1 readable, 2 error or hang-up. A number is -errno. */
   poll(fd: number, cb: (events: number) => void): FusePollHandle | number;
   pollStop(handle: FusePollHandle): number;
+  /** A connected AF_UNIX stream pair, close-on-exec, or -errno. */
+  socketpair(): [number, number] | number;
+  /**
+   * The fd a peer sent over `sock` with SCM_RIGHTS (fusermount3's _FUSE_COMMFD), close-on-exec;
+   * never waits: -EAGAIN when none is queued, -ECONNRESET when the peer closed without one.
+   */
+  recvFd(sock: number): number;
   constants: FuseDeviceConstants;
 }
 

@@ -4,21 +4,21 @@
 // written to --out as JSON ({seed, ops}) for --replay.
 import fs from 'node:fs';
 import path from 'node:path';
-import { DEFAULT_WEIGHTS, type OpKind } from './ops';
-import { formatResult, minimize, runSeed, type FuzzOptions, type SeedResult } from './run';
+import { DEFAULT_WEIGHTS, weightsFor, type FuzzMode, type OpKind } from './ops';
+import { DEFAULT_MODE, formatResult, minimize, runSeed, type FuzzOptions, type SeedResult } from './run';
 import type { Op } from './worker';
 
 interface Args {
   seeds: number[];
   ops: number;
-  replay?: { seed: number; ops: Op[] };
+  replay?: { seed: number; ops: Op[]; mode?: FuzzMode };
   minimize: boolean;
   out: string;
   opts: FuzzOptions;
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`fuzz: ${msg}\nusage: npm run fuzz -- [--seeds N] [--start S] [--seed S] [--ops N] [--replay FILE] [--no-minimize] [--strict-upper] [--known-limits] [--weights op=w,...] [--out DIR]\n`);
+  process.stderr.write(`fuzz: ${msg}\nusage: npm run fuzz -- [--seeds N] [--start S] [--seed S] [--ops N] [--replay FILE] [--no-minimize] [--strict-upper] [--known-limits] [--weights op=w,...] [--seconds] [--root-only] [--ns] [--as-user] [--trace] [--out DIR]\n`);
   process.exit(2);
 }
 
@@ -27,7 +27,8 @@ function parse(argv: string[]): Args {
   let start = 1;
   let single: number | undefined;
   const a: Args = { seeds: [], ops: 40, minimize: true, out: '/tmp/overlayd-fuzz', opts: { ops: 40 } };
-  const weights: Record<OpKind, number> = { ...DEFAULT_WEIGHTS };
+  const weights: Partial<Record<OpKind, number>> = {};
+  const mode: FuzzMode = { ...DEFAULT_MODE };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = (): string => argv[++i] ?? usage(`${k} needs a value`);
@@ -37,14 +38,20 @@ function parse(argv: string[]): Args {
       case '--start': start = n(); break;
       case '--seed': single = n(); break;
       case '--ops': a.ops = n(); break;
-      case '--replay': a.replay = JSON.parse(fs.readFileSync(v(), 'utf8')) as { seed: number; ops: Op[] }; break;
+      case '--replay': a.replay = JSON.parse(fs.readFileSync(v(), 'utf8')) as { seed: number; ops: Op[]; mode?: FuzzMode }; break;
+      case '--seconds': mode.ns = false; break;
+      case '--root-only': mode.user = false; break;
+      // The other way: hold fuse-native to what it cannot carry, to see its limits (README).
+      case '--ns': mode.ns = true; break;
+      case '--as-user': mode.user = true; break;
+      case '--trace': a.opts.trace = (i, op, rk, ro) => process.stdout.write(`  ${String(i).padStart(3)} ${JSON.stringify(op)}\n      kernel ${JSON.stringify(rk)}${JSON.stringify(rk) === JSON.stringify(ro) ? '' : `, overlayd ${JSON.stringify(ro)}`}\n`); break;
       case '--no-minimize': a.minimize = false; break;
       case '--strict-upper': a.opts.strictUpper = true; break;
-      case '--known-limits': weights.utime2 = 3; weights.renameat2 = 3; break;
+      case '--known-limits': weights.utime2 = 3; weights.renameat2 = 3; weights.ulistxattr = 2; break;
       case '--weights':
         for (const kv of v().split(',')) {
           const [op, w] = kv.split('=');
-          if (!(op in weights) || !Number.isFinite(Number(w))) usage(`bad weight ${kv}`);
+          if (!(op in DEFAULT_WEIGHTS) || !Number.isFinite(Number(w))) usage(`bad weight ${kv}`);
           weights[op as OpKind] = Number(w);
         }
         break;
@@ -53,7 +60,9 @@ function parse(argv: string[]): Args {
     }
   }
   a.opts.ops = a.ops;
-  a.opts.weights = weights;
+  // A replay runs in the mode it was found in (its operations may name the user).
+  a.opts.mode = a.replay?.mode ?? mode;
+  a.opts.weights = { ...weightsFor(a.opts.mode), ...weights };
   a.seeds = single !== undefined ? [single] : Array.from({ length: count }, (_, i) => start + i);
   return a;
 }
@@ -61,6 +70,8 @@ function parse(argv: string[]): Args {
 async function main(): Promise<void> {
   const args = parse(process.argv.slice(2));
   const say = (s: string): void => { process.stdout.write(s + '\n'); };
+  const m = args.opts.mode ?? DEFAULT_MODE;
+  say(`fuzz: mtimes compared ${m.ns ? 'to the nanosecond' : 'in whole seconds'}, operations as ${m.user ? 'root and an unprivileged user (allow_other)' : 'root'}`);
   if (args.replay) {
     let r = await runSeed(args.replay.seed, args.opts, args.replay.ops);
     if (r.divergence && args.minimize) r = await minimize(r, args.opts, 40, (s) => say(s));
@@ -84,7 +95,7 @@ async function main(): Promise<void> {
     say(formatResult(r));
     fs.mkdirSync(args.out, { recursive: true });
     const file = path.join(args.out, `seed-${seed}.json`);
-    fs.writeFileSync(file, JSON.stringify({ seed, ops: r.ops }) + '\n');
+    fs.writeFileSync(file, JSON.stringify({ seed, ops: r.ops, mode: args.opts.mode }) + '\n');
     say(`  written to ${file} (replay: npm run fuzz -- --replay ${file})`);
     failed.push(r);
   }

@@ -6,23 +6,38 @@ import type { Reply } from './worker';
 
 export interface Seen {
   type: string; mode: number; uid: number; gid: number; size?: number; nlink?: number;
-  rdev?: number[]; data?: string; target?: string; list?: string; xattrs?: Record<string, string>; mtime: number;
+  rdev?: number[]; data?: string; target?: string; list?: string; xattrs?: Record<string, string>;
+  /** mtime: whole seconds, and the nanoseconds apart (worker.py). */
+  mtime: number; mtimeNs?: number;
 }
 export type Snapshot = Record<string, Seen>;
 
-export function sameReply(a: Reply, b: Reply): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+/**
+ * Two replies are the same when equal once their mtimes (stat replies carry one) are put in
+ * the form sameMtime compares: "now" for a time set by now, the whole seconds, or with `ns`
+ * the nanoseconds too.
+ */
+export function sameReply(a: Reply, b: Reply, ns = false): boolean {
+  return JSON.stringify(comparableReply(a, ns)) === JSON.stringify(comparableReply(b, ns));
+}
+
+export function comparableReply(x: Reply, ns: boolean): Reply {
+  if (!('r' in x) || x.r === null || typeof x.r !== 'object' || !('mtime' in x.r)) return x;
+  const { mtime, mtimeNs, ...rest } = x.r as { mtime: number; mtimeNs?: number };
+  return { r: { ...rest, mtime: mtime >= OLD_TIME_LIMIT ? 'now' : ns ? `${mtime}.${String(mtimeNs ?? 0).padStart(9, '0')}` : mtime } };
 }
 
 /**
- * mtimes, in whole seconds: fuse-native carries milliseconds, and the two views perform each
- * operation a moment apart, so a time set by "now" may differ by a second. Every time the
- * fuzzer sets itself (layer trees, utime) lies before OLD_TIME_LIMIT: such a time must match
- * exactly, and one view showing an old time where the other shows "now" is a difference
- * (a copy-up that lost the time, or a directory touched that should not have been).
+ * mtimes. The two views perform each operation a moment apart, so two times set by "now"
+ * differ, and are equal here. Every time the fuzzer sets itself (layer trees, utime) lies
+ * before OLD_TIME_LIMIT: such a time must match exactly — to the nanosecond with `ns` (the
+ * kernel transport), in whole seconds without (fuse-native carries milliseconds) — and one
+ * view showing an old time where the other shows "now" is a difference (a copy-up that lost
+ * the time, or a directory touched that should not have been).
  */
-export function sameMtime(a: number, b: number): boolean {
-  return a === b || (a >= OLD_TIME_LIMIT && b >= OLD_TIME_LIMIT);
+export function sameMtime(a: number, b: number, aNs = 0, bNs = 0, ns = false): boolean {
+  if (a >= OLD_TIME_LIMIT && b >= OLD_TIME_LIMIT) return true;
+  return a === b && (!ns || aNs === bNs);
 }
 
 export interface CompareOptions {
@@ -35,6 +50,8 @@ export interface CompareOptions {
   sharedWhiteouts?: boolean;
   /** Paths to leave out entirely. */
   ignorePath?: (p: string) => boolean;
+  /** Compare mtimes to the nanosecond (see sameMtime). */
+  ns?: boolean;
 }
 
 /** Human-readable differences between snapshot `a` (the kernel's) and `b` (overlayd's). */
@@ -59,12 +76,36 @@ export function diffSnapshots(a: Snapshot, b: Snapshot, opts: CompareOptions = {
       if (JSON.stringify(x[f]) !== JSON.stringify(y[f])) out.push(`${k} (${x.type}): ${f} ${fmt(f, x[f])} vs ${fmt(f, y[f])}`);
     }
     if (x.nlink !== y.nlink) out.push(`${k}: nlink ${x.nlink} vs ${y.nlink}`);
-    if (!sameMtime(x.mtime, y.mtime)) out.push(`${k}: mtime ${x.mtime} vs ${y.mtime}`);
+    if (!sameMtime(x.mtime, y.mtime, x.mtimeNs, y.mtimeNs, opts.ns)) out.push(`${k}: mtime ${fmtTime(x, opts.ns)} vs ${fmtTime(y, opts.ns)}`);
     const xa = filterXattrs(x.xattrs, opts.ignoreXattr);
     const ya = filterXattrs(y.xattrs, opts.ignoreXattr);
     if (JSON.stringify(xa) !== JSON.stringify(ya)) out.push(`${k}: xattrs ${JSON.stringify(xa)} vs ${JSON.stringify(ya)}`);
   }
   return out;
+}
+
+/**
+ * Owners in two raw upper layers: every path both hold (whiteouts aside, see sharedWhiteouts)
+ * must belong to the same uid and gid. The kernel and overlayd need not lay out an upper
+ * layer alike (a directory one copies up and the other not, see diffSnapshots), but what both
+ * wrote, they must have written as the same user: the caller for a new object, the original
+ * owner for a copy-up.
+ */
+export function ownerDiffs(a: Snapshot, b: Snapshot): string[] {
+  const out: string[] = [];
+  for (const k of Object.keys(a).sort()) {
+    const x = a[k];
+    const y = b[k];
+    if (!y) continue;
+    const whiteout = (s: Seen): boolean => s.type === 'chr' && JSON.stringify(s.rdev) === '[0,0]';
+    if (whiteout(x) || whiteout(y)) continue;
+    if (x.uid !== y.uid || x.gid !== y.gid) out.push(`${k} (${x.type}): owner ${x.uid}:${x.gid} vs ${y.uid}:${y.gid}`);
+  }
+  return out;
+}
+
+function fmtTime(s: Seen, ns?: boolean): string {
+  return ns ? `${s.mtime}.${String(s.mtimeNs ?? 0).padStart(9, '0')}` : String(s.mtime);
 }
 
 function fmt(field: string, v: unknown): string {

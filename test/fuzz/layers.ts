@@ -8,14 +8,16 @@ import { C, sys } from '../../src/host/native';
 import { S_IFCHR } from '../../src/host/stat';
 import type { Rng } from './prng';
 
-interface Meta { mode: number; uid: number; gid: number; mtime: number; xattrs: Record<string, string> }
+/** A time the fuzzer sets: whole seconds and nanoseconds (never 0, so that truncation shows). */
+export interface Time { sec: number; nsec: number }
+interface Meta { mode: number; uid: number; gid: number; mtime: Time; xattrs: Record<string, string> }
 export type FNode =
   | ({ kind: 'file'; data: string } & Meta)
   | ({ kind: 'dir'; children: FTree; opaque: boolean } & Meta)
-  | { kind: 'symlink'; target: string; uid: number; gid: number; mtime: number }
+  | { kind: 'symlink'; target: string; uid: number; gid: number; mtime: Time }
   | { kind: 'hardlink'; to: string }
   | { kind: 'whiteout' }
-  | { kind: 'fifo'; mode: number; uid: number; gid: number; mtime: number };
+  | { kind: 'fifo'; mode: number; uid: number; gid: number; mtime: Time };
 export interface FTree { [name: string]: FNode }
 
 /** A few short names, so that layers collide on them: that is where union rules apply. */
@@ -23,18 +25,32 @@ export const NAMES = ['a', 'b', 'c', 'd', 'e'];
 /** Every generated time lies far before any run: a mtime this old was never set by "now". */
 export const OLD_TIME_LIMIT = 1_200_000_000;
 export const UIDS = [0, 0, 0, 1000, 65534];
-const FILE_MODES = [0o644, 0o644, 0o600, 0o755, 0o444, 0o640, 0o4755, 0o2755];
-const DIR_MODES = [0o755, 0o755, 0o700, 0o775, 0o1777, 0o2755, 0o555];
+/** Directories are the user's more often, so that its operations succeed as well as fail. */
+const DIR_UIDS = [0, 0, 1000, 1000, 65534];
+/**
+ * The unprivileged user the fuzzer acts as on the kernel transport (run.ts, FuzzMode.user):
+ * uid and gid 1000, which layer trees also hand out (UIDS), so that some directories and files
+ * are the user's (or group-writable by its group, or world-writable) and others are not.
+ */
+export const USER = { uid: 1000, gid: 1000 };
+const FILE_MODES = [0o644, 0o644, 0o600, 0o755, 0o444, 0o640, 0o4755, 0o2755, 0o664, 0o666];
+const DIR_MODES = [0o755, 0o755, 0o700, 0o775, 0o1777, 0o2755, 0o555, 0o777, 0o2775];
 
+/** Whole seconds before OLD_TIME_LIMIT. */
 export function oldTime(rng: Rng): number {
   return 1_000_000_000 + rng.int(100_000_000);
 }
 
-function meta(rng: Rng, modes: number[]): Meta {
+/** The same with nanoseconds, 1..999999999 (sub-millisecond digits too). */
+export function oldTimeNs(rng: Rng): Time {
+  return { sec: oldTime(rng), nsec: 1 + rng.int(999_999_999) };
+}
+
+function meta(rng: Rng, modes: number[], uids = UIDS): Meta {
   const xattrs: Record<string, string> = {};
   if (rng.chance(0.25)) xattrs[`user.k${rng.int(3)}`] = rng.text(rng.range(1, 12)).replace(/\n/g, ' ');
   if (rng.chance(0.05)) xattrs['trusted.t'] = rng.text(4).replace(/\n/g, ' ');
-  return { mode: rng.pick(modes), uid: rng.pick(UIDS), gid: rng.pick(UIDS), mtime: oldTime(rng), xattrs };
+  return { mode: rng.pick(modes), uid: rng.pick(uids), gid: rng.pick(uids), mtime: oldTimeNs(rng), xattrs };
 }
 
 export function fileData(rng: Rng): string {
@@ -60,10 +76,10 @@ export function genTree(rng: Rng, depth: number, density: number): FTree {
     });
     switch (kind) {
       case 'file': tree[name] = { kind, data: fileData(rng), ...meta(rng, FILE_MODES) }; break;
-      case 'dir': tree[name] = { kind, children: genTree(rng, depth - 1, density * 0.8), opaque: rng.chance(0.15), ...meta(rng, DIR_MODES) }; break;
-      case 'symlink': tree[name] = { kind, target: symlinkTarget(rng), uid: rng.pick(UIDS), gid: rng.pick(UIDS), mtime: oldTime(rng) }; break;
+      case 'dir': tree[name] = { kind, children: genTree(rng, depth - 1, density * 0.8), opaque: rng.chance(0.15), ...meta(rng, DIR_MODES, DIR_UIDS) }; break;
+      case 'symlink': tree[name] = { kind, target: symlinkTarget(rng), uid: rng.pick(UIDS), gid: rng.pick(UIDS), mtime: oldTimeNs(rng) }; break;
       case 'whiteout': tree[name] = { kind }; break;
-      case 'fifo': tree[name] = { kind, mode: rng.pick([0o644, 0o600]), uid: rng.pick(UIDS), gid: rng.pick(UIDS), mtime: oldTime(rng) }; break;
+      case 'fifo': tree[name] = { kind, mode: rng.pick([0o644, 0o600]), uid: rng.pick(UIDS), gid: rng.pick(UIDS), mtime: oldTimeNs(rng) }; break;
       case 'hardlink': tree[name] = { kind, to: rng.pick(files) }; break;
     }
   }
@@ -90,7 +106,7 @@ export function genLayers(rng: Rng): GeneratedLayers {
   const n = rng.range(2, 3);
   const lowers = Array.from({ length: n }, () => genTree(rng, 3, 0.6));
   const upper = genTree(rng, 2, 0.35);
-  const roots = Array.from({ length: n + 1 }, () => ({ ...meta(rng, [0o755, 0o755, 0o775, 0o1777]), xattrs: {} }));
+  const roots = Array.from({ length: n + 1 }, () => ({ ...meta(rng, [0o755, 0o775, 0o777, 0o1777], DIR_UIDS), xattrs: {} }));
   dropStrayWhiteouts([upper, ...lowers]);
   return { lowers, upper, roots };
 }
@@ -141,7 +157,12 @@ function setMeta(p: string, m: Meta, opaque = false): void {
   if (opaque) inParent(p, (fd, name) => sys.setxattr(fd, name, 'trusted.overlay.opaque', Buffer.from('y'), 0));
   fs.lchownSync(p, m.uid, m.gid);
   fs.chmodSync(p, m.mode); // after chown, which clears setuid/setgid
-  fs.lutimesSync(p, m.mtime, m.mtime);
+  setTimes(p, m.mtime);
+}
+
+/** atime and mtime to the nanosecond (fs.lutimesSync takes a double: no ns at 1e9 s), not following a symlink. */
+function setTimes(p: string, t: Time): void {
+  inParent(p, (fd, name) => sys.utimensat(fd, name, t.sec, t.nsec, t.sec, t.nsec));
 }
 
 /** Writes `tree` into the existing directory `root`. */
@@ -161,7 +182,7 @@ export function buildTree(root: string, tree: FTree): void {
       case 'symlink':
         fs.symlinkSync(node.target, p);
         fs.lchownSync(p, node.uid, node.gid);
-        fs.lutimesSync(p, node.mtime, node.mtime);
+        setTimes(p, node.mtime);
         break;
       case 'hardlink':
         fs.linkSync(path.join(root, node.to), p);
@@ -173,7 +194,7 @@ export function buildTree(root: string, tree: FTree): void {
         inParent(p, (fd, n) => sys.mknodat(fd, n, 0o010000 | node.mode, 0, 0));
         fs.lchownSync(p, node.uid, node.gid);
         fs.chmodSync(p, node.mode);
-        fs.lutimesSync(p, node.mtime, node.mtime);
+        setTimes(p, node.mtime);
         break;
     }
   }

@@ -2,7 +2,7 @@
 // (the kernel's listing, asked before each step), from names that existed once (now whiteouts,
 // most likely), and from fresh names, so that most operations succeed and the rest fail in
 // the interesting ways (EEXIST, ENOTEMPTY, EXDEV, ENOTDIR, EISDIR ...).
-import { NAMES, UIDS, fileData, oldTime, symlinkTarget } from './layers';
+import { NAMES, UIDS, USER, fileData, oldTime, oldTimeNs, symlinkTarget } from './layers';
 import type { Rng } from './prng';
 import type { Op } from './worker';
 
@@ -24,10 +24,36 @@ export const DEFAULT_WEIGHTS = {
   chmod: 4, chown: 4, utime: 3, setxattr: 5, removexattr: 3,
   read: 5, lstat: 4, stat: 2, readdir: 4, readlink: 2, getxattr: 2, listxattr: 2, access: 1,
   fopen: 4, fwrite: 3, fread: 3, fstat: 2, ftruncate: 1, fclose: 2,
-  /** Known fuse-native limits, off unless asked for (see test/fuzz/README.md). */
-  utime2: 0, renameat2: 0,
+  /**
+   * What only the kernel transport carries (see weightsFor): distinct atime/mtime and
+   * UTIME_NOW/OMIT, renameat2 flags, listxattr as the unprivileged user (trusted.* names left
+   * out). Known fuse-native limits, off there unless asked for (README).
+   */
+  utime2: 0, renameat2: 0, ulistxattr: 0,
 };
 export type OpKind = keyof typeof DEFAULT_WEIGHTS;
+
+/** The operations a transport that carries `mode` is fuzzed with. */
+export function weightsFor(mode: FuzzMode): Record<OpKind, number> {
+  return mode.ns && mode.user ? { ...DEFAULT_WEIGHTS, utime2: 3, renameat2: 3, ulistxattr: 2 } : { ...DEFAULT_WEIGHTS };
+}
+
+/** Credentials (and umask) an operation runs with: worker.py switches to them for that one call. */
+export interface Cred { uid: number; gid: number; groups: number[]; umask: number }
+
+/**
+ * What the transport under test can carry, and so what is generated and compared (run.ts picks
+ * it from the transport): `ns` — times to the nanosecond, and utime with UTIME_NOW/UTIME_OMIT
+ * and distinct atime and mtime; `user` — operations (a share per seed) run as an unprivileged
+ * user, through an allow_other mount; `byPath` — the transport reaches files by path (libfuse
+ * 2's high-level API, fuse-native), so no rename lands on the name of an open file (README).
+ */
+export interface FuzzMode { ns: boolean; user: boolean; byPath?: boolean }
+/** fuse-native's. */
+export const ROOT_SECONDS: FuzzMode = { ns: false, user: false, byPath: true };
+
+/** A utimensat time: [sec, nsec], or UTIME_NOW / UTIME_OMIT. */
+export type TimeArg = [number, number] | 'now' | 'omit';
 
 export interface View {
   /** Every path the merged view shows now, with its type ('' is the root). */
@@ -43,8 +69,21 @@ export class OpGen {
   /** Every path ever seen: those gone now are where whiteouts are. */
   private readonly ever = new Set<string>();
   private nextHandle = 1;
+  /** The path each handle was opened by (following renames of that path, roughly). */
+  private readonly handlePaths = new Map<number, string>();
+  /** The share of operations run as the user, and its credentials (drawn once per seed). */
+  private readonly userShare: number = 0;
+  private readonly cred: Cred | undefined;
 
-  constructor(private readonly rng: Rng, private readonly weights: Record<OpKind, number> = DEFAULT_WEIGHTS) {}
+  constructor(private readonly rng: Rng, private readonly weights: Record<OpKind, number> = DEFAULT_WEIGHTS, private readonly mode: FuzzMode = ROOT_SECONDS) {
+    if (mode.user) {
+      // Most seeds mix root and the user (the user's objects, then root's changes to them, and
+      // the other way round); many act as the user throughout; a few as root only.
+      this.userShare = rng.pick([1, 1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0.5, 0]);
+      // Sometimes a member of nobody's group as well: chgrp to it then succeeds.
+      this.cred = { uid: USER.uid, gid: USER.gid, groups: rng.chance(0.3) ? [USER.gid, 65534] : [USER.gid], umask: rng.pick([0o022, 0o022, 0o002, 0o077, 0]) };
+    }
+  }
 
   private of(view: View, ...types: string[]): string[] {
     const out: string[] = [];
@@ -88,6 +127,20 @@ export class OpGen {
   }
 
   next(view: View): Op {
+    const op = this.pick(view);
+    if (op.as !== undefined || op.op === 'listxattr' || !this.cred) return op;
+    if (this.userShare > 0 && (this.userShare >= 1 || this.rng.chance(this.userShare))) op.as = this.cred;
+    return op;
+  }
+
+  /** An explicit time (nanoseconds non-zero), or now or omit. */
+  private timeArg(): TimeArg {
+    const how = this.rng.weighted({ set: 6, now: 2, omit: 2 });
+    if (how === 'set') { const t = oldTimeNs(this.rng); return [t.sec, t.nsec]; }
+    return how;
+  }
+
+  private pick(view: View): Op {
     for (const p of view.paths.keys()) this.ever.add(p);
     const r = this.rng;
     let kind = r.weighted(this.weights);
@@ -128,6 +181,11 @@ export class OpGen {
         else if (how === 'gone') { const gone = [...this.ever].filter((p) => !view.paths.has(p)); to = gone.length ? r.pick(gone) : this.fresh(view); }
         else to = this.fresh(view);
         if (view.handles.length && view.paths.get(to) === 'dir') return { op: 'fclose', h: r.pick(view.handles) };
+        // libfuse 2 renames an open target out of the way (.fuse_hidden*) first, which makes
+        // a rename between two hard links of one file, a no-op for the kernel, a real one.
+        const openAt = view.handles.filter((h) => this.handlePaths.get(h) === to);
+        if (this.mode.byPath && openAt.length) return { op: 'fclose', h: r.pick(openAt) };
+        for (const [h, p] of this.handlePaths) if (p === from) this.handlePaths.set(h, to);
         return { op: 'rename', p: from, q: to };
       }
       case 'renameat2':
@@ -149,8 +207,14 @@ export class OpGen {
       case 'chown':
         return { op: 'chown', p: this.existing(view), uid: r.pick([...UIDS, -1]), gid: r.pick([...UIDS, -1]), follow: r.chance(0.5) };
       case 'utime': {
-        // Equal times: fuse-native passes atime for both (see README), so only then can mtime match.
         if (r.chance(0.3)) return { op: 'utime', p: this.existing(view), follow: r.chance(0.5) };
+        if (this.mode.ns) {
+          // utimensat(2) in full: ns times, UTIME_NOW and UTIME_OMIT per time, atime apart from mtime.
+          const at = this.timeArg();
+          return { op: 'utime', p: this.existing(view), at, mt: r.chance(0.3) ? at : this.timeArg(), follow: r.chance(0.5) };
+        }
+        // Equal whole-second times: fuse-native passes atime for both and mangles UTIME_NOW and
+        // UTIME_OMIT (see README), so only then can mtime match.
         const t = oldTime(r);
         return { op: 'utime', p: this.existing(view), at: t, mt: t, follow: r.chance(0.5) };
       }
@@ -167,6 +231,8 @@ export class OpGen {
         return { op: 'getxattr', p: this.existing(view), name: this.xattrName() };
       case 'listxattr':
         return { op: 'listxattr', p: this.existing(view) };
+      case 'ulistxattr':
+        return this.cred ? { op: 'listxattr', p: this.existing(view), as: this.cred } : { op: 'listxattr', p: this.existing(view) };
       case 'read':
         return { op: 'read', p: this.existing(view, 'file', 'symlink', 'dir'), follow: r.chance(0.5) };
       case 'lstat':
@@ -181,7 +247,11 @@ export class OpGen {
         return { op: 'access', p: this.existing(view), mode: r.pick([0, 2, 4]) };
       case 'fopen':
         if (view.handles.length >= 4) return { op: 'fclose', h: r.pick(view.handles) };
-        return { op: 'fopen', p: this.existing(view, 'file', 'symlink'), flags: r.pick(OPEN_FLAGS), mode: 0o644, h: this.nextHandle++ };
+        {
+          const p = this.existing(view, 'file', 'symlink');
+          this.handlePaths.set(this.nextHandle, p);
+          return { op: 'fopen', p, flags: r.pick(OPEN_FLAGS), mode: 0o644, h: this.nextHandle++ };
+        }
       case 'fwrite':
       case 'fread':
       case 'fstat':

@@ -4,10 +4,10 @@
 // lowers, must show what the kernel's own run left.
 import fs from 'node:fs';
 import path from 'node:path';
-import { layout, mountKernel, mountOverlayd, type Layout, type Mounted } from '../lib/mounts';
-import { diffSnapshots, sameReply, type Snapshot } from './compare';
+import { TRANSPORT, layout, mountKernel, mountOverlayd, type Layout, type Mounted } from '../lib/mounts';
+import { diffSnapshots, ownerDiffs, sameReply, type Snapshot } from './compare';
 import { buildLayers, genLayers } from './layers';
-import { DEFAULT_WEIGHTS, OpGen, trackHandles, type OpKind, type View } from './ops';
+import { OpGen, weightsFor, ROOT_SECONDS, trackHandles, type FuzzMode, type OpKind, type View } from './ops';
 import { Rng } from './prng';
 import { HangError, Worker, type Op, type Reply } from './worker';
 
@@ -17,9 +17,21 @@ export const KERNEL_OPTIONS = ['redirect_dir=off', 'index=off', 'metacopy=off'];
  * libfuse 2's high-level API gives each path its own node, so two hard links to one file are
  * two inodes to the FUSE kernel: a change through one leaves the other's cached attributes
  * stale for attr_timeout (README, "fuse-native limits"). The fuzzer compares the daemon's
- * semantics, so it mounts without an attribute cache.
+ * semantics, so on fuse-native it mounts without an attribute cache; the kernel transport is
+ * fuzzed with its default caches (a day, kept exact by invalidations).
  */
-export const OVERLAYD_OPTIONS = ['attr_timeout=0'];
+export function overlaydOptions(mode: FuzzMode): string[] {
+  return [...(mode.byPath ? ['attr_timeout=0'] : []), ...(mode.user ? ['allow_other'] : [])];
+}
+
+/**
+ * What the transport under test carries (README, "What is compared"): overlayd's own FUSE
+ * transport (the daemon's default for root, as here) carries the caller's credentials and
+ * nanosecond times, so the fuzzer acts as an unprivileged user too and compares mtimes to the
+ * nanosecond; fuse-native does neither, and is compared in whole seconds, as root.
+ */
+export const KERNEL_MODE: FuzzMode = { ns: true, user: true, byPath: false };
+export const DEFAULT_MODE: FuzzMode = (TRANSPORT ?? (process.getuid?.() === 0 ? 'kernel' : 'fuse-native')) === 'kernel' ? KERNEL_MODE : ROOT_SECONDS;
 
 export interface FuzzOptions {
   /** Operations per case (ignored when replaying a given list). */
@@ -31,9 +43,13 @@ export interface FuzzOptions {
   strictUpper?: boolean;
   /** Test hook: alter overlayd's copy of the layers after they are built. */
   tamper?: (l: Layout) => void;
+  /** What to generate and compare; DEFAULT_MODE (from the transport) unless given. */
+  mode?: FuzzMode;
+  /** Called with every operation and both replies (`--trace`). */
+  trace?: (i: number, op: Op, kernel: Reply, overlayd: Reply) => void;
 }
 
-export type Stage = 'initial' | 'op' | 'hang' | 'final' | 'daemon' | 'kernel-remount' | 'upper';
+export type Stage = 'initial' | 'op' | 'hang' | 'final' | 'daemon' | 'upper-owner' | 'kernel-remount' | 'upper';
 
 export interface Divergence {
   stage: Stage;
@@ -69,12 +85,16 @@ async function viewOf(w: Worker, handles: number[]): Promise<View> {
 
 /** Runs one case. With `replay`, performs exactly those operations instead of generating. */
 export async function runSeed(seed: number, opts: FuzzOptions, replay?: Op[]): Promise<SeedResult> {
+  const mode = opts.mode ?? DEFAULT_MODE;
+  const ns = mode.ns;
   const rng = new Rng(seed);
   const layers = genLayers(rng);
   const ours = layout(layers.lowers.length);
   const theirs = layout(layers.lowers.length);
   buildLayers(layers, ours.lowers, ours.upper as string);
   buildLayers(layers, theirs.lowers, theirs.upper as string);
+  // The user must reach both mounts: mkdtemp made their parent directories 0700.
+  if (mode.user) for (const l of [ours, theirs]) fs.chmodSync(path.dirname(l.merged), 0o755);
   opts.tamper?.(ours);
 
   const result: SeedResult = { seed, ops: [], upperDiffs: [], succeeded: 0 };
@@ -85,17 +105,18 @@ export async function runSeed(seed: number, opts: FuzzOptions, replay?: Op[]): P
     for (const m of mounts.splice(0).reverse()) await m.unmount();
   };
   try {
-    const od = await mountOverlayd(ours, opts.overlaydOptions ?? OVERLAYD_OPTIONS);
+    // allow_other: without it the FUSE kernel refuses every process but the daemon's uid.
+    const od = await mountOverlayd(ours, opts.overlaydOptions ?? overlaydOptions(mode));
     mounts.push(od);
     mounts.push(mountKernel(theirs, KERNEL_OPTIONS));
     const wo = new Worker(ours.merged);
     const wk = new Worker(theirs.merged);
     workers.push(wo, wk);
 
-    const first = diffSnapshots(await walk(wk), await walk(wo));
+    const first = diffSnapshots(await walk(wk), await walk(wo), { ns });
     if (first.length) { result.divergence = { stage: 'initial', diffs: first }; return result; }
 
-    const gen = new OpGen(rng, opts.weights ?? DEFAULT_WEIGHTS);
+    const gen = new OpGen(rng, opts.weights ?? weightsFor(mode), mode);
     let view: View = { paths: new Map(), handles: [] };
     const total = replay ? replay.length : opts.ops;
     for (let i = 0; i < total; i++) {
@@ -115,7 +136,8 @@ export async function runSeed(seed: number, opts: FuzzOptions, replay?: Op[]): P
         result.divergence = { stage: 'hang', index: i, diffs: [err.message] };
         return result;
       }
-      if (!sameReply(rk, ro)) {
+      opts.trace?.(i, op, rk, ro);
+      if (!sameReply(rk, ro, ns)) {
         result.divergence = { stage: 'op', index: i, kernel: rk, overlayd: ro };
         return result;
       }
@@ -124,7 +146,7 @@ export async function runSeed(seed: number, opts: FuzzOptions, replay?: Op[]): P
     }
     await Promise.all([wk.call({ op: 'closeall' }), wo.call({ op: 'closeall' })]);
     const kernelFinal = await walk(wk);
-    const final = diffSnapshots(kernelFinal, await walk(wo));
+    const final = diffSnapshots(kernelFinal, await walk(wo), { ns });
     if (final.length) { result.divergence = { stage: 'final', diffs: final }; return result; }
     const exited = od.daemon?.exitCode ?? null;
     if (exited !== null) { result.divergence = { stage: 'daemon', diffs: [`overlayd exited with ${exited}`] }; return result; }
@@ -133,15 +155,20 @@ export async function runSeed(seed: number, opts: FuzzOptions, replay?: Op[]): P
     // The upper layers on disk, side by side (the kernel's bookkeeping xattrs aside).
     const host = new Worker('/');
     workers.push(host);
-    result.upperDiffs = diffSnapshots(await walk(host, theirs.upper as string, true), await walk(host, ours.upper as string, true), { ignoreXattr: KERNEL_PRIVATE, sharedWhiteouts: true });
+    const theirUpper = await walk(host, theirs.upper as string, true);
+    const ourUpper = await walk(host, ours.upper as string, true);
+    result.upperDiffs = diffSnapshots(theirUpper, ourUpper, { ignoreXattr: KERNEL_PRIVATE, sharedWhiteouts: true, ns });
     await finish();
+    // What both wrote to disk, both wrote as the same owner.
+    const owners = ownerDiffs(theirUpper, ourUpper);
+    if (owners.length) { result.divergence = { stage: 'upper-owner', diffs: owners }; return result; }
     if (opts.strictUpper && result.upperDiffs.length) { result.divergence = { stage: 'upper', diffs: result.upperDiffs }; return result; }
 
     // overlayd's upper under the kernel: the view must be the kernel's own result.
     mounts.push(mountKernel(ours, KERNEL_OPTIONS));
     const again = new Worker(ours.merged);
     workers.push(again);
-    const remount = diffSnapshots(kernelFinal, await walk(again), {}, ['kernel run', 'kernel over overlayd upper']);
+    const remount = diffSnapshots(kernelFinal, await walk(again), { ns }, ['kernel run', 'kernel over overlayd upper']);
     if (remount.length) result.divergence = { stage: 'kernel-remount', diffs: remount };
     return result;
   } finally {

@@ -6,7 +6,11 @@ It runs as its own process so that the test process never makes a blocking sysca
 mount it could be serving, and so that overlayd and the kernel see exactly the same syscalls.
 Requests: {"op": NAME, ...args}. Replies: {"r": value} or {"e": "ENOENT"}.
 Paths are relative to the root given on the command line ("" is the root itself).
+An operation with "as": {"uid", "gid", "groups", "umask"} runs with those credentials (real,
+effective and filesystem ids, supplementary groups; the saved uid stays 0 so the worker can
+return to root) and umask; everything else as root, with the umask the worker started with.
 """
+import ctypes
 import errno
 import hashlib
 import json
@@ -49,8 +53,10 @@ def type_of(mode):
 
 
 def describe(st, with_nlink=True):
-    """The attributes a user can compare; nlink only for non-directories (merged dirs report 1)."""
-    d = {"type": type_of(st.st_mode), "mode": st.st_mode, "uid": st.st_uid, "gid": st.st_gid}
+    """The attributes a user can compare; nlink only for non-directories (merged dirs report 1).
+    mtime in whole seconds and its nanoseconds apart (a JSON number cannot hold ns since 1970)."""
+    d = {"type": type_of(st.st_mode), "mode": st.st_mode, "uid": st.st_uid, "gid": st.st_gid,
+         "mtime": st.st_mtime_ns // 1_000_000_000, "mtimeNs": st.st_mtime_ns % 1_000_000_000}
     if not stat.S_ISDIR(st.st_mode):
         d["size"] = st.st_size
         if with_nlink:
@@ -104,7 +110,7 @@ def xattrs_of(path, skip_private):
 
 def walk(rel_root="", raw=False, content=True):
     """Everything a user could tell apart, per path below rel_root: type, mode, owner, size,
-    content digest, link target, device numbers, xattrs, mtime (whole seconds). `raw` keeps the
+    content digest, link target, device numbers, xattrs, mtime (seconds and ns). `raw` keeps the
     overlay's own xattrs (for comparing upper layers on disk)."""
     out = {}
 
@@ -118,7 +124,6 @@ def walk(rel_root="", raw=False, content=True):
             out[rel or "."] = {"type": "!" + errno.errorcode.get(e.errno, str(e.errno)), "mode": 0, "uid": 0, "gid": 0, "mtime": 0}
             return
         d = describe(st)
-        d["mtime"] = int(st.st_mtime_ns // 1_000_000_000)
         try:
             if stat.S_ISREG(st.st_mode) and content:
                 d["data"] = digest(read_file(p))
@@ -230,13 +235,44 @@ def op_fclose(a):
 
 
 def op_renameat2(a):
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
     r = libc.renameat2(-100, P(a["p"]).encode(), -100, P(a["q"]).encode(), a["flags"])
     if r != 0:
         e = ctypes.get_errno()
         raise OSError(e, os.strerror(e))
     return True
+
+
+libc = ctypes.CDLL(None, use_errno=True)
+UTIME_NOW = (1 << 30) - 1
+UTIME_OMIT = (1 << 30) - 2
+AT_SYMLINK_NOFOLLOW = 0x100
+
+
+class Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def timespec(t):
+    """[sec, nsec], "now" or "omit" (utimensat's UTIME_NOW / UTIME_OMIT)."""
+    if t == "now":
+        return Timespec(0, UTIME_NOW)
+    if t == "omit":
+        return Timespec(0, UTIME_OMIT)
+    return Timespec(t[0], t[1])
+
+
+def op_utime(a):
+    follow = a.get("follow", True)
+    if "at" not in a:
+        return os.utime(P(a["p"]), follow_symlinks=follow)
+    if isinstance(a["at"], int):  # whole seconds (the fuse-native form)
+        return os.utime(P(a["p"]), ns=(a["at"] * 1_000_000_000, a["mt"] * 1_000_000_000), follow_symlinks=follow)
+    # utimensat itself: os.utime cannot pass UTIME_NOW or UTIME_OMIT for one time alone.
+    ts = (Timespec * 2)(timespec(a["at"]), timespec(a["mt"]))
+    r = libc.utimensat(-100, P(a["p"]).encode(), ts, 0 if follow else AT_SYMLINK_NOFOLLOW)
+    if r != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
 
 
 OPS = {
@@ -252,9 +288,7 @@ OPS = {
     "link": lambda a: os.link(P(a["p"]), P(a["q"]), follow_symlinks=False),
     "chmod": lambda a: os.chmod(P(a["p"]), a["mode"]),
     "chown": lambda a: os.chown(P(a["p"]), a["uid"], a["gid"], follow_symlinks=a.get("follow", True)),
-    "utime": lambda a: os.utime(P(a["p"]), ns=(a["at"] * 1_000_000_000, a["mt"] * 1_000_000_000),
-                                follow_symlinks=a.get("follow", True)) if "at" in a
-    else os.utime(P(a["p"]), follow_symlinks=a.get("follow", True)),
+    "utime": op_utime,
     "setxattr": lambda a: os.setxattr(P(a["p"]), a["name"], a["value"].encode(), a.get("flags", 0),
                                       follow_symlinks=a.get("follow", False)),
     "removexattr": lambda a: os.removexattr(P(a["p"]), a["name"], follow_symlinks=a.get("follow", False)),
@@ -268,7 +302,7 @@ OPS = {
     "stat": lambda a: describe(os.stat(P(a["p"]))),
     "readdir": lambda a: sorted(os.listdir(P(a["p"]))),
     "readlink": lambda a: os.readlink(P(a["p"])),
-    "access": lambda a: os.access(P(a["p"]), a["mode"]),
+    "access": lambda a: os.access(P(a["p"]), a["mode"], effective_ids=True, follow_symlinks=True),
     "fopen": op_fopen,
     "fwrite": lambda a: write_all(fd_of(a), a["data"], a.get("off")),
     "fread": lambda a: digest(read_fd(fd_of(a))),
@@ -282,6 +316,26 @@ OPS = {
 }
 
 
+ROOT_GROUPS = os.getgroups()
+ROOT_UMASK = os.umask(0o022)
+os.umask(ROOT_UMASK)
+
+
+def become(cred):
+    """Takes on the credentials of an operation's "as" (gid and groups first, while still root)."""
+    os.umask(cred.get("umask", ROOT_UMASK))
+    os.setgroups(cred["groups"])
+    os.setresgid(cred["gid"], cred["gid"], 0)
+    os.setresuid(cred["uid"], cred["uid"], 0)
+
+
+def back_to_root():
+    os.setresuid(0, 0, 0)
+    os.setresgid(0, 0, 0)
+    os.setgroups(ROOT_GROUPS)
+    os.umask(ROOT_UMASK)
+
+
 def main():
     out = sys.stdout
     for line in sys.stdin:
@@ -289,11 +343,17 @@ def main():
         if not line:
             continue
         a = json.loads(line)
+        cred = a.get("as")
         try:
+            if cred:
+                become(cred)
             r = OPS[a["op"]](a)
             reply = {"r": r}
         except OSError as e:
             reply = {"e": errno.errorcode.get(e.errno, "E%d" % (e.errno or 0))}
+        finally:
+            if cred:
+                back_to_root()
         out.write(json.dumps(reply, sort_keys=True) + "\n")
         out.flush()
 

@@ -211,6 +211,22 @@ t.test('passthrough: file data never reaches the daemon', { skip: kernelAtLeast(
     fs.closeSync(fd);
   }
   t.same(fs.readFileSync(path.join(rw.upper as string, 'new')), big, 'what was written is in upper');
+  await m2.unmount();
+
+  // A lower file on a writable mount: its reader goes through the daemon (to follow a later
+  // copy-up), unless -o passthrough=all trades that for host-speed reads.
+  const low = layout(1);
+  fs.writeFileSync(path.join(low.lowers[0], 'low'), big);
+  for (const mode of ['upper', 'all']) {
+    const m = await mountOverlayd(low, [...KERNEL, `passthrough=${mode}`]);
+    t.teardown(() => m.unmount());
+    fd = fs.openSync(path.join(low.merged, 'low'), 'r');
+    const got = await readWhileStopped(m.daemon?.pid ?? 0, fd, big.length);
+    fs.closeSync(fd);
+    if (mode === 'all') t.equal(got, big.length, 'passthrough=all: a lower file read with the daemon stopped');
+    else t.equal(got, undefined, 'passthrough=upper: a lower file\'s reads wait for the daemon');
+    await m.unmount();
+  }
 });
 
 t.test('inode numbers are 64-bit: a lower layer on another filesystem reports xino-style numbers, stable across mounts', async (t) => {

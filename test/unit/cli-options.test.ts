@@ -79,6 +79,9 @@ t.test("overlayd's own options and the FUSE ones", async (t) => {
   t.equal(o.fuse.entryTimeout, 0.5);
   t.equal(o.fuse.attrTimeout, 2);
   t.equal(o.fuse.negativeTimeout, 0);
+  t.equal(parse(RW).fuse.entryTimeout, undefined, 'no timeout given: the transport\'s default');
+  t.equal(parse(`${RW},passthrough=all`).fuse.passthrough, 'all');
+  t.equal(parse(RW).fuse.passthrough, undefined);
   t.equal(o.fuse.fsname, 'data');
   t.equal(o.daemon.logLevel, 'debug');
   t.equal(o.daemon.logFile, '/cwd/rel/log');
@@ -119,6 +122,8 @@ t.test('malformed -o: one clear usage error each', async (t) => {
   fails(t, [`${RW},userxattr=1`], /userxattr takes no value/);
   fails(t, [`${RW},entry_timeout=soon`], /entry_timeout needs a number/);
   fails(t, [`${RW},attr_timeout=-1`], /attr_timeout needs a number/);
+  fails(t, [`${RW},passthrough=some`], /passthrough "some" is not a mode/);
+  fails(t, [`${RW},passthrough=all,passthrough=off`], /passthrough given more than once/);
   fails(t, [`${RW},negative_timeout=`], /negative_timeout needs a number/);
   fails(t, [`${RW},metacopy=on`], /metacopy=on is not supported by overlayd/);
   fails(t, [`${RW},redirect_dir=on`], /redirect_dir=on is not supported/);

@@ -121,3 +121,25 @@ t.test('a lower file with two names: copy-up breaks the link, as without index=o
   t.equal(ov.getattr('/b').nlink, 2, 'the lower name keeps the lower nlink');
   t.equal(ov.getattr('/b').mode & 0o777, 0o644, 'and its mode');
 });
+
+t.test('rename between two names of a lower file is a rename: they are two inodes of the overlay', async (t) => {
+  // The kernel's overlay (no index) gives each name of a lower hard link its own inode, so the
+  // VFS's "same inode: do nothing" does not apply: the source is copied up and replaces the
+  // target, and a whiteout hides the old name (checked against kernel overlayfs 6.18).
+  const s = coreStack([{}], {}, t);
+  fs.writeFileSync(path.join(s.lowers[0], 'a'), 'x');
+  fs.linkSync(path.join(s.lowers[0], 'a'), path.join(s.lowers[0], 'b'));
+  fs.linkSync(path.join(s.lowers[0], 'a'), path.join(s.lowers[0], 'c'));
+  s.ov.resolver.cache.clear();
+  const { ov } = s;
+  const u = s.upper as string;
+  ov.rename('/a', '/b');
+  t.same(names(ov, '/'), ['b', 'c']);
+  t.ok(isWhiteout(path.join(u, 'a')), 'whiteout at the old name');
+  t.equal(ov.getattr('/b').nlink, 1, 'the target is the copy');
+  t.equal(ov.getattr('/c').nlink, 3, 'the other lower name is untouched');
+  ov.rename('/b', '/c', C.RENAME_EXCHANGE);
+  t.equal(ov.getattr('/b').nlink, 1, 'exchange: both copied up');
+  t.equal(ov.getattr('/c').nlink, 1);
+  t.same(workLeft(s.work as string), []);
+});

@@ -1,0 +1,723 @@
+// `npm run stress`: the leak stress run. Mounts overlayd (bin/overlayd mount, a daemon of its
+// own) over three lower layers and an empty upper, runs mixed workers against it in separate
+// processes (src/bench/stress-worker.py) for --minutes, samples the daemon every --interval
+// seconds (fds, RSS, the transport's nodes, open files and passthrough backing ids, the work
+// directory), and checks that once everything is closed and the kernel has forgotten its
+// inodes, nothing is left over: fds and backing ids back at the baseline taken after warm-up,
+// nodes back near the root alone, no unexpected errno seen by any worker, a clean unmount.
+// Runs itself in a private mount namespace, so nothing it mounts outlives it.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import { sys } from '../host/native';
+import type { Counters } from '../cli/registry';
+import { fmtValue, memoryOf, mountedPoints, sleep } from './util';
+
+const REPO = path.resolve(__dirname, '..', '..');
+const BIN = path.join(REPO, 'bin', 'overlayd');
+const WORKER = path.join(REPO, 'src', 'bench', 'stress-worker.py');
+
+const USAGE = `usage: npm run stress -- [options]
+  --minutes N            how long the workers run, warm-up included (default 30; fractions allowed)
+  --transport T          kernel | fuse-native (default: overlayd's default, kernel as root)
+  --workers N            worker processes (default 4)
+  --out FILE             results JSON (and FILE with .md: the Markdown summary);
+                         default bench-results/stress-TRANSPORT-TIMESTAMP.json
+  --interval S           seconds between samples (default 10)
+  --warmup S             seconds before the baseline (default 10% of the run, 20 to 120)
+  --dir DIR              where layers and the mount live (default /var/tmp/overlayd-stress)
+  --keep                 keep the run's upper, work and log directories`;
+
+// Keep in step with stress-worker.py.
+const SHARED_DIRS = 20;
+const SHARED_FILES = 100;
+const BIG_FILES = 4;
+const BIG_BYTES = 16 << 20;
+const BIG_BLOCK = 65536;
+const HOT_FILES = 8;
+const HOT_BASE = 256 << 10;
+const TREE_DIRS = 10;
+const TREE_FILES = 20;
+const SUB_FILES = 5;
+const RO_FILES = 30;
+/** Bump when the layers' recipe changes. */
+const RECIPE = 1;
+
+/** The final quiescent node count may exceed the root alone by this much ("near"). */
+const NODE_SLACK = 4;
+/** RSS growth from the first to the last quartile of the run flagged as suspicious. */
+const RSS_SUSPICIOUS = 0.25;
+
+interface Args {
+  minutes: number;
+  transport?: string;
+  workers: number;
+  out?: string;
+  interval: number;
+  warmup?: number;
+  dir: string;
+  keep: boolean;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { minutes: 30, workers: 4, interval: 10, dir: '/var/tmp/overlayd-stress', keep: false };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i];
+    const v = (): string => {
+      const x = argv[++i];
+      if (x === undefined) throw new Error(`${k} needs a value`);
+      return x;
+    };
+    const num = (min: number): number => {
+      const n = Number(v());
+      if (!Number.isFinite(n) || n < min) throw new Error(`${k} needs a number >= ${min}`);
+      return n;
+    };
+    switch (k) {
+      case '--minutes': a.minutes = num(0.1); break;
+      case '--transport': a.transport = v(); if (!['kernel', 'fuse-native'].includes(a.transport)) throw new Error('--transport: kernel or fuse-native'); break;
+      case '--workers': a.workers = Math.floor(num(1)); break;
+      case '--out': a.out = path.resolve(v()); break;
+      case '--interval': a.interval = num(1); break;
+      case '--warmup': a.warmup = num(0); break;
+      case '--dir': a.dir = path.resolve(v()); break;
+      case '--keep': a.keep = true; break;
+      case '-h': case '--help': process.stdout.write(USAGE + '\n'); process.exit(0); break;
+      default: throw new Error(`unknown argument ${k}\n${USAGE}`);
+    }
+  }
+  return a;
+}
+
+const say = (msg: string): void => { process.stderr.write(`stress: ${msg}\n`); };
+
+// ---- the layers ----
+
+function lowerBody(rel: string, len: number): Buffer {
+  const line = Buffer.from(rel + '\n');
+  const b = Buffer.alloc(len);
+  for (let o = 0; o < len; o += line.length) line.copy(b, o, 0, Math.min(line.length, len - o));
+  return b;
+}
+
+function bigBlock(name: string, b: number): Buffer {
+  return Buffer.from(`${name}:${String(b).padStart(8, '0')}:`.padEnd(64, '.').repeat(BIG_BLOCK / 64));
+}
+
+function whiteout(dir: string, name: string): void {
+  const r = sys.mknodat(-100, path.join(dir, name), 0o020000 | 0o600, 0, 0);
+  if (r < 0) throw new Error(`mknod whiteout ${dir}/${name}: errno ${-r}`);
+}
+
+/**
+ * l1 (top) .. l3: shared/ (read only by the workers: 20 merged dirs of 100 files, shadowed
+ * copies, whiteouts, an opaque dir, lower hard links, symlinks), big/ (16 MiB files), hot/
+ * (read and appended to by every worker), and wK/ per worker slot (its own lower tree, which
+ * it copies up, removes and recreates). About 2400 + 330 per slot files.
+ */
+function buildLayers(dir: string, slots: number): string[] {
+  const root = path.join(dir, 'layers');
+  const layers = ['l1', 'l2', 'l3'].map((l) => path.join(root, l));
+  const stamp = path.join(root, 'recipe.json');
+  const recipe = JSON.stringify({ RECIPE, slots });
+  if (fs.existsSync(stamp) && fs.readFileSync(stamp, 'utf8') === recipe) return layers;
+  say(`building the lower layers in ${root} (once)`);
+  fs.rmSync(root, { recursive: true, force: true });
+  const put = (li: number, rel: string, len: number): void => {
+    const p = path.join(layers[li], rel);
+    fs.mkdirSync(path.dirname(p), { recursive: true });
+    fs.writeFileSync(p, lowerBody(rel, len));
+  };
+  const mk = (li: number, rel: string): void => { fs.mkdirSync(path.join(layers[li], rel), { recursive: true }); };
+  let n = 0;
+  for (let d = 0; d < SHARED_DIRS; d++) {
+    const dn = `shared/d${String(d).padStart(2, '0')}`;
+    for (let li = 0; li < 3; li++) mk(li, dn);
+    for (let j = 0; j < SHARED_FILES; j++) {
+      const rel = `${dn}/f${String(j).padStart(3, '0')}`;
+      const li = j % 3;
+      const len = 50 + ((j * 97 + d * 13) % 4000);
+      put(li, rel, len);
+      if (j % 7 === 0 && li < 2) put(li + 1, rel, len);
+      if (j % 25 === 0) {
+        const h = `h${String(j).padStart(3, '0')}`;
+        put(2, `${dn}/${h}`, 100);
+        whiteout(path.join(layers[0], dn), h);
+      }
+      n++;
+    }
+  }
+  for (let i = 0; i < 50; i++) put(2, `shared/opq/a${i}`, 300);
+  for (let i = 0; i < 10; i++) put(0, `shared/opq/b${i}`, 300);
+  const opq = sys.openat(-100, path.join(layers[0], 'shared/opq'), sys.constants.O_PATH | sys.constants.O_DIRECTORY, 0);
+  const set = opq < 0 ? opq : sys.setxattr(opq, '', 'trusted.overlay.opaque', Buffer.from('y'), 0);
+  if (opq >= 0) sys.close(opq);
+  if (set < 0) throw new Error(`cannot set trusted.overlay.opaque: errno ${-set}`);
+  put(1, 'shared/links/x', 5000);
+  for (const l of ['x1', 'x2', 'x3']) fs.linkSync(path.join(layers[1], 'shared/links/x'), path.join(layers[1], 'shared/links', l));
+  mk(0, 'shared/sym');
+  fs.symlinkSync('../d00/f000', path.join(layers[0], 'shared/sym/s0'));
+  fs.symlinkSync('../d01/f001', path.join(layers[0], 'shared/sym/s1'));
+  fs.symlinkSync('../links/x', path.join(layers[0], 'shared/sym/s2'));
+  for (let li = 0; li < 3; li++) mk(li, 'big');
+  for (let i = 0; i < BIG_FILES; i++) {
+    const name = `big${i}`;
+    const fd = fs.openSync(path.join(layers[2], 'big', name), 'w');
+    for (let b = 0; b < BIG_BYTES / BIG_BLOCK; b++) fs.writeSync(fd, bigBlock(name, b));
+    fs.closeSync(fd);
+  }
+  for (let i = 0; i < HOT_FILES; i++) put(1, `hot/h${i}`, HOT_BASE);
+  for (let k = 0; k < slots; k++) {
+    const w = `w${k}`;
+    for (let s = 0; s < TREE_DIRS; s++) {
+      const sd = `${w}/tree/s${s}`;
+      for (let li = 0; li < 3; li++) mk(li, sd);
+      for (let j = 0; j < TREE_FILES; j++) put(j % 3, `${sd}/f${j}`, 100 + 37 * j);
+      for (let j = 0; j < SUB_FILES; j++) put(2, `${sd}/sub/g${j}`, 200);
+      put(2, `${sd}/hz`, 100);
+      whiteout(path.join(layers[0], sd), 'hz');
+    }
+    mk(0, `${w}/ro`);
+    for (let j = 0; j < RO_FILES; j++) put(j % 2 ? 0 : 2, `${w}/ro/r${j}`, 500 + 11 * j);
+    for (let j = 0; j < 4; j++) put(1 + (j % 2), `${w}/ldir/e${j}`, 100);
+  }
+  fs.writeFileSync(stamp, recipe);
+  say(`layers built: ${n + 60 + 4 + BIG_FILES + HOT_FILES + slots * (TREE_DIRS * (TREE_FILES + SUB_FILES + 1) + RO_FILES + 4)} files`);
+  return layers;
+}
+
+// ---- the daemon ----
+
+interface Daemon {
+  child: ChildProcess;
+  pid: number;
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  exited: boolean;
+}
+
+function startDaemon(opts: string, merged: string, logFile: string): Daemon {
+  const log = fs.openSync(logFile, 'a');
+  // The daemon dies with us (and the namespace with both): never a mount left serving nobody.
+  const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', process.execPath, BIN, 'mount', '-f', '--log-file', logFile, '-o', opts, merged], {
+    stdio: ['ignore', log, log], detached: true, cwd: '/',
+  });
+  fs.closeSync(log);
+  if (child.pid === undefined) throw new Error('cannot start overlayd');
+  const d: Daemon = { child, pid: child.pid, exited: false, exit: undefined as never };
+  d.exit = new Promise((resolve) => child.on('exit', (code, signal) => { d.exited = true; resolve({ code, signal }); }));
+  return d;
+}
+
+function isMountedAt(mp: string): boolean {
+  return mountedPoints().has(mp);
+}
+
+function run(args: string[], timeoutMs = 30000): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === 'number' ? (err as unknown as { code: number }).code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+async function statusCounters(merged: string): Promise<Counters | undefined> {
+  const r = await run(['status', '--json', merged], 15000);
+  if (r.code !== 0) return undefined;
+  try {
+    const e = (JSON.parse(r.stdout) as { counters?: Counters }[])[0];
+    return e?.counters;
+  } catch {
+    return undefined;
+  }
+}
+
+// ---- the workers ----
+
+interface Worker {
+  slot: number;
+  child: ChildProcess;
+  total: number;
+  ops: Record<string, number>;
+  expected: Record<string, number>;
+  unexpected: number;
+  paused: boolean;
+  resumed: boolean;
+  final: boolean;
+  exit?: { code: number | null; signal: NodeJS.Signals | null };
+  stderr: string;
+}
+
+interface WorkerError { slot: number; op: string; errno: string; msg: string; t: number }
+
+function startWorker(slot: number, merged: string, seed: number, errors: WorkerError[], t0: number): Worker {
+  const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'python3', WORKER, merged, String(slot), String(seed)], {
+    stdio: ['ignore', 'pipe', 'pipe'], detached: true, cwd: '/',
+  });
+  const w: Worker = { slot, child, total: 0, ops: {}, expected: {}, unexpected: 0, paused: false, resumed: false, final: false, stderr: '' };
+  readline.createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+    let m: { t: string; total?: number; ops?: Record<string, number>; expected?: Record<string, number>; unexpected?: number; op?: string; errno?: string; msg?: string };
+    try { m = JSON.parse(line) as typeof m; } catch { w.stderr += `stdout: ${line}\n`; return; }
+    switch (m.t) {
+      case 'stats': case 'final':
+        w.total = m.total ?? w.total; w.ops = m.ops ?? w.ops; w.expected = m.expected ?? w.expected; w.unexpected = m.unexpected ?? w.unexpected;
+        if (m.t === 'final') w.final = true;
+        break;
+      case 'error': {
+        const e = { slot, op: m.op ?? '?', errno: m.errno ?? '?', msg: m.msg ?? '', t: (Date.now() - t0) / 1000 };
+        errors.push(e);
+        if (errors.length <= 20) say(`worker ${slot}: ${e.op}: ${e.errno}: ${e.msg}`);
+        break;
+      }
+      case 'paused': w.paused = true; w.resumed = false; break;
+      case 'resumed': w.resumed = true; w.paused = false; break;
+      default: break;
+    }
+  });
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (d: string) => { if (w.stderr.length < 20000) w.stderr += d; });
+  child.on('exit', (code, signal) => { w.exit = { code, signal }; });
+  return w;
+}
+
+async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) return false;
+    await sleep(50);
+  }
+  return true;
+}
+
+// ---- samples ----
+
+type Phase = 'idle' | 'warmup' | 'load' | 'baseline-busy' | 'baseline' | 'final-busy' | 'final';
+
+interface Sample {
+  t: number;
+  phase: Phase;
+  fds?: number;
+  rss?: number;
+  hwm?: number;
+  counters?: Counters;
+  workEntries?: number;
+  workerOps: number;
+  opsPerSec?: number;
+  fuseOpsPerSec?: number;
+}
+
+function countFds(pid: number): number | undefined {
+  try { return fs.readdirSync(`/proc/${pid}/fd`).length; } catch { return undefined; }
+}
+
+function countEntries(dir: string): number | undefined {
+  try { return fs.readdirSync(dir).length; } catch { return undefined; }
+}
+
+// ---- the run ----
+
+interface Report {
+  args: Args;
+  started: string;
+  transport: string;
+  kernel: string;
+  node: string;
+  layers: string[];
+  durationSeconds: number;
+  interrupted: boolean;
+  samples: Sample[];
+  workers: { slot: number; total: number; ops: Record<string, number>; expected: Record<string, number>; unexpected: number; exit?: Worker['exit']; stderr: string }[];
+  errors: WorkerError[];
+  daemon: { pid: number; exitCode: number | null; signal: string | null; umountCode: number; umountStderr: string; logProblems: string[]; leftMounted: string[]; workEntriesAfter?: number };
+  dirsInTree?: number;
+  rss: { firstQuartileAvg: number; lastQuartileAvg: number; growth: number; suspicious: boolean };
+  failures: string[];
+  warnings: string[];
+  verdict: 'pass' | 'fail';
+}
+
+let stopping = false;
+let stopWake: (() => void) | undefined;
+
+/** Sleeps, but returns at once when the run is being stopped (Ctrl-C). */
+function pause(ms: number): Promise<void> {
+  if (stopping) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => { stopWake = undefined; resolve(); }, ms);
+    stopWake = () => { clearTimeout(t); stopWake = undefined; resolve(); };
+  });
+}
+
+async function stress(a: Args): Promise<Report> {
+  const started = new Date();
+  const slots = Math.max(8, a.workers);
+  const lowers = buildLayers(a.dir, slots);
+  const runDir = path.join(a.dir, `run-${process.pid}`);
+  fs.rmSync(runDir, { recursive: true, force: true });
+  const upper = path.join(runDir, 'upper');
+  const work = path.join(runDir, 'work');
+  const merged = path.join(runDir, 'merged');
+  const logFile = path.join(runDir, 'daemon.log');
+  for (const d of [upper, work, merged]) fs.mkdirSync(d, { recursive: true });
+  const opts = [`lowerdir=${lowers.join(':')}`, `upperdir=${upper}`, `workdir=${work}`, ...(a.transport ? [`transport=${a.transport}`] : [])].join(',');
+  const workDir = path.join(work, 'work');
+
+  const samples: Sample[] = [];
+  const errors: WorkerError[] = [];
+  const failures: string[] = [];
+  const warnings: string[] = [];
+  const workers: Worker[] = [];
+  let daemon: Daemon | undefined;
+  let umount = { code: -1, stdout: '', stderr: '' };
+  let dirsInTree: number | undefined;
+  let transport = a.transport ?? '?';
+  const t0 = Date.now();
+  const now = (): number => (Date.now() - t0) / 1000;
+
+  const sample = async (phase: Phase): Promise<Sample> => {
+    const d = daemon as Daemon;
+    const counters = await statusCounters(merged);
+    const mem = memoryOf(d.pid);
+    const s: Sample = {
+      t: Math.round(now() * 10) / 10, phase, fds: countFds(d.pid), rss: mem?.rss, hwm: mem?.peak, counters,
+      workEntries: countEntries(workDir), workerOps: workers.reduce((x, w) => x + w.total, 0),
+    };
+    // Against the sample before, whatever its phase: paused workers count nothing meanwhile.
+    const prev = samples[samples.length - 1];
+    if (prev && (phase === 'load' || phase === 'warmup') && s.t > prev.t) {
+      s.opsPerSec = Math.round((s.workerOps - prev.workerOps) / (s.t - prev.t));
+      if (counters && prev.counters) s.fuseOpsPerSec = Math.round((counters.ops - prev.counters.ops) / (s.t - prev.t));
+    }
+    samples.push(s);
+    const c = s.counters;
+    say(`${String(s.t).padStart(6)} s ${phase.padEnd(13)} fds ${s.fds ?? '?'}, rss ${s.rss ? fmtValue(s.rss, 'B') : '?'}` +
+      (c?.nodes !== undefined ? `, nodes ${c.nodes}, backing ids ${c.backingIds}, open ${c.fuseOpenFiles}/${c.openFiles}` : c ? `, open ${c.openFiles}` : '') +
+      `, work/ ${s.workEntries ?? '?'}, dir cache ${c?.dirCacheEntries ?? '?'}` + (s.opsPerSec !== undefined ? `, ${s.opsPerSec} ops/s (FUSE ${s.fuseOpsPerSec ?? '?'}/s)` : ''));
+    return s;
+  };
+
+  /**
+   * Everything closed: count the tree's directories (which also fills the directory cache
+   * alike both times), let the kernel forget what it can, then sample twice (before and after).
+   */
+  const quiesce = async (phase: 'baseline' | 'final'): Promise<void> => {
+    const walked = await walkCount(merged);
+    if (phase === 'final') dirsInTree = walked;
+    await sleep(3000);
+    await sample(phase === 'baseline' ? 'baseline-busy' : 'final-busy');
+    let last = -1;
+    for (let i = 0; i < 8; i++) {
+      fs.writeFileSync('/proc/sys/vm/drop_caches', '2\n');
+      await sleep(1500);
+      const c = await statusCounters(merged);
+      const nodes = c?.nodes ?? c?.fds ?? 0;
+      if (i >= 1 && nodes === last) break;
+      last = nodes;
+    }
+    await sample(phase);
+  };
+
+  const pauseWorkers = async (): Promise<boolean> => {
+    for (const w of workers) { w.paused = false; try { w.child.kill('SIGUSR1'); } catch { /* gone */ } }
+    return waitFor(() => workers.every((w) => w.paused || w.exit), 60000);
+  };
+  const resumeWorkers = async (): Promise<boolean> => {
+    for (const w of workers) { w.resumed = false; try { w.child.kill('SIGUSR2'); } catch { /* gone */ } }
+    return waitFor(() => workers.every((w) => w.resumed || w.exit), 60000);
+  };
+
+  let interrupted = false;
+  try {
+    say(`mounting ${merged}${a.transport ? ` (transport ${a.transport})` : ''}`);
+    daemon = startDaemon(opts, merged, logFile);
+    const d = daemon;
+    if (!await waitFor(() => isMountedAt(merged) || d.exited, 30000) || !isMountedAt(merged)) {
+      throw new Error(`overlayd did not mount ${merged}: ${tail(logFile)}`);
+    }
+    const first = await statusCounters(merged);
+    if (!first) throw new Error('overlayd status --json shows no counters for the mount');
+    transport = a.transport ?? (first.nodes !== undefined ? 'kernel' : 'fuse-native');
+    const total = a.minutes * 60;
+    const warm = Math.min(a.warmup ?? Math.min(120, Math.max(20, total * 0.1)), total / 3);
+    say(`transport ${transport}, ${a.workers} workers, ${a.minutes} min (warm-up ${Math.round(warm)} s), sampling every ${a.interval} s`);
+    await sample('idle');
+    const seed = Date.now() % 1000000;
+    for (let k = 0; k < a.workers; k++) workers.push(startWorker(k, merged, seed + k, errors, t0));
+    const end = t0 + total * 1000;
+    const warmEnd = Date.now() + warm * 1000;
+    while (!stopping && Date.now() < warmEnd) {
+      await pause(Math.min(a.interval * 1000, warmEnd - Date.now()));
+      if (!stopping) await sample('warmup');
+    }
+    if (!stopping) {
+      say('baseline: pausing the workers (every fd closed), dropping the kernel\'s dentries and inodes');
+      if (!await pauseWorkers()) failures.push('workers did not pause for the baseline within 60 s');
+      await quiesce('baseline');
+      if (!await resumeWorkers()) failures.push('workers did not resume within 60 s');
+    }
+    while (!stopping && Date.now() < end) {
+      await pause(Math.min(a.interval * 1000, Math.max(0, end - Date.now())));
+      if (!stopping || Date.now() >= end) await sample('load');
+      if (d.exited) break;
+      if (workers.some((w) => w.exit)) { failures.push(`a worker exited during the run (slot ${workers.find((w) => w.exit)?.slot})`); break; }
+    }
+    if (d.exited) failures.push('the daemon exited during the run');
+    interrupted = stopping;
+    say(interrupted ? 'interrupted: stopping the workers' : 'stopping the workers');
+    for (const w of workers) { try { w.child.kill('SIGTERM'); } catch { /* gone */ } }
+    if (!await waitFor(() => workers.every((w) => w.exit), 60000)) {
+      failures.push('workers did not stop within 60 s of SIGTERM');
+      for (const w of workers) { try { w.child.kill('SIGKILL'); } catch { /* gone */ } }
+      await waitFor(() => workers.every((w) => w.exit), 5000);
+    }
+    if (!d.exited) {
+      await quiesce('final');
+      say('unmounting with overlayd umount');
+      umount = await run(['umount', merged], 60000);
+    }
+    const ex = await Promise.race([d.exit, sleep(15000).then(() => undefined)]);
+    if (!ex) failures.push('the daemon did not exit within 15 s of overlayd umount');
+  } catch (err) {
+    failures.push(`run aborted: ${(err as Error).message}`);
+  } finally {
+    for (const w of workers) { if (!w.exit) { try { w.child.kill('SIGKILL'); } catch { /* gone */ } } }
+    await waitFor(() => workers.every((w) => w.exit), 5000);
+    if (daemon && isMountedAt(merged)) {
+      failures.push(`${merged} still mounted after the run: forcing it off`);
+      await run(['umount', '--force', merged], 30000);
+      if (isMountedAt(merged)) sys.umount2(merged, 2 /* MNT_DETACH */);
+    }
+    if (daemon && !daemon.exited) { try { process.kill(daemon.pid, 'SIGKILL'); } catch { /* gone */ } await Promise.race([daemon.exit, sleep(5000)]); }
+  }
+
+  // ---- the verdict ----
+  const d = daemon;
+  const dexit = d?.exited ? await d.exit : { code: null, signal: null };
+  const leftMounted = [...mountedPoints()].filter((p) => p.startsWith(runDir));
+  const workEntriesAfter = countEntries(workDir);
+  const logProblems = logErrors(logFile);
+  const base = samples.find((s) => s.phase === 'baseline');
+  const fin = samples.find((s) => s.phase === 'final');
+  const load = samples.filter((s) => s.phase === 'load');
+  const rss = rssTrend(load.length >= 4 ? load : samples.filter((s) => s.phase === 'load' || s.phase === 'warmup'));
+  const kernel = transport === 'kernel';
+
+  if (errors.length > 0) failures.push(`${errors.length} unexpected errors in the workers (${[...new Set(errors.map((e) => `${e.op}: ${e.errno}`))].slice(0, 8).join('; ')})`);
+  const unexpectedCount = workers.reduce((x, w) => x + w.unexpected, 0);
+  if (unexpectedCount > errors.length) failures.push(`${unexpectedCount} unexpected errors counted by the workers (${errors.length} reported)`);
+  for (const w of workers) {
+    if (w.exit && (w.exit.code !== 0 || !w.final) && !interrupted) failures.push(`worker ${w.slot} exited ${w.exit.signal ?? w.exit.code}${w.final ? '' : ' without its final report'}`);
+    if (w.stderr.trim()) failures.push(`worker ${w.slot} wrote to stderr: ${w.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  }
+  if (d && dexit.code !== 0) failures.push(`the daemon exited ${dexit.signal ?? dexit.code}, not 0`);
+  if (umount.code !== 0 && umount.code !== -1) failures.push(`overlayd umount exited ${umount.code}: ${umount.stderr.trim()}`);
+  if (leftMounted.length) failures.push(`still mounted: ${leftMounted.join(' ')}`);
+  if (logProblems.length) failures.push(`${logProblems.length} error lines in the daemon's log (first: ${logProblems[0].slice(0, 300)})`);
+  if (workEntriesAfter !== undefined && workEntriesAfter > 0) failures.push(`${workEntriesAfter} entries left in workdir/work after unmount`);
+  if (base && fin) {
+    const bc = base.counters, fc = fin.counters;
+    if (base.fds !== undefined && fin.fds !== undefined) {
+      const outside = (s: Sample): number => (s.fds ?? 0) - (s.counters?.dirCacheFds ?? 0);
+      if (outside(fin) > outside(base)) failures.push(`fds outside the directory cache grew: ${outside(base)} at the baseline, ${outside(fin)} at the end`);
+      if (fin.fds > base.fds) warnings.push(`fds ${base.fds} → ${fin.fds}: the directory cache holds ${fc?.dirCacheFds ?? '?'} (was ${bc?.dirCacheFds ?? '?'}), for ${fc?.dirCacheEntries ?? '?'} directories`);
+    }
+    if (fc && dirsInTree !== undefined && (fc.dirCacheEntries ?? 0) > dirsInTree) failures.push(`the directory cache holds ${fc.dirCacheEntries} directories, the tree has ${dirsInTree}: stale entries`);
+    if (fc && fc.openFiles > 0) failures.push(`${fc.openFiles} files still open in the core at the end`);
+    if (kernel && fc) {
+      if ((fc.backingIds ?? 0) > (bc?.backingIds ?? 0) || (fc.backingIds ?? 0) > 0) failures.push(`${fc.backingIds} passthrough backing ids live at the end (baseline ${bc?.backingIds})`);
+      if (fc.backedNodes !== fc.backingIds) failures.push(`backing ids (${fc.backingIds}) and nodes bound to one (${fc.backedNodes}) disagree`);
+      if ((fc.fuseOpenFiles ?? 0) > 0 || (fc.openDirs ?? 0) > 0) failures.push(`kernel handles still open at the end: ${fc.fuseOpenFiles} files, ${fc.openDirs} dirs`);
+      if ((fc.nodes ?? 0) > 1 + NODE_SLACK) failures.push(`${fc.nodes} nodes held after the kernel dropped its inodes (root alone: 1)`);
+    }
+    if (fc?.hiddenFiles) failures.push(`${fc.hiddenFiles} unlinked-but-open files still parked at the end`);
+    if (fin.workEntries !== undefined && fin.workEntries > (base.workEntries ?? 0)) failures.push(`workdir/work holds ${fin.workEntries} entries at the end (baseline ${base.workEntries})`);
+  } else if (!interrupted) {
+    failures.push('no baseline or no final quiescent sample');
+  }
+  if (rss.suspicious) warnings.push(`RSS grew ${(rss.growth * 100).toFixed(0)}% from the first to the last quartile of the run (suspicious; V8's heap is noisy)`);
+  if (interrupted) failures.push('interrupted before the end');
+
+  return {
+    args: a, started: started.toISOString(), transport, kernel: fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(), node: process.version,
+    layers: lowers, durationSeconds: now(), interrupted, samples,
+    workers: workers.map((w) => ({ slot: w.slot, total: w.total, ops: w.ops, expected: w.expected, unexpected: w.unexpected, exit: w.exit, stderr: w.stderr })),
+    errors,
+    daemon: { pid: d?.pid ?? 0, exitCode: dexit.code, signal: dexit.signal, umountCode: umount.code, umountStderr: umount.stderr, logProblems, leftMounted, workEntriesAfter },
+    dirsInTree, rss, failures, warnings, verdict: failures.length ? 'fail' : 'pass',
+  };
+}
+
+function tail(file: string): string {
+  try { return fs.readFileSync(file, 'utf8').trim().split('\n').slice(-5).join('\n'); } catch { return '(no log)'; }
+}
+
+/** pino lines at error (50) or fatal (60). */
+function logErrors(file: string): string[] {
+  let text = '';
+  try { text = fs.readFileSync(file, 'utf8'); } catch { return []; }
+  return text.split('\n').filter((l) => { try { return (JSON.parse(l) as { level?: number }).level! >= 50; } catch { return false; } });
+}
+
+/** Directories in the merged tree, counted by a process of its own (never by us on the mount). */
+function walkCount(merged: string): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    execFile('python3', ['-c', 'import os,sys\nn=0\nfor _,ds,_ in os.walk(sys.argv[1]): n+=len(ds)\nprint(n)', merged], { timeout: 120000 }, (err, stdout) => {
+      resolve(err ? undefined : Number(stdout.trim()));
+    });
+  });
+}
+
+function rssTrend(s: Sample[]): Report['rss'] {
+  const v = s.map((x) => x.rss).filter((x): x is number => x !== undefined);
+  const q = Math.max(1, Math.floor(v.length / 4));
+  const avg = (xs: number[]): number => xs.reduce((x, y) => x + y, 0) / Math.max(1, xs.length);
+  const first = avg(v.slice(0, q));
+  const last = avg(v.slice(-q));
+  const growth = first > 0 ? last / first - 1 : 0;
+  return { firstQuartileAvg: first, lastQuartileAvg: last, growth, suspicious: growth > RSS_SUSPICIOUS };
+}
+
+// ---- the report ----
+
+function markdown(r: Report): string {
+  const by = (p: Phase): Sample | undefined => r.samples.find((s) => s.phase === p);
+  const load = r.samples.filter((s) => s.phase === 'load');
+  const cols: [string, Sample | undefined][] = [
+    ['baseline (quiescent, after warm-up)', by('baseline')], ['first under load', load[0]], ['last under load', load[load.length - 1]],
+    ['end, workers stopped', by('final-busy')], ['final (quiescent)', by('final')],
+  ];
+  const kernel = r.transport === 'kernel';
+  const peak = (f: (s: Sample) => number | undefined): number | undefined => {
+    const v = r.samples.map(f).filter((x): x is number => x !== undefined);
+    return v.length ? Math.max(...v) : undefined;
+  };
+  const rows: [string, (s: Sample) => number | undefined, string][] = [
+    ['daemon fds', (s) => s.fds, ''],
+    ['  of which the directory cache', (s) => s.counters?.dirCacheFds, ''],
+    ['directory cache entries', (s) => s.counters?.dirCacheEntries, ''],
+    ['RSS', (s) => s.rss, 'B'],
+    ['V8 heap used', (s) => s.counters?.heapUsedBytes, 'B'],
+    ['memory held by Buffers (external)', (s) => s.counters?.externalBytes, 'B'],
+    ['open files (core handles)', (s) => s.counters?.openFiles, ''],
+    ...(kernel ? [
+      ['kernel nodes', (s: Sample) => s.counters?.nodes, ''],
+      ['kernel file handles', (s: Sample) => s.counters?.fuseOpenFiles, ''],
+      ['kernel directory handles', (s: Sample) => s.counters?.openDirs, ''],
+      ['passthrough backing ids', (s: Sample) => s.counters?.backingIds, ''],
+      ['nodes bound to a backing id', (s: Sample) => s.counters?.backedNodes, ''],
+    ] as [string, (s: Sample) => number | undefined, string][] : [
+      ['unlinked-but-open files parked', (s: Sample) => s.counters?.hiddenFiles, ''],
+    ] as [string, (s: Sample) => number | undefined, string][]),
+    ['entries in workdir/work', (s) => s.workEntries, ''],
+  ];
+  const fmt = (v: number | undefined, unit: string): string => (v === undefined ? '–' : unit === 'B' ? fmtValue(v, 'B') : String(v));
+  const out: string[] = [];
+  const opsTotal = r.workers.reduce((x, w) => x + w.total, 0);
+  const loadRates = load.map((s) => s.opsPerSec).filter((x): x is number => x !== undefined);
+  const fuseRates = load.map((s) => s.fuseOpsPerSec).filter((x): x is number => x !== undefined);
+  const avg = (xs: number[]): number => Math.round(xs.reduce((x, y) => x + y, 0) / Math.max(1, xs.length));
+  out.push(`# overlayd stress run: ${r.transport} transport, ${r.args.minutes} min, ${r.args.workers} workers`);
+  out.push('');
+  out.push(`${r.started}, Linux ${r.kernel}, node ${r.node}; ${Math.round(r.durationSeconds)} s in all. **Verdict: ${r.verdict.toUpperCase()}**${r.interrupted ? ' (interrupted)' : ''}`);
+  out.push('');
+  for (const f of r.failures) out.push(`- FAIL: ${f}`);
+  for (const w of r.warnings) out.push(`- note: ${w}`);
+  if (r.failures.length || r.warnings.length) out.push('');
+  out.push(`| | ${cols.map((c) => c[0]).join(' | ')} | peak |`);
+  out.push(`| --- | ${cols.map(() => '---:').join(' | ')} | ---: |`);
+  for (const [label, f, unit] of rows) {
+    out.push(`| ${label} | ${cols.map((c) => (c[1] ? fmt(f(c[1]), unit) : '–')).join(' | ')} | ${fmt(peak(f), unit)} |`);
+  }
+  const hwm = peak((s) => s.hwm);
+  out.push('');
+  out.push(`- RSS trend under load: first quartile ${fmtValue(r.rss.firstQuartileAvg, 'B')}, last quartile ${fmtValue(r.rss.lastQuartileAvg, 'B')} (${r.rss.growth >= 0 ? '+' : ''}${(r.rss.growth * 100).toFixed(1)}%${r.rss.suspicious ? ', suspicious' : ''}); peak (VmHWM) ${hwm !== undefined ? fmtValue(hwm, 'B') : '–'}`);
+  out.push(`- throughput: ${opsTotal} worker operations (${avg(loadRates)}/s under load), ${avg(fuseRates)} FUSE requests/s served`);
+  out.push(`- directories in the tree at the end: ${r.dirsInTree ?? '?'}; daemon exit ${r.daemon.signal ?? r.daemon.exitCode}, overlayd umount exit ${r.daemon.umountCode}, left mounted: ${r.daemon.leftMounted.length ? r.daemon.leftMounted.join(' ') : 'nothing'}, workdir/work after unmount: ${r.daemon.workEntriesAfter ?? '?'} entries`);
+  const ops: Record<string, number> = {};
+  const expected: Record<string, number> = {};
+  for (const w of r.workers) {
+    for (const [k, v] of Object.entries(w.ops)) ops[k] = (ops[k] ?? 0) + v;
+    for (const [k, v] of Object.entries(w.expected)) expected[k] = (expected[k] ?? 0) + v;
+  }
+  out.push(`- operations: ${Object.entries(ops).sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  out.push(`- expected errors: ${Object.entries(expected).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}; unexpected: ${r.errors.length || 'none'}`);
+  for (const e of r.errors.slice(0, 20)) out.push(`  - ${e.t.toFixed(0)} s, worker ${e.slot}, ${e.op}: ${e.errno} ${e.msg}`);
+  out.push('');
+  // A timeline of at most ~20 rows.
+  const tl = r.samples;
+  const step = Math.max(1, Math.ceil(tl.length / 20));
+  out.push('| t (s) | phase | fds | RSS | nodes | backing ids | open files | ops/s | FUSE req/s |');
+  out.push('| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  tl.forEach((s, i) => {
+    if (i % step !== 0 && s.phase === 'load' && i !== tl.length - 1) return;
+    out.push(`| ${s.t} | ${s.phase} | ${s.fds ?? '–'} | ${s.rss ? fmtValue(s.rss, 'B') : '–'} | ${s.counters?.nodes ?? '–'} | ${s.counters?.backingIds ?? '–'} | ${s.counters?.openFiles ?? '–'} | ${s.opsPerSec ?? '–'} | ${s.fuseOpsPerSec ?? '–'} |`);
+  });
+  return out.join('\n') + '\n';
+}
+
+async function main(): Promise<void> {
+  let a: Args;
+  try {
+    a = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`stress: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  if (process.getuid?.() !== 0) { say('must run as root (it mounts, and drops the kernel\'s caches)'); process.exit(2); }
+  if (process.env.OVERLAYD_STRESS_NS !== String(process.pid)) {
+    // Into a private mount namespace: whatever is mounted there disappears with it. unshare
+    // and bash exec node in place, so the pid stays the same; the marker is the pid itself.
+    const child = spawn('unshare', ['--mount', '--propagation', 'private', '--', 'bash', '-c',
+      'export OVERLAYD_STRESS_NS=$$; exec "$@"', 'stress', process.execPath, __filename, ...process.argv.slice(2)], { stdio: 'inherit' });
+    // Ctrl-C reaches the child from the terminal; it stops cleanly and we wait for it.
+    process.on('SIGINT', () => undefined);
+    process.on('SIGTERM', () => child.kill('SIGTERM'));
+    child.on('exit', (code, sig) => process.exit(code ?? (sig ? 128 + 2 : 1)));
+    return;
+  }
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    signals++;
+    if (signals === 1) {
+      say(`${sig}: stopping cleanly (again to abort at once)`);
+      stopping = true;
+      stopWake?.();
+    } else {
+      say(`${sig} again: aborting; the namespace takes the mount with it`);
+      process.exit(130);
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  fs.mkdirSync(a.dir, { recursive: true });
+  let r: Report;
+  try {
+    r = await stress(a);
+  } catch (err) {
+    say(`failed: ${(err as Error).stack ?? String(err)}`);
+    process.exit(1);
+  }
+  const stamp = r.started.replace(/[:]/g, '-').replace(/\..*/, '');
+  const out = a.out ?? path.join(REPO, 'bench-results', `stress-${r.transport}-${stamp}.json`);
+  const md = out.endsWith('.json') ? out.slice(0, -5) + '.md' : out + '.md';
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, JSON.stringify(r, null, 2) + '\n');
+  const text = markdown(r);
+  fs.writeFileSync(md, text);
+  process.stdout.write('\n' + text);
+  say(`results: ${out}, ${md}`);
+  const runDir = path.join(a.dir, `run-${process.pid}`);
+  if (a.keep || r.verdict === 'fail') {
+    if (r.verdict === 'fail' && !a.keep) {
+      // Keep the log, drop the (possibly large) layers.
+      for (const d of ['upper', 'work']) fs.rmSync(path.join(runDir, d), { recursive: true, force: true });
+    }
+    say(`kept ${runDir}`);
+  } else {
+    fs.rmSync(runDir, { recursive: true, force: true });
+  }
+  process.exit(r.verdict === 'pass' ? 0 : 1);
+}
+
+if (require.main === module) void main();
