@@ -181,7 +181,13 @@ static napi_value js_readlinkat(napi_env env, napi_callback_info info) {
 static napi_value js_fchmodat(napi_env env, napi_callback_info info) {
   ARGS(3);
   int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name); int mode = arg_i32(&a, 2);
-  return rc(env, fchmodat(dirfd, name[0] ? name : ".", mode, 0));
+  if (!name[0]) {
+    /* The fd itself, a directory or a file, O_PATH or not, named or unlinked. */
+    char p[PATHBUF];
+    fdpath(p, sizeof p, dirfd, "");
+    return rc(env, chmod(p, mode));
+  }
+  return rc(env, fchmodat(dirfd, name, mode, 0));
 }
 
 static napi_value js_fchownat(napi_env env, napi_callback_info info) {

@@ -5,7 +5,8 @@
 //   explicitly for an unprivileged mount (it changes the on-disk format, so it is never implied);
 // - allow_other (allow_root) without `user_allow_other` in /etc/fuse.conf, which fusermount3
 //   (and libfuse 2's fusermount) require of users.
-import { FUSE_CONF, hasCapSysAdmin, inInitUserNs, userAllowOther } from '../fuse-kernel/fusermount';
+import { hasCapSysAdmin, inInitUserNs } from '../fuse-kernel/caller';
+import { FUSE_CONF, userAllowOther } from '../fuse-kernel/fusermount';
 import { UsageError, type MountOptions } from './options';
 
 /**

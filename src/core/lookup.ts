@@ -28,6 +28,7 @@ export interface Resolved {
    * a directory to every directory merged beneath it, down to the first opaque one.
    */
   entries: Entry[];
+  /** An opaque mark (or an OCI `.wh.` marker) stopped the merge below this directory. */
   opaque: boolean;
 }
 
@@ -75,6 +76,8 @@ export function lookupIn(parent: DirNode, name: string): Omit<Resolved, 'path'> 
     if (entries.length > 0 && !dir) break;
     entries.push({ layer: d.layer, parentFd: d.fd, name, stat: st });
     if (!dir) break;
+    // Below the last layer there is nothing for an opaque mark to stop.
+    if (i === parent.dirs.length - 1) break;
     if (isOpaqueDir(d.fd, name) || hasOpaqueMarker(d.fd, name)) { opaque = true; break; }
     // OCI: a `.wh.name` beside the directory removed the name below; this one starts afresh.
     if (names ? names.has(WH_PREFIX + name) : hasWhiteoutFile(d.fd, name)) { opaque = true; break; }

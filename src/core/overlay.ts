@@ -169,6 +169,32 @@ export class Overlay {
     return h;
   }
 
+  /**
+   * chmod, chown and utimens of an open file with no name left (unlinked while open, or renamed
+   * over), through its handle: the kernel's overlay reaches such an inode the same way.
+   */
+  fchmod(id: number, mode: number): void {
+    const h = this.nameless(id, 'chmod');
+    check(sys.fchmodat(h.fd, '', mode), 'chmod', h.path);
+  }
+
+  fchown(id: number, uid: number, gid: number): void {
+    const h = this.nameless(id, 'chown');
+    check(sys.fchownat(h.fd, '', uid, gid), 'chown', h.path);
+  }
+
+  futimens(id: number, atime: Timespec, mtime: Timespec): void {
+    const h = this.nameless(id, 'utimens');
+    check(sys.utimensat(h.fd, '', atime.sec, atime.nsec, mtime.sec, mtime.nsec), 'utimens', h.path);
+  }
+
+  /** The handle of an unnamed open file; only an upper one may change (a lower one is ENOENT, as before). */
+  private nameless(id: number, op: string): FileHandle {
+    const h = this.handle(id);
+    if (!h.inUpper) fail(E.ENOENT, op, h.path);
+    return h;
+  }
+
   release(id: number): void {
     if (!this.handles.release(id)) fail(E.EBADF, 'release', String(id));
   }

@@ -55,42 +55,6 @@ export function fusermountUnusable(): string | undefined {
   return undefined;
 }
 
-/** CAP_SYS_ADMIN in this process's effective set (mount(2), trusted.* xattrs, FUSE passthrough). */
-export function hasCapSysAdmin(): boolean {
-  return capSysAdminOf('self') ?? process.getuid?.() === 0;
-}
-
-/** CAP_SYS_ADMIN in a process's effective set; undefined where /proc cannot tell (gone, hidden). */
-function capSysAdminOf(pid: number | 'self'): boolean | undefined {
-  try {
-    const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    if (m) return (BigInt('0x' + m[1]) & (1n << 21n)) !== 0n;
-  } catch { /* no /proc, or the process is gone or in another pid namespace */ }
-  return undefined;
-}
-
-/**
- * Whether the process behind a request holds CAP_SYS_ADMIN in the initial user namespace (the
- * kernel's test for listing trusted.* xattrs); where /proc cannot tell, whether it is uid 0.
- */
-export function callerHasSysAdmin(pid: number, uid: number): boolean {
-  const cap = pid > 0 ? capSysAdminOf(pid) : undefined;
-  return cap === undefined ? uid === 0 : cap && inInitUserNs(pid);
-}
-
-/**
- * Whether this process is in the initial user namespace (uid_map is the identity over all ids):
- * capabilities held in a child namespace do not reach trusted.* xattrs or FUSE passthrough,
- * which the kernel checks against the initial one.
- */
-export function inInitUserNs(pid: number | 'self' = 'self'): boolean {
-  try {
-    const f = fs.readFileSync(`/proc/${pid}/uid_map`, 'utf8').trim().split(/\s+/);
-    return f.length === 3 && f[0] === '0' && f[1] === '0' && f[2] === '4294967295';
-  } catch {
-    return true;
-  }
-}
 
 /** Whether /etc/fuse.conf has `user_allow_other` on a line of its own (comments stripped), as fusermount3 reads it. */
 export function userAllowOther(conf = FUSE_CONF): boolean {

@@ -9,7 +9,7 @@
 // never from this thread, since the kernel may hold a lock a pending request of ours needs.
 import fs from 'node:fs';
 import { C, fuseDevice, sys, type FuseDeviceAddon, type FusePollHandle } from '../host/native';
-import { S_IFDIR, S_IFMT, lstatAt, type Timespec } from '../host/stat';
+import { S_IFDIR, S_IFMT, S_IFREG, lstatAt, type Timespec } from '../host/stat';
 import type { Caller } from '../core/config';
 import { E, FsError, errnoOf } from '../core/errors';
 import { joinPath } from '../core/lookup';
@@ -18,7 +18,8 @@ import type { DirEntry } from '../core/readdir';
 import type { FuseMountOptions } from '../fuse/adapter';
 import type { Logger } from '../log/logger';
 import { Node, NodeTable, type Backing } from './inodes';
-import { callerHasSysAdmin, escapeOption, fusermountMount, fusermountUnmount, fusermountUnusable, hasCapSysAdmin, inInitUserNs } from './fusermount';
+import { CAP_FSETID, CAP_SYS_ADMIN, callerCapable, callerInGroup, hasCapSysAdmin, inInitUserNs } from './caller';
+import { escapeOption, fusermountMount, fusermountUnmount, fusermountUnusable } from './fusermount';
 import {
   ATTR_OUT, DIRENT_BASE, ENTRY_OUT, FATTR, FOPEN, GETATTR_FH, INIT, INIT2, INIT_OUT, IN_HEADER, KERNEL_MINOR, KERNEL_MINOR_KNOWN,
   KERNEL_VERSION, NOTIFY, OPEN_OUT, OP_NAMES, OUT_HEADER, Op, STATFS_OUT, cstring, decodeDev, direntSize,
@@ -727,19 +728,28 @@ export class KernelTransport {
     const fh = valid & FATTR.FH ? u64(b, IN_HEADER + 8) : undefined;
     const ov = this.overlay;
     const path = this.table.pathOf(node);
-    const needPath = (): string => {
-      if (path === undefined) throw new FsError(E.ENOENT, 'setattr', `node ${node.id}`);
-      return path;
-    };
+    // A file with no name left (unlinked or renamed over while open) changes through a handle.
+    const known = fh !== undefined && this.files.has(fh) ? fh : undefined;
+    const handle = path === undefined ? known ?? node.anyFile() : undefined;
+    if (path === undefined && handle === undefined) throw new FsError(E.ENOENT, 'setattr', `node ${node.id}`);
+    const p = path as string;
+    const h = handle as number;
     if (valid & (FATTR.UID | FATTR.GID)) {
-      ov.chown(needPath(), valid & FATTR.UID ? b.readUInt32LE(IN_HEADER + 76) : -1, valid & FATTR.GID ? b.readUInt32LE(IN_HEADER + 80) : -1);
+      const uid = valid & FATTR.UID ? b.readUInt32LE(IN_HEADER + 76) : -1;
+      const gid = valid & FATTR.GID ? b.readUInt32LE(IN_HEADER + 80) : -1;
+      if (path === undefined) ov.fchown(h, uid, gid);
+      else ov.chown(p, uid, gid);
     }
-    if (valid & FATTR.MODE) ov.chmod(needPath(), b.readUInt32LE(IN_HEADER + 68) & 0o7777);
+    if (valid & FATTR.MODE) {
+      const mode = b.readUInt32LE(IN_HEADER + 68) & 0o7777;
+      if (path === undefined) ov.fchmod(h, mode);
+      else ov.chmod(p, mode);
+    }
     if (valid & FATTR.SIZE) {
       const size = u64(b, IN_HEADER + 16);
-      if (fh !== undefined && this.files.has(fh)) ov.ftruncate(fh, size);
-      else if (path === undefined && node.files) ov.ftruncate(node.anyFile() as number, size);
-      else ov.truncate(needPath(), size);
+      if (known !== undefined) ov.ftruncate(known, size);
+      else if (path === undefined) ov.ftruncate(h, size);
+      else ov.truncate(p, size);
     }
     if (valid & (FATTR.ATIME | FATTR.MTIME)) {
       const time = (set: number, now: number, secOff: number, nsecOff: number): Timespec => {
@@ -749,7 +759,8 @@ export class KernelTransport {
       };
       const atime = time(FATTR.ATIME, FATTR.ATIME_NOW, IN_HEADER + 32, IN_HEADER + 56);
       const mtime = time(FATTR.MTIME, FATTR.MTIME_NOW, IN_HEADER + 40, IN_HEADER + 60);
-      ov.utimens(needPath(), atime, mtime);
+      if (path === undefined) ov.futimens(h, atime, mtime);
+      else ov.utimens(p, atime, mtime);
     }
     return this.attrReply(this.attrOf(node, fh));
   }
@@ -916,10 +927,26 @@ export class KernelTransport {
     return flags & ~C.O_APPEND;
   }
 
+  /**
+   * open(O_TRUNC) of a regular file by a caller without CAP_FSETID drops setuid, and setgid
+   * where the group may execute or the caller is not in the group, as the VFS's truncate does
+   * (setattr_should_drop_suidgid); with atomic O_TRUNC the kernel leaves it to the daemon.
+   */
+  private dropSuidOnTruncate(node: Node, fh: number): void {
+    const a = this.overlay.fgetattr(fh);
+    if ((a.mode & S_IFMT) !== S_IFREG || (a.mode & 0o6000) === 0) return;
+    const sgid = (a.mode & 0o2000) !== 0 && ((a.mode & 0o010) !== 0 || !callerInGroup(this.pid, this.gid, a.gid));
+    const kill = (a.mode & 0o4000) | (sgid ? 0o2000 : 0);
+    if (kill === 0 || callerCapable(this.pid, this.uid, CAP_FSETID)) return;
+    this.overlay.fchmod(fh, a.mode & 0o7777 & ~kill);
+    this.invalAttr(node);
+  }
+
   private open(): number {
     const node = this.node();
     const flags = this.openFlags(this.rbuf.readUInt32LE(IN_HEADER));
     const fh = this.overlay.open(this.pathOf(node), flags);
+    if (flags & C.O_TRUNC) this.dropSuidOnTruncate(node, fh);
     const [oflags, backingId] = this.bind(node, fh);
     this.room(OPEN_OUT);
     this.openOut(OUT_HEADER, fh, oflags, backingId);
@@ -1067,7 +1094,7 @@ export class KernelTransport {
     const size = b.readUInt32LE(IN_HEADER);
     let value: Buffer;
     if (list) {
-      const names = this.overlay.listxattr(path, callerHasSysAdmin(this.pid, this.uid));
+      const names = this.overlay.listxattr(path, callerCapable(this.pid, this.uid, CAP_SYS_ADMIN));
       value = Buffer.from(names.map((n) => n + '\0').join(''));
     } else {
       value = this.overlay.getxattr(path, this.name(IN_HEADER + 8));

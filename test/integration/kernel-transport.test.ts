@@ -47,6 +47,21 @@ const layers: Tree[] = [
   { data: { dir: { low: 'lower' } } },
 ];
 
+t.test('a caller without CAP_FSETID drops setuid bits where the kernel does, also on a file with no name left', async (t) => {
+  const suid: Tree[] = [
+    { shared: { dir: {}, mode: 0o1777 } },
+    { shared: { dir: { t: { file: 'truncate me', mode: 0o4766 }, g: { file: 'group', mode: 0o2776 }, n: { file: 'nx', mode: 0o2766 }, w: { file: 'written', mode: 0o4766 }, o: 'other' } } },
+  ];
+  const c = await compareRun(suid, [
+    // open(O_TRUNC): the kernel's FUSE leaves the VFS's should_remove_suid to the daemon.
+    asUser(': > shared/t; : > shared/g; : > shared/n; stat -c "%n %a %s" shared/t shared/g shared/n'),
+    // The writer's setattr reaches a file renamed over while open: through its handle.
+    'exec 3<>shared/w; mv shared/o shared/w; ' + asUser('printf abc >&3') + '; stat -L -c "%a %s" /proc/self/fd/3; cat shared/w',
+  ], { oursExtra: [...KERNEL, 'allow_other'], openBase: true, xattrs: false });
+  sameAsKernel(t, c, true);
+  t.match(c.ours.steps[0].out, /shared\/t 766 0\nshared\/g 776 0\nshared\/n 766 0/, 'setuid dropped; setgid too, with group exec or for a caller outside the group');
+});
+
 t.test('files another user creates through an allow_other mount are that user\'s, with their umask', async (t) => {
   const c = await compareRun(layers, [
     asUser('echo mine > shared/f; mkdir shared/d; ln -s f shared/s; mkfifo shared/p; (umask 027; echo x > shared/m; mkdir shared/md); ' +
