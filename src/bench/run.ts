@@ -10,7 +10,7 @@ import path from 'node:path';
 import { DEFAULT_PACKAGE, FULL, QUICK, prepareFixtures, type Sizes } from './fixtures';
 import { DEFAULT_SYSTEMS, EXTRA_SYSTEMS, baseSpec, daemonCpu, mountSystem, transportOf, unmountAll, versionOf, type SystemName, type SystemSpec } from './systems';
 import { WORKLOADS, type Context, type Metric } from './workloads';
-import { fmtRatio, fmtValue, loadAverage, mountedPoints, progress, run, summarize, type Summary } from './util';
+import { argsOrExit, fmtRatio, fmtValue, loadAverage, mountedPoints, progress, run, summarize, type Summary } from './util';
 
 const REPO = path.resolve(__dirname, '..', '..');
 
@@ -344,13 +344,7 @@ async function bench(a: Args): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  let a: Args;
-  try {
-    a = parseArgs(process.argv.slice(2));
-  } catch (err) {
-    process.stderr.write(`bench: ${(err as Error).message}\n`);
-    process.exit(2);
-  }
+  const a = argsOrExit('bench', () => parseArgs(process.argv.slice(2)));
   if (process.getuid?.() !== 0) {
     process.stderr.write('bench: must run as root (it mounts, and drops caches)\n');
     process.exit(1);

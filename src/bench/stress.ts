@@ -12,7 +12,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { sys } from '../host/native';
 import type { Counters } from '../cli/registry';
-import { fmtValue, memoryOf, mountedPoints, sleep } from './util';
+import { argsOrExit, fmtValue, memoryOf, mountedPoints, sleep } from './util';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const BIN = path.join(REPO, 'bin', 'overlayd');
@@ -657,13 +657,7 @@ function markdown(r: Report): string {
 }
 
 async function main(): Promise<void> {
-  let a: Args;
-  try {
-    a = parseArgs(process.argv.slice(2));
-  } catch (err) {
-    process.stderr.write(`stress: ${(err as Error).message}\n`);
-    process.exit(2);
-  }
+  const a = argsOrExit('stress', () => parseArgs(process.argv.slice(2)));
   if (process.getuid?.() !== 0) { say('must run as root (it mounts, and drops the kernel\'s caches)'); process.exit(2); }
   if (process.env.OVERLAYD_STRESS_NS !== String(process.pid)) {
     // Into a private mount namespace: whatever is mounted there disappears with it. unshare

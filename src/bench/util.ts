@@ -4,6 +4,16 @@ import fs from 'node:fs';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** A tool's command line, parsed; a bad one is one line on stderr and exit 2. */
+export function argsOrExit<T>(tool: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    process.stderr.write(`${tool}: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+}
+
 export function progress(msg: string): void {
   process.stderr.write(`bench: ${msg}\n`);
 }
