@@ -2,7 +2,7 @@
 // contributing layer. Lookups below a cached directory cost one fstatat per layer and never
 // walk the host path again. Bounded: the least recently used directories are closed first.
 // Coherence rests on the rule overlayfs states too: layers change only through the mount.
-import { sys } from '../host/native';
+import { sys, type Listing } from '../host/native';
 import type { Layer } from './layers';
 
 /** One real directory that contributes to a merged directory. */
@@ -26,13 +26,12 @@ export class DirNode {
 
   /**
    * What readdir learnt of the directories of layers that never change under a mount (lower
-   * layers; every layer of a read-only mount), per index in `dirs`: their listings and their
-   * entries' d_ino. Kept from the second listing on, so a one-pass walk (find) holds no memory
-   * for it; the kernel's overlay keeps a merged directory's listing likewise (ovl_dir_cache).
+   * layers; every layer of a read-only mount), per index in `dirs`: their listings. Kept from
+   * the second listing on, so a one-pass walk (find) holds no memory for it; the kernel's
+   * overlay keeps a merged directory's listing likewise (ovl_dir_cache).
    */
   listings = 0;
-  fixedListings?: [string[], Uint8Array][];
-  fixedInos?: Map<string, bigint>[];
+  fixedListings?: Listing[];
   /**
    * Lookups answered by each layer's directory, and for a layer that cannot change, once it
    * has answered a few, the set of its names: a name it lacks then costs no syscall (most names

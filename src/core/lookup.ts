@@ -51,14 +51,15 @@ export function checkName(name: string): void {
  * - an entry in a higher layer hides the same name below; a non-directory hides everything;
  * - "directories merge only with directories": a non-directory under a directory ends the merge;
  * - "an opaque directory stops the merge below it".
- * Returns undefined when nothing is visible (ENOENT).
+ * Returns undefined when nothing is visible (ENOENT). `from` skips layers known to lack the
+ * name (see Overlay.getattrListed).
  */
-export function lookupIn(parent: DirNode, name: string): Omit<Resolved, 'path'> | undefined {
+export function lookupIn(parent: DirNode, name: string, from = 0): Omit<Resolved, 'path'> | undefined {
   checkName(name);
   if (name.startsWith(WH_PREFIX)) return undefined;
   const entries: Entry[] = [];
   let opaque = false;
-  for (let i = 0; i < parent.dirs.length; i++) {
+  for (let i = from; i < parent.dirs.length; i++) {
     const d = parent.dirs[i];
     const names = parent.namesOf(i);
     if (names && !names.has(name)) {

@@ -7,7 +7,8 @@ import type { Caller, OverlayConfig } from './config';
 import { E, check, fail } from './errors';
 import { InodeNumbers } from './inode';
 import { LayerStack } from './layers';
-import { Resolver, type Resolved } from './lookup';
+import type { DirNode } from './dircache';
+import { Resolver, joinPath, lookupIn, type Resolved } from './lookup';
 import { listMerged, type DirEntry } from './readdir';
 import { XattrNames } from './xattrs';
 import { FileHandle, HandleTable } from './handles';
@@ -29,6 +30,18 @@ export interface Attr extends Stat {
   inUpper?: boolean;
 }
 
+/**
+ * An Attr spelled out field by field: a spread of the Stat would give every attribute a
+ * dictionary-mode object built through V8's slow path (measurable on each getattr).
+ */
+function attrFrom(st: Stat, ino: bigint, inUpper: boolean): Attr {
+  return {
+    dev: st.dev, ino, mode: st.mode, nlink: st.nlink, uid: st.uid, gid: st.gid,
+    rdevMajor: st.rdevMajor, rdevMinor: st.rdevMinor, size: st.size, blksize: st.blksize, blocks: st.blocks,
+    atime: st.atime, mtime: st.mtime, ctime: st.ctime, realIno: st.ino, inUpper,
+  };
+}
+
 export interface StatFs {
   bsize: number; frsize: number; blocks: number; bfree: number; bavail: number;
   files: number; ffree: number; namemax: number;
@@ -47,6 +60,7 @@ export class Overlay {
 
   readonly handles = new HandleTable();
   private readonly writer: UpperWriter | undefined;
+  private changes = 0;
   /** The kernel's mapping of xattr names (private and escaped overlay.* names). */
   private readonly xattrNames: XattrNames;
   /**
@@ -88,15 +102,24 @@ export class Overlay {
   /** The write context, or EROFS on a read-only mount. */
   private w(op: string, path: string): create.WriteContext {
     if (!this.writer) fail(E.EROFS, op, path);
+    this.changes++;
     return { resolver: this.resolver, upper: this.writer };
   }
 
+  /**
+   * Counts the calls that may change the layers (every one goes through the writer): a listing
+   * taken at one count still tells, at the same count, which layer each name comes from.
+   */
+  get generation(): number {
+    return this.changes;
+  }
+
   /** "The attributes are those of the upper object if it exists, else of the lower." */
-  attrOf(r: Resolved): Attr {
+  attrOf(r: Pick<Resolved, 'entries'>): Attr {
     const top = r.entries[0];
     const st = top.stat;
     const ino = top.layer === this.stack.upper ? this.inodes.ofUpper(top.parentFd, top.name, st) : this.inodes.of(st.dev, st.ino);
-    const attr: Attr = { ...st, ino, realIno: st.ino, inUpper: top.layer === this.stack.upper };
+    const attr = attrFrom(st, ino, top.layer === this.stack.upper);
     // As the kernel: counting subdirectories of a merged directory is not worth it; nlink=1
     // tells find(1) and friends not to rely on it.
     if (isDir(st.mode) && r.entries.length > 1) attr.nlink = 1;
@@ -107,30 +130,47 @@ export class Overlay {
     return this.attrOf(this.resolver.get(path));
   }
 
+  /**
+   * getattr of an entry of the listing of `dir` made at generation `listedAt`. While nothing
+   * changed since, the layers above the entry's own are known to hold neither the name nor a
+   * whiteout of it, so the lookup starts at the entry's layer.
+   */
+  getattrListed(dir: string, e: DirEntry, listedAt: number): Attr {
+    const path = joinPath(dir, e.name);
+    if (listedAt !== this.changes || e.layer === 0) return this.getattr(path);
+    const r = lookupIn(this.resolver.dir(dir), e.name, e.layer);
+    if (!r) fail(E.ENOENT, 'lookup', path);
+    return this.attrOf(r);
+  }
+
   readdir(path: string): MergedDirEntry[] {
     const node = this.resolver.dir(path);
     const list = listMerged(node) as MergedDirEntry[];
-    // d_ino: cheap for single-layer entries, which is what readdir callers mostly see.
-    // A layer that cannot change (see DirNode.fixedInos) keeps its entries' numbers from the
-    // second listing on.
-    const keep = node.listings > 1;
-    for (const e of list) {
-      const d = node.dirs[e.layer];
-      const upper = d.layer === this.stack.upper;
-      const known = keep && !d.layer.writable ? ((node.fixedInos ??= [])[e.layer] ??= new Map<string, bigint>()) : undefined;
-      const ino = known?.get(e.name);
-      if (ino !== undefined) { e.ino = ino; continue; }
-      const st = lstatAt(d.fd, e.name);
-      if (typeof st === 'number') e.ino = 0n;
-      else e.ino = upper ? this.inodes.ofUpper(d.fd, e.name, st) : this.inodes.of(st.dev, st.ino);
-      if (known && typeof st !== 'number') known.set(e.name, e.ino);
-    }
+    for (const e of list) e.ino = this.entryIno(node, e);
     return list;
   }
 
   /** Names only, without inode numbers: what a transport needs when it fills d_ino itself. */
   readdirNames(path: string): DirEntry[] {
     return listMerged(this.resolver.dir(path));
+  }
+
+  /** d_ino of an entry of the listing of `dir` made at generation `listedAt` (see getattrListed). */
+  listedIno(dir: string, e: DirEntry, listedAt: number): bigint {
+    if (listedAt !== this.changes) return this.getattr(joinPath(dir, e.name)).ino;
+    return this.entryIno(this.resolver.dir(dir), e);
+  }
+
+  /**
+   * d_ino as the kernel's overlay gives it (ovl_calc_d_ino): "if this is lower, then native
+   * d_ino will do", mapped into the layer's inode-number space as stat maps st_ino; an upper
+   * entry may have been copied up, and then shows its origin's number.
+   */
+  private entryIno(node: DirNode, e: DirEntry): bigint {
+    const d = node.dirs[e.layer];
+    if (d.layer !== this.stack.upper) return this.inodes.of(d.layer.dev, e.dino);
+    const st = lstatAt(d.fd, e.name);
+    return typeof st === 'number' ? 0n : this.inodes.ofUpper(d.fd, e.name, st);
   }
 
   readlink(path: string): string {
@@ -317,7 +357,7 @@ export class Overlay {
   /** Attributes of an object through an fd (also O_PATH), whatever its name now. */
   attrOfFd(fd: number, inUpper: boolean): Attr {
     const st = check(lstatAt(fd, ''), 'fstat');
-    return { ...st, ino: inUpper ? this.inodes.ofUpper(fd, '', st) : this.inodes.of(st.dev, st.ino), realIno: st.ino, inUpper };
+    return attrFrom(st, inUpper ? this.inodes.ofUpper(fd, '', st) : this.inodes.of(st.dev, st.ino), inUpper);
   }
 
   rmdir(path: string): void {

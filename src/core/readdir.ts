@@ -1,6 +1,6 @@
 // Merged directory listing: "the readdir of a merged directory reads upper and each lower
 // directory, merging names; names hidden by whiteouts, and the whiteouts themselves, are left out".
-import { sys } from '../host/native';
+import { sys, type Listing } from '../host/native';
 import { lstatAt, S_IFMT } from '../host/stat';
 import type { DirNode } from './dircache';
 import { check } from './errors';
@@ -16,6 +16,8 @@ export interface DirEntry {
   type: number;
   /** Index into node.dirs of the layer whose entry wins. */
   layer: number;
+  /** d_ino there: the real inode number of the winning entry (for the object itself see Overlay.readdir). */
+  dino: bigint;
 }
 
 /** d_type from a stat mode, for filesystems that report DT_UNKNOWN. */
@@ -24,7 +26,7 @@ export function dtypeOf(mode: number): number {
 }
 
 /** A layer directory's entries; those of a layer that cannot change are kept on the node. */
-function layerListing(node: DirNode, i: number, keep: boolean): [string[], Uint8Array] {
+function layerListing(node: DirNode, i: number, keep: boolean): Listing {
   const d = node.dirs[i];
   if (!keep || d.layer.writable) return check(sys.readdir(d.fd), 'readdir', node.path);
   return ((node.fixedListings ??= [])[i] ??= check(sys.readdir(d.fd), 'readdir', node.path));
@@ -36,7 +38,7 @@ export function listMerged(node: DirNode): DirEntry[] {
   const keep = ++node.listings > 1;
   for (let i = 0; i < node.dirs.length; i++) {
     const fd = node.dirs[i].fd;
-    const [names, types] = layerListing(node, i, keep);
+    const [names, types, inos] = layerListing(node, i, keep);
     // A layer's whiteouts hide names in the layers below it, not its own entries.
     const hidden: string[] = [];
     for (let j = 0; j < names.length; j++) {
@@ -54,7 +56,7 @@ export function listMerged(node: DirNode): DirEntry[] {
         type = dtypeOf(st.mode);
       }
       taken.add(name);
-      out.push({ name, type, layer: i });
+      out.push({ name, type, layer: i, dino: inos[j] });
     }
     for (const h of hidden) taken.add(h);
   }

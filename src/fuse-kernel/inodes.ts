@@ -44,7 +44,10 @@ export class Node {
   readonly children: Map<string, Node> | undefined;
   /** Upper non-directories: the real identity; undefined for the rest (see keyOf). */
   key: string | undefined;
-  /** Directories: the inode number last reported, for the "." and ".." of listings. */
+  /**
+   * The inode number last reported for it: the d_ino of listings that name it without
+   * attributes (see Transport.readdir), and the "." and ".." of a directory's.
+   */
   ino: bigint | undefined;
   /** Stands for no name any more, even if one shows the same object (see NodeTable.retire). */
   retired = false;
@@ -137,6 +140,12 @@ export class NodeTable {
    * lookup: callers do that once the reply carrying the id has been written.
    */
   entry(parent: Node, name: string, attr: Attr): Node {
+    const n = this.nodeFor(parent, name, attr);
+    n.ino = attr.ino;
+    return n;
+  }
+
+  private nodeFor(parent: Node, name: string, attr: Attr): Node {
     const existing = this.child(parent, name);
     if (isDir(attr.mode)) {
       let n = existing;
@@ -145,7 +154,6 @@ export class NodeTable {
         n = this.make(true);
         this.link(n, parent, name);
       }
-      n.ino = attr.ino;
       return n;
     }
     const key = keyOf(attr);

@@ -63,6 +63,8 @@ interface DirHandle {
   node: Node;
   /** The listing; d_ino filled in when first needed (READDIRPLUS learns it from the attributes). */
   entries: (DirEntry & { ino?: bigint })[] | undefined;
+  /** Overlay.generation when the listing was made. */
+  listedAt: number;
   /** ino of "." and "..", looked up when first listed. */
   self?: bigint;
   parent?: bigint;
@@ -581,7 +583,7 @@ export class KernelTransport {
       try {
         const a = this.overlay.getattr(path);
         this.table.refresh(node, a);
-        if (node.dir) node.ino = a.ino;
+        node.ino = a.ino;
         return a;
       } catch (err) {
         if (errnoOf(err) !== E.ENOENT || (!node.files && fh === undefined)) throw err;
@@ -1126,7 +1128,7 @@ export class KernelTransport {
     const node = this.node();
     if (!node.dir) throw new FsError(E.ENOTDIR, 'opendir', this.pathOf(node));
     const fh = this.nextDir++;
-    this.dirs.set(fh, { node, entries: undefined });
+    this.dirs.set(fh, { node, entries: undefined, listedAt: -1 });
     this.room(OPEN_OUT);
     // The kernel keeps listings while the directory's mtime and change count stay (every entry
     // change comes through this mount and bumps the count); not when asked to cache nothing.
@@ -1142,7 +1144,10 @@ export class KernelTransport {
     const d = this.dirs.get(fh);
     if (!d) throw new FsError(E.EBADF, 'readdir', String(fh));
     const path = this.pathOf(d.node);
-    if (offset === 0 || d.entries === undefined) d.entries = plus ? this.overlay.readdirNames(path) : this.overlay.readdir(path);
+    if (offset === 0 || d.entries === undefined) {
+      d.listedAt = this.overlay.generation;
+      d.entries = plus ? this.overlay.readdirNames(path) : this.overlay.readdir(path);
+    }
     if (offset < 2 && d.self === undefined) {
       d.self = d.node.ino ?? this.attrOf(d.node).ino;
       const up = d.node.links[0]?.parent;
@@ -1158,16 +1163,23 @@ export class KernelTransport {
       const nameLen = Buffer.byteLength(name);
       const rec = direntSize(nameLen) + (plus ? ENTRY_OUT : 0);
       if (pos + rec > end) break;
+      // A file the kernel already holds a node for has its entry and attributes (kept exact by
+      // invalidations), so the listing names it without them (node id 0), for free. Not a
+      // directory: the kernel marks those stale itself whenever an entry inside changes, and
+      // whoever lists this one is likely to descend into them next.
+      const child = e ? this.table.child(d.node, name) : undefined;
+      const held = child && !child.dir && !child.retired && child.ino !== undefined ? child : undefined;
+      if (e && held) e.ino = held.ino;
       if (e && e.ino === undefined && !plus) {
-        try { e.ino = this.overlay.getattr(joinPath(path, name)).ino; } catch { e.ino = 0n; }
+        try { e.ino = this.overlay.listedIno(path, e, d.listedAt); } catch { e.ino = 0n; }
       }
       let ino = (e ? e.ino : i === 0 ? d.self : d.parent) ?? 0n;
       let type = e ? e.type : DT_DIR;
       let at = pos;
       if (plus) {
         let attr: Attr | undefined;
-        if (e) {
-          try { attr = this.overlay.getattr(joinPath(path, name)); } catch { attr = undefined; }
+        if (e && held === undefined) {
+          try { attr = this.overlay.getattrListed(path, e, d.listedAt); } catch { attr = undefined; }
         }
         if (attr && e) {
           const node = this.table.entry(d.node, name, attr);

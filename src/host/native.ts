@@ -11,6 +11,9 @@ export interface NativeConstants {
   SEEK_DATA: number; SEEK_HOLE: number; MNT_DETACH: number; MNT_FORCE: number; STAT_FIELDS: number;
 }
 
+/** A directory as getdents64 gives it: names, d_type and d_ino, index for index. */
+export type Listing = [string[], Uint8Array, BigUint64Array];
+
 export interface NativeAddon {
   openBeneath(rootFd: number, relPath: string, flags: number, mode: number): number;
   openat(dirFd: number, name: string, flags: number, mode: number): number;
@@ -26,7 +29,8 @@ export interface NativeAddon {
   fchmodat(dirFd: number, name: string, mode: number): number;
   fchownat(dirFd: number, name: string, uid: number, gid: number): number;
   utimensat(dirFd: number, name: string, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): number;
-  readdir(dirFd: number): [string[], Uint8Array] | number;
+  /** Names, d_type and d_ino of a directory's entries (without . and ..), or -errno. */
+  readdir(dirFd: number): Listing | number;
   getxattr(dirFd: number, name: string, xname: string): Buffer | number;
   listxattr(dirFd: number, name: string): string[] | number;
   setxattr(dirFd: number, name: string, xname: string, value: Buffer, flags: number): number;

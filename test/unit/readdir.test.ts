@@ -68,3 +68,31 @@ t.test('a 10k-entry directory spread over three layers: complete, no duplicates,
   t.equal(s.ov.getattr('/big/n8001').nlink, 2, 'a single-layer subdir');
   t.equal(s.ov.readlink('/big/n8005'), 't8007');
 });
+
+t.test('attributes of listed entries, looked up from their own layer, agree with getattr', async (t) => {
+  const s = coreStack([
+    { d: { dir: { a: 'l0 a', sub: { dir: { x: 'x' } }, gone: { whiteout: true }, '.wh.oci': '' } } },
+    { d: { dir: { a: 'l1 a under l0', b: 'l1 b', sub: { dir: { y: 'y' } }, gone: 'g', oci: 'o', low: { dir: {} } } } },
+  ], { upper: { d: { dir: { u: 'upper', b: 'upper b over l1' } } } }, t);
+  const compare = (what: string): void => {
+    const at = s.ov.generation;
+    const list = s.ov.readdirNames('/d');
+    for (const e of list) {
+      const got = s.ov.getattrListed('/d', e, at);
+      const want = s.ov.getattr('/d/' + e.name);
+      t.same({ ino: got.ino, mode: got.mode, size: got.size, nlink: got.nlink }, { ino: want.ino, mode: want.mode, size: want.size, nlink: want.nlink }, `${what}: ${e.name}`);
+      t.equal(s.ov.listedIno('/d', e, at), want.ino, `${what}: d_ino of ${e.name}`);
+    }
+    for (const e of s.ov.readdir('/d')) t.equal(e.ino, s.ov.getattr('/d/' + e.name).ino, `${what}: readdir's d_ino of ${e.name}`);
+  };
+  compare('as built');
+  t.same(s.ov.readdirNames('/d').map((e) => e.name).sort(), ['a', 'b', 'low', 'sub', 'u']);
+  // A listing taken before a change must not skip the layer the change wrote to.
+  const before = s.ov.generation;
+  const stale = s.ov.readdirNames('/d').find((e) => e.name === 'a');
+  t.ok(stale && stale.layer > 0, 'a comes from a lower layer');
+  s.ov.truncate('/d/a', 0);
+  t.not(s.ov.generation, before, 'a copy-up counts as a change');
+  t.equal(s.ov.getattrListed('/d', stale!, before).size, 0, 'an old listing falls back to a full lookup');
+  compare('after copy-up');
+});
