@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { sys } from '../host/native';
+import { DAEMON_NODE_FLAGS } from '../cli/node-flags';
 import type { Counters } from '../cli/registry';
 import { argsOrExit, fmtValue, memoryOf, mountedPoints, sleep } from './util';
 
@@ -199,7 +200,7 @@ interface Daemon {
 function startDaemon(opts: string, merged: string, logFile: string): Daemon {
   const log = fs.openSync(logFile, 'a');
   // The daemon dies with us (and the namespace with both): never a mount left serving nobody.
-  const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', process.execPath, BIN, 'mount', '-f', '--log-file', logFile, '-o', opts, merged], {
+  const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', process.execPath, ...DAEMON_NODE_FLAGS, BIN, 'mount', '-f', '--log-file', logFile, '-o', opts, merged], {
     stdio: ['ignore', log, log], detached: true, cwd: '/',
   });
   fs.closeSync(log);

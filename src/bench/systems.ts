@@ -6,6 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { DAEMON_NODE_FLAGS } from '../cli/node-flags';
 import { alive, isMounted, memoryOf, run, sleep } from './util';
 
 /** noop: a do-nothing fuse-native file system (noopfs.ts), the transport's floor; probes only. */
@@ -34,7 +35,7 @@ export const EXTRA_SYSTEMS: Record<string, SystemKind> = { 'fuse-native-noop': '
 export function baseSpec(name: SystemName): SystemSpec {
   const kind = (DEFAULT_SYSTEMS.includes(name) ? name : EXTRA_SYSTEMS[name]) as SystemKind | undefined;
   if (!kind) throw new Error(`unknown system ${name}`);
-  return { name, kind, opts: [], env: {}, nodeArgs: [] };
+  return { name, kind, opts: [], env: {}, nodeArgs: kind === 'overlayd' ? [...DAEMON_NODE_FLAGS] : [] };
 }
 
 export interface Mount {

@@ -11,6 +11,7 @@ import { sys } from '../host/native';
 import { createDaemonLogger, openLogFile, type LogLevel, type Logger, type SafeDestination } from '../log/logger';
 import type { MountOptions } from './options';
 import { mountAt, OVERLAYD_FSTYPE } from './mountinfo';
+import { daemonNodeArgs } from './node-flags';
 import { validateLayout } from './validate';
 import { ownMountNamespace, registerMount, unregisterMount, type Counters, type MountRecord } from './registry';
 
@@ -233,7 +234,7 @@ export function detach(opts: DetachOptions): Promise<number> {
     const logFd = opts.logFile !== undefined ? openLogFile(opts.logFile) : undefined;
     const out = logFd ?? 'ignore';
     const err = logFd ?? 'pipe';
-    const child = spawn(process.execPath, [...process.execArgv, ...opts.args], {
+    const child = spawn(process.execPath, [...daemonNodeArgs(), ...opts.args], {
       detached: true,
       cwd: process.cwd(),
       stdio: ['ignore', out, err, 'pipe'],

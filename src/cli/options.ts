@@ -13,6 +13,7 @@ import { fusermountUnusable } from '../fuse-kernel/fusermount';
 export class UsageError extends Error {}
 
 export const MAX_LOWER_LAYERS = 500; // the kernel's OVL_MAX_STACK
+export const MAX_SPIN_US = 10000;
 
 export const TRANSPORTS = ['fuse-native', 'kernel'] as const;
 export type TransportName = (typeof TRANSPORTS)[number];
@@ -200,6 +201,13 @@ export function parseMountOptions(optionStrings: string[], ctx: ParseContext | s
           const v = needValue();
           if (v !== 'off' && v !== 'upper' && v !== 'all') throw new UsageError(`passthrough "${v}" is not a mode (off, upper, all)`);
           fuse.passthrough = v;
+          break;
+        }
+        case 'spin': {
+          onlyOnce(seen, key);
+          const v = needValue();
+          if (!/^\d{1,5}$/.test(v) || Number(v) > MAX_SPIN_US) throw new UsageError(`spin "${v}" is not a number of microseconds (0 to ${MAX_SPIN_US})`);
+          fuse.spin = Number(v);
           break;
         }
         case 'transport': {

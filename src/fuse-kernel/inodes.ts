@@ -39,7 +39,11 @@ export class Node {
   /** Of those, the ones opened without passthrough (the inode's page cache is in use). */
   cachedOpens = 0;
   backing: Backing | undefined;
-  readonly links: Link[] = [];
+  /** The first name, inline (most nodes have exactly one); parent undefined: no name. */
+  parent: Node | undefined = undefined;
+  name = '';
+  /** Names beyond the first (hard links of an upper object). */
+  more: Link[] | undefined = undefined;
   /** Directories: the names below that some node stands for. */
   readonly children: Map<string, Node> | undefined;
   /** Upper non-directories: the real identity; undefined for the rest (see keyOf). */
@@ -67,6 +71,40 @@ export class Node {
     if (this.files?.size === 0) this.files = undefined;
   }
 
+  /** The names, first first (a fresh array: for the rare callers that walk them). */
+  get links(): Link[] {
+    if (!this.parent) return [];
+    const first = { parent: this.parent, name: this.name };
+    return this.more ? [first, ...this.more] : [first];
+  }
+
+  get nameCount(): number {
+    return this.parent ? 1 + (this.more?.length ?? 0) : 0;
+  }
+
+  addLink(parent: Node, name: string): void {
+    if (!this.parent) { this.parent = parent; this.name = name; }
+    else (this.more ??= []).push({ parent, name });
+  }
+
+  removeLink(parent: Node, name: string): void {
+    if (this.parent === parent && this.name === name) {
+      const next = this.more?.shift();
+      this.parent = next?.parent;
+      this.name = next?.name ?? '';
+    } else if (this.more) {
+      const i = this.more.findIndex((l) => l.parent === parent && l.name === name);
+      if (i >= 0) this.more.splice(i, 1);
+    }
+    if (this.more?.length === 0) this.more = undefined;
+  }
+
+  clearLinks(): void {
+    this.parent = undefined;
+    this.name = '';
+    this.more = undefined;
+  }
+
   /** Some handle open on the node, if any. */
   anyFile(): number | undefined {
     return this.files?.values().next().value;
@@ -76,9 +114,8 @@ export class Node {
   path(gen: number): string | undefined {
     if (this.id === ROOT_ID) return '/';
     if (this.pathGen === gen) return this.pathCache;
-    const l = this.links[0];
-    const parentPath = l?.parent.path(gen);
-    this.pathCache = parentPath === undefined ? undefined : joinPath(parentPath, l.name);
+    const parentPath = this.parent?.path(gen);
+    this.pathCache = parentPath === undefined ? undefined : joinPath(parentPath, this.name);
     this.pathGen = gen;
     return this.pathCache;
   }
@@ -196,7 +233,7 @@ export class NodeTable {
 
   /** A lower object's node, whose one name now shows its copy in upper. */
   private canRekey(node: Node): boolean {
-    return !node.dir && !node.retired && node.key === undefined && node.links.length === 1;
+    return !node.dir && !node.retired && node.key === undefined && node.nameCount === 1;
   }
 
   private rekey(node: Node, key: string): void {
@@ -212,7 +249,7 @@ export class NodeTable {
   }
 
   private link(node: Node, parent: Node, name: string): void {
-    node.links.push({ parent, name });
+    node.addLink(parent, name);
     parent.children?.set(name, node);
     this.gen++;
   }
@@ -225,8 +262,7 @@ export class NodeTable {
 
   private dropLink(node: Node, parent: Node, name: string): void {
     if (parent.children?.get(name) === node) parent.children.delete(name);
-    const i = node.links.findIndex((l) => l.parent === parent && l.name === name);
-    if (i >= 0) node.links.splice(i, 1);
+    node.removeLink(parent, name);
     this.gen++;
     this.maybeDrop(node);
     this.maybeDrop(parent);
@@ -239,8 +275,7 @@ export class NodeTable {
     if (src === dst && src) return;
     const detach = (n: Node, p: Node, name: string): void => {
       p.children?.delete(name);
-      const i = n.links.findIndex((l) => l.parent === p && l.name === name);
-      if (i >= 0) n.links.splice(i, 1);
+      n.removeLink(p, name);
     };
     if (src) detach(src, oldParent, oldName);
     if (dst) detach(dst, newParent, newName);
@@ -276,7 +311,7 @@ export class NodeTable {
     // this mount knows), and its inode number may be handed to the next object created: that
     // one must not be found as this node, whose kernel inode (cached symlink target,
     // attributes) may still be alive while the kernel has not forgotten it.
-    if (node.key !== undefined && node.links.length === 0 && !node.files && this.byKey.get(node.key) === node) {
+    if (node.key !== undefined && node.nameCount === 0 && !node.files && this.byKey.get(node.key) === node) {
       this.byKey.delete(node.key);
     }
     if (node.id === ROOT_ID || node.lookups > 0 || node.files) return;
@@ -289,7 +324,7 @@ export class NodeTable {
       if (l.parent.children?.get(l.name) === node) l.parent.children.delete(l.name);
       parents.push(l.parent);
     }
-    node.links.length = 0;
+    node.clearLinks();
     this.gen++;
     for (const p of parents) this.maybeDrop(p);
   }

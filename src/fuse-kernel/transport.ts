@@ -37,6 +37,11 @@ const MAX_PAGES = MAX_WRITE / 4096;
 const READ_BUF = MAX_WRITE + 4096;
 /** Requests handled per wake-up before the loop gets a turn (level-triggered: it comes back). */
 const BATCH = 64;
+/**
+ * Microseconds to keep asking for the next request after a batch (-o spin=): a waiting caller
+ * usually sends it within that, and waking an idle CPU costs more (see native/overlayd_fuse.c).
+ */
+const SPIN_US = 100;
 /** copy_file_range per request; userspace loops over short copies. */
 const COPY_CHUNK = 16 << 20;
 /**
@@ -151,6 +156,9 @@ export class KernelTransport {
   private len = 0;
   /** The reply is a cached miss: the caller sees ENOENT (for the debug log). */
   private negative = false;
+  private readonly spinNs: number;
+  /** Requests being answered from the thread pool: the caller waits on them, not on us. */
+  private inFlight = 0;
 
   constructor(private readonly overlay: Overlay, private readonly mountpoint: string, private readonly opts: FuseMountOptions, private readonly log: Logger) {
     this.dev = fuseDevice();
@@ -158,6 +166,7 @@ export class KernelTransport {
     this.attrValid = validity(opts.attrTimeout ?? CACHE_TIMEOUT);
     this.negValid = validity(opts.negativeTimeout ?? CACHE_TIMEOUT);
     this.cacheListings = (opts.attrTimeout ?? CACHE_TIMEOUT) > 0;
+    this.spinNs = (opts.spin ?? SPIN_US) * 1000;
     const env = process.env.OVERLAYD_PASSTHROUGH;
     this.passthroughAsked = opts.passthrough ?? (env === '0' || env === 'off' ? 'off' : env === 'all' ? 'all' : 'upper');
     this.passthroughMode = this.privileged && inInitUserNs() ? this.passthroughAsked : 'off';
@@ -344,7 +353,8 @@ export class KernelTransport {
   private onEvents(ev: number): void {
     if (this.ended) return;
     for (let i = 0; i < BATCH; i++) {
-      const n = this.dev.read(this.fd, this.rbuf, this.rbuf.length);
+      // No spinning while the thread pool answers a request: its caller sends nothing meanwhile.
+      const n = this.dev.read(this.fd, this.rbuf, this.rbuf.length, this.inFlight === 0 ? this.spinNs : 0);
       if (n < 0) {
         if (n === -this.dev.constants.EAGAIN) {
           if (ev & 2) this.end();
@@ -486,14 +496,17 @@ export class KernelTransport {
     const unique = this.unique;
     const t0 = this.debug ? process.hrtime.bigint() : 0n;
     const nodeid = this.nodeid;
+    this.inFlight++;
     work().then(
       ({ b, n }) => {
+        this.inFlight--;
         this.replyData(unique, b, n);
         // read and write report the bytes moved, as their syscalls do
         const result = opcode === Op.READ ? n : opcode === Op.WRITE ? b.readUInt32LE(OUT_HEADER) : 0;
         if (this.debug) this.log.debug({ op: OP_NAMES[opcode], node: nodeid, result, us: Number((process.hrtime.bigint() - t0) / 1000n) }, 'fuse op');
       },
       (err: unknown) => {
+        this.inFlight--;
         const errno = errnoOf(err);
         this.replyError(unique, errno);
         if (this.debug) this.log.debug({ op: OP_NAMES[opcode], node: nodeid, result: -errno }, 'fuse op');
@@ -652,7 +665,7 @@ export class KernelTransport {
     out.writeUInt16LE(MAX_PAGES, OUT_HEADER + 28);
     out.writeUInt32LE(outFlags2 >>> 0, OUT_HEADER + 32);
     out.writeUInt32LE(this.passthrough ? this.stackDepth : 0, OUT_HEADER + 36);
-    this.log.info({ kernel: `${major}.${minor}`, passthrough: this.passthrough, passthroughOffered: offered, writeback: this.writeback, maxWrite: MAX_WRITE }, 'FUSE session initialised');
+    this.log.info({ kernel: `${major}.${minor}`, passthrough: this.passthrough, passthroughOffered: offered, writeback: this.writeback, maxWrite: MAX_WRITE, spinUs: this.spinNs / 1000 }, 'FUSE session initialised');
     if (!offered) this.log.info('the kernel offers no FUSE passthrough: file data goes through the daemon');
     const done = this.initDone;
     this.initDone = undefined;
@@ -847,8 +860,7 @@ export class KernelTransport {
     const n = this.entryReply(parent, name, this.overlay.getattr(path));
     if (this.table.child(parent, name) !== src) {
       // The source's node could not follow (it has other names): have the kernel look it up again.
-      const l = src.links[0];
-      if (l) this.invalEntry(l.parent, l.name);
+      if (src.parent) this.invalEntry(src.parent, src.name);
     }
     return n;
   }
@@ -1021,8 +1033,18 @@ export class KernelTransport {
     const out = Buffer.allocUnsafe(OUT_HEADER + size);
     // What the page cache holds is read here and now; only what needs the disk goes to the
     // thread pool. A short reply would mean end of file, so a partial read is completed there.
-    const got = this.dev.preadNowait(this.overlay.readFd(fh), out, OUT_HEADER, size, offset);
-    if (got === size || got === 0) {
+    const fd = this.overlay.readFd(fh);
+    let got = this.dev.preadNowait(fd, out, OUT_HEADER, size, offset);
+    let eof = got === 0;
+    // Short: the end of the file, or of what the page cache holds. Asking on tells which (a
+    // small file's one read ends here instead of in the thread pool).
+    while (got > 0 && got < size) {
+      const more = this.dev.preadNowait(fd, out, OUT_HEADER + got, size - got, offset + got);
+      if (more === 0) eof = true;
+      if (more <= 0) break;
+      got += more;
+    }
+    if (got === size || eof) {
       this.replyData(this.unique, out, got);
       return REPLIED;
     }
@@ -1150,7 +1172,7 @@ export class KernelTransport {
     }
     if (offset < 2 && d.self === undefined) {
       d.self = d.node.ino ?? this.attrOf(d.node).ino;
-      const up = d.node.links[0]?.parent;
+      const up = d.node.parent;
       try { d.parent = up ? up.ino ?? this.attrOf(up).ino : d.self; } catch { d.parent = d.self; }
     }
     const out = this.room(size);

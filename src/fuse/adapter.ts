@@ -29,6 +29,11 @@ export interface FuseMountOptions {
    * too; `off`: none. Env OVERLAYD_PASSTHROUGH says the same where -o does not.
    */
   passthrough?: 'off' | 'upper' | 'all';
+  /**
+   * Kernel transport: microseconds to keep asking for the next request before sleeping (0: never
+   * spin); undefined: the transport's default. See the spin notes in native/overlayd_fuse.c.
+   */
+  spin?: number;
   /** Extra libfuse -o options, already validated by the caller. */
   extra: string[];
 }

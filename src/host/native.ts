@@ -73,8 +73,11 @@ export interface FuseDeviceAddon {
   /** /dev/fuse opened O_RDWR|O_NONBLOCK|O_CLOEXEC. */
   openDevice(): number;
   mount(source: string, target: string, fstype: string, flags: number, data: string): number;
-  /** One whole request into buf, or -EAGAIN when none waits. */
-  read(fd: number, buf: Uint8Array, len: number): number;
+  /**
+   * One whole request into buf, or -EAGAIN when none waits; with spinNs, asks again for up to
+   * that long first, where recent requests came that soon (see overlayd_fuse.c).
+   */
+  read(fd: number, buf: Uint8Array, len: number, spinNs?: number): number;
   write(fd: number, buf: Uint8Array, len: number): number;
   /** pread into buf[off..] from the page cache only (RWF_NOWAIT): -EAGAIN or short where it would wait for the disk. */
   preadNowait(fd: number, buf: Uint8Array, off: number, len: number, pos: number): number;

@@ -4,6 +4,7 @@ import t, { type Test } from 'tap';
 import { parseMountOptions, splitEscaped, unescape, escapePath, UsageError, MAX_LOWER_LAYERS } from '../../src/cli/options';
 import { parseHelperArgs } from '../../src/cli/main';
 import { parseMountinfo, mountOf, mountAt } from '../../src/cli/mountinfo';
+import { DAEMON_NODE_FLAGS, daemonNodeArgs } from '../../src/cli/node-flags';
 
 const L = 'lowerdir=/l1:/l2';
 const RW = 'lowerdir=/l1:/l2,upperdir=/u,workdir=/w';
@@ -82,6 +83,9 @@ t.test("overlayd's own options and the FUSE ones", async (t) => {
   t.equal(parse(RW).fuse.entryTimeout, undefined, 'no timeout given: the transport\'s default');
   t.equal(parse(`${RW},passthrough=all`).fuse.passthrough, 'all');
   t.equal(parse(RW).fuse.passthrough, undefined);
+  t.equal(parse(`${RW},spin=0`).fuse.spin, 0);
+  t.equal(parse(`${RW},spin=250`).fuse.spin, 250);
+  t.equal(parse(RW).fuse.spin, undefined);
   t.equal(o.fuse.fsname, 'data');
   t.equal(o.daemon.logLevel, 'debug');
   t.equal(o.daemon.logFile, '/cwd/rel/log');
@@ -124,6 +128,10 @@ t.test('malformed -o: one clear usage error each', async (t) => {
   fails(t, [`${RW},attr_timeout=-1`], /attr_timeout needs a number/);
   fails(t, [`${RW},passthrough=some`], /passthrough "some" is not a mode/);
   fails(t, [`${RW},passthrough=all,passthrough=off`], /passthrough given more than once/);
+  fails(t, [`${RW},spin=-1`], /spin "-1" is not a number of microseconds/);
+  fails(t, [`${RW},spin=1e3`], /spin "1e3" is not a number of microseconds/);
+  fails(t, [`${RW},spin=10001`], /spin "10001" is not a number of microseconds \(0 to 10000\)/);
+  fails(t, [`${RW},spin`], /option spin needs a value/);
   fails(t, [`${RW},negative_timeout=`], /negative_timeout needs a number/);
   fails(t, [`${RW},metacopy=on`], /metacopy=on is not supported by overlayd/);
   fails(t, [`${RW},redirect_dir=on`], /redirect_dir=on is not supported/);
@@ -182,4 +190,11 @@ t.test('mountinfo', async (t) => {
   t.equal(mountOf('/etc', m)?.id, 22);
   t.equal(mountAt('/tmp/m x', m)?.fstype, 'fuse.overlayd');
   t.equal(mountAt('/tmp/none', m), undefined);
+});
+
+t.test('a detached daemon gets the daemon node flags unless its node was started with its own', async (t) => {
+  t.same(daemonNodeArgs([]), DAEMON_NODE_FLAGS);
+  t.same(daemonNodeArgs(['--inspect']), ['--inspect', ...DAEMON_NODE_FLAGS]);
+  t.same(daemonNodeArgs(['--max-semi-space-size=8']), ['--max-semi-space-size=8'], 'the caller\'s value wins');
+  t.same(daemonNodeArgs(['--max-semi-space-size=1']), ['--max-semi-space-size=1'], 'not given twice');
 });
