@@ -10,7 +10,7 @@ import path from 'node:path';
 import { DEFAULT_PACKAGE, FULL, QUICK, prepareFixtures, type Sizes } from './fixtures';
 import { DEFAULT_SYSTEMS, EXTRA_SYSTEMS, baseSpec, daemonCpu, mountSystem, transportOf, unmountAll, versionOf, type SystemName, type SystemSpec } from './systems';
 import { WORKLOADS, type Context, type Metric } from './workloads';
-import { argsOrExit, fmtRatio, fmtValue, loadAverage, mountedPoints, progress, run, summarize, type Summary } from './util';
+import { argsOrExit, eachFlag, fmtRatio, fmtValue, loadAverage, mountedPoints, progress, run, summarize, type Summary } from './util';
 
 const REPO = path.resolve(__dirname, '..', '..');
 
@@ -57,13 +57,7 @@ function parseArgs(argv: string[]): Args {
   let chosen: SystemName[] | undefined;
   const variants: SystemName[] = [];
   const refine: [string, string][] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i];
-    const v = (): string => {
-      const x = argv[++i];
-      if (x === undefined) throw new Error(`${k} needs a value`);
-      return x;
-    };
+  eachFlag(argv, (k, v) => {
     switch (k) {
       case '--quick': a.quick = true; break;
       case '--only': a.only = v().split(',').filter(Boolean); break;
@@ -87,7 +81,7 @@ function parseArgs(argv: string[]): Args {
       case '-h': case '--help': process.stdout.write(USAGE + '\n'); process.exit(0); break;
       default: throw new Error(`unknown argument ${k}\n${USAGE}`);
     }
-  }
+  });
   for (const [k, x] of refine) {
     const c = x.indexOf(':');
     const spec = specs.get(x.slice(0, Math.max(c, 0)));

@@ -13,7 +13,7 @@ import readline from 'node:readline';
 import { sys } from '../host/native';
 import { DAEMON_NODE_FLAGS } from '../cli/node-flags';
 import type { Counters } from '../cli/registry';
-import { argsOrExit, fmtValue, memoryOf, mountedPoints, sleep } from './util';
+import { argsOrExit, eachFlag, fmtValue, memoryOf, mountedPoints, sleep } from './util';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const BIN = path.join(REPO, 'bin', 'overlayd');
@@ -63,13 +63,7 @@ interface Args {
 
 function parseArgs(argv: string[]): Args {
   const a: Args = { minutes: 30, workers: 4, interval: 10, dir: '/var/tmp/overlayd-stress', keep: false };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i];
-    const v = (): string => {
-      const x = argv[++i];
-      if (x === undefined) throw new Error(`${k} needs a value`);
-      return x;
-    };
+  eachFlag(argv, (k, v) => {
     const num = (min: number): number => {
       const n = Number(v());
       if (!Number.isFinite(n) || n < min) throw new Error(`${k} needs a number >= ${min}`);
@@ -87,7 +81,7 @@ function parseArgs(argv: string[]): Args {
       case '-h': case '--help': process.stdout.write(USAGE + '\n'); process.exit(0); break;
       default: throw new Error(`unknown argument ${k}\n${USAGE}`);
     }
-  }
+  });
   return a;
 }
 

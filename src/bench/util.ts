@@ -14,6 +14,21 @@ export function argsOrExit<T>(tool: string, parse: () => T): T {
   }
 }
 
+/**
+ * Walks a command line flag by flag: `each(flag, value)`, where value() takes the next word as
+ * the flag's value, or throws "FLAG needs a value" when there is none.
+ */
+export function eachFlag(argv: string[], each: (flag: string, value: () => string) => void): void {
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i];
+    each(k, () => {
+      const x = argv[++i];
+      if (x === undefined) throw new Error(`${k} needs a value`);
+      return x;
+    });
+  }
+}
+
 export function progress(msg: string): void {
   process.stderr.write(`bench: ${msg}\n`);
 }
