@@ -65,6 +65,7 @@ export async function serve(run: RunOptions): Promise<number> {
     throw new Error(`cannot open layers: ${(err as Error).message}`);
   }
   if (run.options.transportNote !== undefined) log.info(run.options.transportNote);
+  for (const note of run.options.notes) log.info(note);
   const transport: Transport = run.options.transport === 'kernel'
     ? new KernelTransport(overlay, mountpoint, run.options.fuse, log)
     : new FuseNativeTransport(overlay, mountpoint, run.options.fuse, log);

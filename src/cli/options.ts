@@ -9,6 +9,7 @@ import type { OverlayConfig } from '../core/config';
 import type { FuseMountOptions } from '../fuse/adapter';
 import { isLogLevel, type LogLevel } from '../log/logger';
 import { fusermountUnusable } from '../fuse-kernel/fusermount';
+import { compatOption, type CompatEffects } from './compat-options';
 
 export class UsageError extends Error {}
 
@@ -55,6 +56,10 @@ export interface MountOptions {
   ignored: string[];
   /** Why the default transport is not the kernel one here (logged at info), if so. */
   transportNote?: string;
+  /** allow_other / noallow_other was said; else the mounter's privileges decide (privilege.ts). */
+  allowOtherGiven: boolean;
+  /** What engine options changed or dropped, for the daemon's log at info. */
+  notes: string[];
 }
 
 export interface ParseContext {
@@ -76,6 +81,26 @@ export function splitEscaped(s: string, sep: string): string[] {
     if (c === sep) { out.push(cur); cur = ''; continue; }
     cur += c;
   }
+  out.push(cur);
+  return out;
+}
+
+/**
+ * Splits an -o string into items: on commas not escaped by a backslash and not inside double
+ * quotes, as mount(8) and libmount read SELinux's `context="user:role:type:s0:c1,c2"`.
+ */
+export function splitOptionItems(s: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let quoted = false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (c === '\\' && i + 1 < s.length) { cur += c + s[i + 1]; i++; continue; }
+    if (c === '"') quoted = !quoted;
+    if (c === ',' && !quoted) { out.push(cur); cur = ''; continue; }
+    cur += c;
+  }
+  if (quoted) throw new UsageError(`unbalanced double quote in -o "${s}"`);
   out.push(cur);
   return out;
 }
@@ -148,14 +173,16 @@ export function parseMountOptions(optionStrings: string[], ctx: ParseContext | s
   let fsname: string | undefined;
   // The kernel's overlay defaults: suid and dev allowed (libfuse's own default is nosuid,nodev).
   const vfs: Record<string, boolean> = { ro: false, nosuid: false, nodev: false, noexec: false, sync: false, noatime: false, dirsync: false };
+  const compat: CompatEffects = { notes: [] };
+  let allowOtherGiven = false;
   const fuse: FuseMountOptions = {
     allowOther: false, allowRoot: false, defaultPermissions: true,
     fsname: 'overlayd', extra: [],
   };
   for (const str of optionStrings) {
-    if (str === '') throw new UsageError('empty -o option string');
-    for (const item of splitEscaped(str, ',')) {
-      if (item === '') throw new UsageError(`stray comma in -o "${str}"`);
+    for (const item of splitOptionItems(str)) {
+      // Empty items (podman passes `workdir=W,,volatile`) mean nothing, as for the kernel's overlay.
+      if (item === '') continue;
       const eq = item.indexOf('=');
       const key = eq < 0 ? item : item.slice(0, eq);
       const val = eq < 0 ? undefined : item.slice(eq + 1);
@@ -185,7 +212,9 @@ export function parseMountOptions(optionStrings: string[], ctx: ParseContext | s
         case 'workdir': onlyOnce(seen, key); workdir = layerPath(needValue(), 'workdir', cwd); break;
         case 'userxattr': noValue(); userxattr = true; break;
         case 'volatile': noValue(); volatile = true; break;
-        case 'allow_other': noValue(); fuse.allowOther = true; break;
+        case 'allow_other': noValue(); fuse.allowOther = true; allowOtherGiven = true; break;
+        // Restricts a root mount to the mounter, as FUSE mounts are without allow_other.
+        case 'noallow_other': noValue(); fuse.allowOther = false; allowOtherGiven = true; break;
         case 'allow_root': noValue(); fuse.allowRoot = true; break;
         case 'default_permissions': noValue(); fuse.defaultPermissions = true; break;
         case 'no_default_permissions': noValue(); fuse.defaultPermissions = false; break;
@@ -233,6 +262,7 @@ export function parseMountOptions(optionStrings: string[], ctx: ParseContext | s
             if (KERNEL_VALUES[key].includes(needValue())) break;
             throw new UsageError(`option ${key}=${val} is not supported by overlayd (only ${KERNEL_VALUES[key].join(', ')})`);
           }
+          if (compatOption(key, val, compat)) break;
           if (c.sloppy) { ignored.push(item); break; }
           throw new UsageError(`unknown mount option "${item}"`);
         }
@@ -240,6 +270,12 @@ export function parseMountOptions(optionStrings: string[], ctx: ParseContext | s
     }
   }
   if (!lowerdirs) throw new UsageError('missing lowerdir= option');
+  if (compat.volatile) volatile = true;
+  if (compat.writeback !== undefined) fuse.writeback = compat.writeback;
+  if (compat.timeout !== undefined) {
+    fuse.entryTimeout ??= compat.timeout;
+    fuse.attrTimeout ??= compat.timeout;
+  }
   if (upperdir !== undefined && workdir === undefined) throw new UsageError('upperdir needs workdir');
   if (workdir !== undefined && upperdir === undefined) throw new UsageError('workdir needs upperdir');
   if (upperdir === undefined && lowerdirs.length < 2) {
@@ -259,7 +295,7 @@ export function parseMountOptions(optionStrings: string[], ctx: ParseContext | s
   const unusable = transportGiven || transport !== 'fuse-native' ? undefined : kernelUnusable();
   return {
     overlay: { lowerdirs, upperdir, workdir, userxattr, volatile, readonly: vfs.ro },
-    fuse, transport, daemon, ignored,
+    fuse, transport, daemon, ignored, allowOtherGiven, notes: compat.notes,
     transportNote: unusable === undefined ? undefined : `using the fuse-native transport: the kernel transport needs fusermount3 for a mount by a user, and ${unusable}`,
   };
 }

@@ -650,7 +650,7 @@ export class KernelTransport {
     // Where file data goes through the daemon, the kernel may gather small writes in its page
     // cache first (one inode has one of the two); every change comes through the mount, so its
     // cached sizes and times stay right.
-    if (!this.passthrough && !this.overlay.readonly && (flags & INIT.WRITEBACK_CACHE) && process.env.OVERLAYD_WRITEBACK !== 'off') {
+    if (!this.passthrough && !this.overlay.readonly && (flags & INIT.WRITEBACK_CACHE) && this.opts.writeback !== false && process.env.OVERLAYD_WRITEBACK !== 'off') {
       outFlags |= INIT.WRITEBACK_CACHE;
       this.writeback = true;
     }

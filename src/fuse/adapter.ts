@@ -34,6 +34,8 @@ export interface FuseMountOptions {
    * spin); undefined: the transport's default. See the spin notes in native/overlayd_fuse.c.
    */
   spin?: number;
+  /** Kernel transport: false refuses the kernel's writeback cache (fuse-overlayfs's writeback=0). */
+  writeback?: boolean;
   /** Extra libfuse -o options, already validated by the caller. */
   extra: string[];
 }
