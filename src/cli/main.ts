@@ -11,7 +11,7 @@ import { fusermountUnmount, fusermountUnusable } from '../fuse-kernel/fusermount
 import { LOG_LEVELS, type LogLevel } from '../log/logger';
 import { detach, reportFailure, serve } from './daemon';
 import { UsageError, parseMountOptions } from './options';
-import { checkPrivileges } from './privilege';
+import { applyPrivilegeDefaults, checkPrivileges } from './privilege';
 import { mountAt, overlaydMounts, OVERLAYD_FSTYPE } from './mountinfo';
 import { daemonAlive, listMounts, refreshRecords, type MountRecord } from './registry';
 import { resolveMountpoint, validateLayout } from './validate';
@@ -60,6 +60,7 @@ export async function mountCommand(req: MountRequest, codes = CODES): Promise<nu
   const mountpoint = path.resolve(req.mountpoint);
   try {
     const options = parseMountOptions(req.options, { source: req.source, sloppy: req.sloppy });
+    options.notes.push(...applyPrivilegeDefaults(options));
     checkPrivileges(options);
     const logLevel = req.logLevel ?? options.daemon.logLevel ?? 'warn';
     const logFile = req.logFile !== undefined ? path.resolve(req.logFile) : options.daemon.logFile;
@@ -87,8 +88,25 @@ export async function mountCommand(req: MountRequest, codes = CODES): Promise<nu
     const msg = err instanceof Error ? err.message : String(err);
     reportFailure(req.readyFd, msg);
     say(msg);
+    if (req.readyFd === undefined) logFailure(req, msg);
     return err instanceof UsageError ? codes.usage : codes.fail;
   }
+}
+
+/**
+ * An engine reads a mount program's log_file, not its stderr: a mount that fails before the
+ * daemon's logger exists (bad options, bad layout) still leaves its one line there, in the
+ * logger's JSON form. The file is found even when the options around it do not parse.
+ */
+function logFailure(req: MountRequest, msg: string): void {
+  let file = req.logFile;
+  for (const o of req.options) {
+    for (const item of o.split(',')) if (item.startsWith('log_file=')) file = item.slice('log_file='.length);
+  }
+  if (file === undefined || file === '') return;
+  try {
+    fs.appendFileSync(path.resolve(file), JSON.stringify({ level: 50, time: Date.now(), pid: process.pid, mountpoint: path.resolve(req.mountpoint), msg }) + '\n');
+  } catch { /* the line went to stderr */ }
 }
 
 /** mount(8)'s helper convention: `SOURCE MOUNTPOINT [-sfnv] [-N NS] [-o OPTIONS] [-t TYPE]`. */
@@ -116,7 +134,7 @@ export function parseHelperArgs(args: string[]): HelperArgs {
     if (a.startsWith('-o') && a.length > 2) { out.options.push(a.slice(2)); continue; }
     if (a === '-t' || a === '--types') {
       const t = value(a);
-      if (!['fuse.overlayd', 'overlayd', 'fuse', 'fuseblk.overlayd'].includes(t)) throw new UsageError(`cannot mount type "${t}" (overlayd mounts fuse.overlayd)`);
+      if (!['fuse.overlayd', 'fuse3.overlayd', 'overlayd', 'fuse', 'fuseblk.overlayd', 'fuse-overlayfs', 'fuse3.fuse-overlayfs', 'fuse.fuse-overlayfs'].includes(t)) throw new UsageError(`cannot mount type "${t}" (overlayd mounts fuse.overlayd)`);
       continue;
     }
     if (a === '-N' || a === '--namespace') { out.namespace = value(a); continue; }
@@ -132,20 +150,26 @@ export function parseHelperArgs(args: string[]): HelperArgs {
     if (a.startsWith('-') && a !== '-') throw new UsageError(`unknown flag ${a}`);
     pos.push(a);
   }
-  if (pos.length < 2) throw new UsageError('usage: overlayd SOURCE MOUNTPOINT [-sfnv] [-o lowerdir=A:B[,upperdir=U,workdir=W]]');
+  // `-o OPTS MERGED` alone is fuse-overlayfs's form, as containers/storage and moby run it.
+  if (pos.length === 1 && out.options.length > 0) pos.unshift('');
+  if (pos.length < 2) throw new UsageError('usage: overlayd [SOURCE] MOUNTPOINT [-sfnv] -o lowerdir=A:B[,upperdir=U,workdir=W]');
   if (pos.length > 2) throw new UsageError(`too many arguments: ${pos.join(' ')}`);
   [out.source, out.mountpoint] = pos;
   if (out.mountpoint === '') throw new UsageError('empty mountpoint');
   return out;
 }
 
-async function helperMain(args: string[]): Promise<number> {
+/**
+ * mount(8)'s helper form (exit codes of mount(8)), or with `engine` the form container engines
+ * run a fuse-overlayfs-like mount program with, `PROG -o OPTS MERGED` (overlayd's own codes).
+ */
+async function helperMain(args: string[], engine = false): Promise<number> {
   let h: HelperArgs;
   try {
     h = parseHelperArgs(args);
   } catch (err) {
     say((err as Error).message);
-    return 1;
+    return engine ? CODES.usage : 1;
   }
   if (h.namespace !== undefined) {
     // mount -N: do the mount inside that mount namespace (a pid or a path to an ns file).
@@ -154,7 +178,7 @@ async function helperMain(args: string[]): Promise<number> {
     const r = spawnSync('nsenter', [`--mount=${ns}`, '--', process.execPath, ...process.execArgv, path.resolve(process.argv[1]), ...rest], { stdio: 'inherit' });
     return r.status ?? MOUNT_CODES.fail;
   }
-  return mountCommand({ source: h.source, mountpoint: h.mountpoint, options: h.options, sloppy: h.sloppy, fake: h.fake, verbose: h.verbose }, MOUNT_CODES);
+  return mountCommand({ source: h.source === '' ? undefined : h.source, mountpoint: h.mountpoint, options: h.options, sloppy: h.sloppy, fake: h.fake, verbose: h.verbose }, engine ? CODES : MOUNT_CODES);
 }
 
 function waitForExit(pid: number, ms: number): boolean {
@@ -299,6 +323,7 @@ const SUBCOMMANDS = new Set(['mount', 'umount', 'unmount', 'status', 'help']);
 export async function run(argv: string[]): Promise<number> {
   const first = argv[2];
   if (first !== undefined && !SUBCOMMANDS.has(first) && !first.startsWith('-')) return helperMain(argv.slice(2));
+  if (first !== undefined && first.startsWith('-o')) return helperMain(argv.slice(2), true);
   let code = 0;
   const program = new Command();
   program

@@ -10,16 +10,42 @@ import { FUSE_CONF, userAllowOther } from '../fuse-kernel/fusermount';
 import { UsageError, type MountOptions } from './options';
 
 /**
+ * The defaults that depend on who mounts, decided before the checks below:
+ * - a privileged root mount is open to every user (allow_other), with the kernel checking
+ *   permissions (default_permissions), as kernel overlayfs is open to everyone and as
+ *   fuse-overlayfs makes its root mounts; `noallow_other` keeps it to the mounter;
+ * - an unprivileged mount with an upper layer takes `userxattr` itself, as fuse-overlayfs falls
+ *   back to user.* xattrs: rootless engines never pass it. Returns the lines to log at info.
+ */
+export function applyPrivilegeDefaults(options: MountOptions, uid = process.getuid?.() ?? 0, privileged = hasCapSysAdmin() && inInitUserNs()): string[] {
+  const notes: string[] = [];
+  if (privileged && uid === 0) {
+    if (!options.allowOtherGiven) options.fuse.allowOther = true;
+    return notes;
+  }
+  if (options.overlay.upperdir !== undefined && !options.overlay.userxattr) {
+    options.overlay.userxattr = true;
+    notes.push('unprivileged mount with an upper layer: using userxattr (user.overlay.* xattrs)');
+  }
+  return notes;
+}
+
+/**
  * `privileged`: CAP_SYS_ADMIN in the initial user namespace (trusted.* xattrs); `canMount`:
  * CAP_SYS_ADMIN at all (mount(2) of FUSE, also in a user namespace that owns this mount namespace).
  */
 export function checkPrivileges(options: MountOptions, uid = process.getuid?.() ?? 0, privileged = hasCapSysAdmin() && inInitUserNs(), canMount = hasCapSysAdmin()): void {
+  const fo = options.fuse;
+  // Without default_permissions the kernel leaves every check to the daemon, which makes none:
+  // other users would read 0600 files and plant setuid binaries. Kernel overlayfs always checks.
+  if ((fo.allowOther || fo.allowRoot) && !fo.defaultPermissions) {
+    throw new UsageError(`option no_default_permissions cannot be combined with ${fo.allowOther ? 'allow_other' : 'allow_root'} (overlayd leaves permission checks to the kernel; ${options.allowOtherGiven ? '' : 'a root mount is allow_other by default; add noallow_other to keep it to the mounter, or '}drop no_default_permissions)`);
+  }
   if (privileged && uid === 0) return;
   const who = uid === 0 ? 'a mount in a user namespace' : `a mount by a user (uid ${uid})`;
   if (options.overlay.upperdir !== undefined && !options.overlay.userxattr && !privileged) {
     throw new UsageError(`${who} with an upper layer needs -o userxattr (user.overlay.* xattrs: trusted.overlay.* ones need CAP_SYS_ADMIN; kernel overlayfs too needs userxattr for unprivileged mounts)`);
   }
-  const fo = options.fuse;
   // mount(2) itself (the kernel transport with CAP_SYS_ADMIN) needs no fuse.conf; fusermount does.
   const helper = uid !== 0 && !(options.transport === 'kernel' && canMount);
   if ((fo.allowOther || fo.allowRoot) && helper && !userAllowOther()) {

@@ -5,19 +5,52 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseMountOptions, UsageError } from '../../src/cli/options';
-import { checkPrivileges } from '../../src/cli/privilege';
+import { applyPrivilegeDefaults, checkPrivileges } from '../../src/cli/privilege';
 import { escapeOption, userAllowOther } from '../../src/fuse-kernel/fusermount';
 
 const RW = 'lowerdir=/l1:/l2,upperdir=/u,workdir=/w';
 const parse = (o: string) => parseMountOptions([o], { cwd: '/cwd' });
 
-t.test('a user needs userxattr with an upper layer; root and read-only mounts do not', async (t) => {
-  t.throws(() => checkPrivileges(parse(RW), 1000, false), /a mount by a user \(uid 1000\) with an upper layer needs -o userxattr/);
+t.test('a user (or a user namespace\'s root) with an upper layer gets userxattr; root and read-only mounts keep theirs', async (t) => {
+  const user = parse(RW);
+  t.same(applyPrivilegeDefaults(user, 1000, false), ['unprivileged mount with an upper layer: using userxattr (user.overlay.* xattrs)']);
+  t.equal(user.overlay.userxattr, true);
+  t.doesNotThrow(() => checkPrivileges(user, 1000, false));
+  const nsRoot = parse(RW);
+  applyPrivilegeDefaults(nsRoot, 0, false);
+  t.equal(nsRoot.overlay.userxattr, true, 'root of a user namespace: its CAP_SYS_ADMIN does not reach trusted.*');
+  const ro = parse('lowerdir=/l1:/l2');
+  t.same(applyPrivilegeDefaults(ro, 1000, false), [], 'no upper layer: nothing to write');
+  t.equal(ro.overlay.userxattr, false);
+  const root = parse(RW);
+  t.same(applyPrivilegeDefaults(root, 0, true), []);
+  t.equal(root.overlay.userxattr, false, 'root keeps trusted.overlay.*');
+  t.throws(() => checkPrivileges(parse(RW), 1000, false), /a mount by a user \(uid 1000\) with an upper layer needs -o userxattr/, 'the check itself still holds without the defaults');
   try { checkPrivileges(parse(RW), 1000, false); } catch (err) { t.ok(err instanceof UsageError, 'a usage error (exit 2)'); }
-  t.doesNotThrow(() => checkPrivileges(parse(`${RW},userxattr`), 1000, false), 'userxattr given');
-  t.doesNotThrow(() => checkPrivileges(parse('lowerdir=/l1:/l2'), 1000, false), 'no upper layer: nothing to write');
-  t.doesNotThrow(() => checkPrivileges(parse(RW), 0, true), 'root');
-  t.throws(() => checkPrivileges(parse(RW), 0, false, true), /a mount in a user namespace with an upper layer needs -o userxattr/, 'root of a user namespace: its CAP_SYS_ADMIN does not reach trusted.*');
+});
+
+t.test('a root mount is open to every user unless noallow_other; a user\'s is not', async (t) => {
+  const root = parse(RW);
+  applyPrivilegeDefaults(root, 0, true);
+  t.equal(root.fuse.allowOther, true, 'root: allow_other, as kernel overlayfs is open to all');
+  t.equal(root.fuse.defaultPermissions, true, 'with the kernel checking permissions');
+  const kept = parse(`${RW},noallow_other`);
+  applyPrivilegeDefaults(kept, 0, true);
+  t.equal(kept.fuse.allowOther, false, 'noallow_other keeps it to the mounter');
+  const user = parse(`${RW},userxattr`);
+  applyPrivilegeDefaults(user, 1000, false);
+  t.equal(user.fuse.allowOther, false, 'a user mount follows fusermount3: the mounter only');
+});
+
+t.test('no_default_permissions with allow_other would check nothing: refused', async (t) => {
+  const explicit = parse(`${RW},allow_other,no_default_permissions`);
+  t.throws(() => checkPrivileges(explicit, 0, true), /no_default_permissions cannot be combined with allow_other/);
+  const implied = parse(`${RW},no_default_permissions`);
+  applyPrivilegeDefaults(implied, 0, true);
+  t.throws(() => checkPrivileges(implied, 0, true), /a root mount is allow_other by default; add noallow_other/);
+  const owner = parse(`${RW},no_default_permissions,noallow_other`);
+  applyPrivilegeDefaults(owner, 0, true);
+  t.doesNotThrow(() => checkPrivileges(owner, 0, true), 'the mounter alone: its own business');
 });
 
 t.test('allow_other and allow_root need user_allow_other for a user', async (t) => {
