@@ -10,6 +10,8 @@ import type { FuseMountOptions } from '../fuse/adapter';
 import { isLogLevel, type LogLevel } from '../log/logger';
 import { fusermountUnusable } from '../fuse-kernel/fusermount';
 import { compatOption, type CompatEffects } from './compat-options';
+import { idMapOption } from './idmap-options';
+import type { IdMapping } from '../core/idmap';
 
 export class UsageError extends Error {}
 
@@ -171,6 +173,7 @@ export function parseMountOptions(optionStrings: string[], ctx: ParseContext | s
   let userxattr = false;
   let volatile = false;
   let fsname: string | undefined;
+  const idmap: IdMapping = { uids: [], gids: [] };
   // The kernel's overlay defaults: suid and dev allowed (libfuse's own default is nosuid,nodev).
   const vfs: Record<string, boolean> = { ro: false, nosuid: false, nodev: false, noexec: false, sync: false, noatime: false, dirsync: false };
   const compat: CompatEffects = { notes: [] };
@@ -193,6 +196,7 @@ export function parseMountOptions(optionStrings: string[], ctx: ParseContext | s
       const noValue = (): void => {
         if (val !== undefined) throw new UsageError(`option ${key} takes no value`);
       };
+      if (idMapOption(idmap, key, val)) continue;
       if (key.startsWith('x-') || key === 'comment') continue; // fstab annotations for other tools (systemd, ...)
       if (key === 'user' && val !== undefined) continue; // mount(8) tells helpers who mounts: user=NAME
       switch (key) {
@@ -294,7 +298,7 @@ export function parseMountOptions(optionStrings: string[], ctx: ParseContext | s
   if (vfs.dirsync) fuse.extra.push('dirsync');
   const unusable = transportGiven || transport !== 'fuse-native' ? undefined : kernelUnusable();
   return {
-    overlay: { lowerdirs, upperdir, workdir, userxattr, volatile, readonly: vfs.ro },
+    overlay: { lowerdirs, upperdir, workdir, userxattr, volatile, readonly: vfs.ro, idmap },
     fuse, transport, daemon, ignored, allowOtherGiven, notes: compat.notes,
     transportNote: unusable === undefined ? undefined : `using the fuse-native transport: the kernel transport needs fusermount3 for a mount by a user, and ${unusable}`,
   };

@@ -1,3 +1,5 @@
+import type { IdMapping } from './idmap';
+
 // What the core needs to know about a mount; the CLI builds it from `-o` options.
 
 export interface OverlayConfig {
@@ -13,6 +15,8 @@ export interface OverlayConfig {
   volatile: boolean;
   /** Mounted read-only even though an upper layer is given. */
   readonly: boolean;
+  /** uidmapping=/gidmapping=/squash_to_*: ownership translation (see idmap.ts). */
+  idmap?: IdMapping;
 }
 
 /** Who asked: every operation that creates or checks permissions takes one. */

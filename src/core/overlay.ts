@@ -17,6 +17,7 @@ import * as create from './create';
 import * as remove from './remove';
 import { rename } from './rename';
 import * as setattr from './setattr';
+import { idMapOf, type IdMap } from './idmap';
 
 /** Attributes of a merged object as the caller sees them. */
 export interface Attr extends Stat {
@@ -34,9 +35,10 @@ export interface Attr extends Stat {
  * An Attr spelled out field by field: a spread of the Stat would give every attribute a
  * dictionary-mode object built through V8's slow path (measurable on each getattr).
  */
-function attrFrom(st: Stat, ino: bigint, inUpper: boolean): Attr {
+function attrFrom(st: Stat, ino: bigint, inUpper: boolean, ids: IdMap | undefined): Attr {
   return {
-    dev: st.dev, ino, mode: st.mode, nlink: st.nlink, uid: st.uid, gid: st.gid,
+    dev: st.dev, ino, mode: st.mode, nlink: st.nlink,
+    uid: ids ? ids.uidShown(st.uid) : st.uid, gid: ids ? ids.gidShown(st.gid) : st.gid,
     rdevMajor: st.rdevMajor, rdevMinor: st.rdevMinor, size: st.size, blksize: st.blksize, blocks: st.blocks,
     atime: st.atime, mtime: st.mtime, ctime: st.ctime, realIno: st.ino, inUpper,
   };
@@ -63,6 +65,8 @@ export class Overlay {
   private changes = 0;
   /** The kernel's mapping of xattr names (private and escaped overlay.* names). */
   private readonly xattrNames: XattrNames;
+  /** The one place ownership is translated (attrs out; callers and chown in). */
+  private readonly ids: IdMap | undefined;
   /**
    * Told the merged path of every object copied up, directories included: a copy-up changes
    * what the object's attributes show (ctime, blocks, a merged directory's nlink), which a
@@ -76,6 +80,7 @@ export class Overlay {
       this.resolver = new Resolver(this.stack);
       this.inodes = new InodeNumbers(this.stack, config.userxattr);
       this.xattrNames = new XattrNames(config.userxattr);
+      this.ids = idMapOf(config.idmap);
       this.writer = this.stack.upper && !config.readonly ? new UpperWriter(this.stack, this.resolver, config, { ...events, copiedUp: (p) => this.onCopyUp?.(p) }) : undefined;
     } catch (err) {
       this.stack.close();
@@ -119,7 +124,7 @@ export class Overlay {
     const top = r.entries[0];
     const st = top.stat;
     const ino = top.layer === this.stack.upper ? this.inodes.ofUpper(top.parentFd, top.name, st) : this.inodes.of(st.dev, st.ino);
-    const attr = attrFrom(st, ino, top.layer === this.stack.upper);
+    const attr = attrFrom(st, ino, top.layer === this.stack.upper, this.ids);
     // As the kernel: counting subdirectories of a merged directory is not worth it; nlink=1
     // tells find(1) and friends not to rely on it.
     if (isDir(st.mode) && r.entries.length > 1) attr.nlink = 1;
@@ -197,9 +202,15 @@ export class Overlay {
     return this.handles.add(h);
   }
 
+  /** A mount-side caller as the owner stored on disk. */
+  private stored(caller: Caller): Caller {
+    const ids = this.ids;
+    return ids ? { ...caller, uid: ids.uidStored(caller.uid), gid: ids.gidStored(caller.gid) } : caller;
+  }
+
   /** Creates a regular file and opens it; returns a handle number. */
   create(path: string, mode: number, flags: number, caller: Caller): number {
-    const fd = create.createFile(this.w('create', path), path, mode, flags, caller);
+    const fd = create.createFile(this.w('create', path), path, mode, flags, this.stored(caller));
     return this.handles.add(new FileHandle(fd, path, true));
   }
 
@@ -220,7 +231,7 @@ export class Overlay {
 
   fchown(id: number, uid: number, gid: number): void {
     const h = this.nameless(id, 'chown');
-    check(sys.fchownat(h.fd, '', uid, gid), 'chown', h.path);
+    check(sys.fchownat(h.fd, '', this.ids ? this.ids.uidStored(uid) : uid, this.ids ? this.ids.gidStored(gid) : gid), 'chown', h.path);
   }
 
   futimens(id: number, atime: Timespec, mtime: Timespec): void {
@@ -326,15 +337,15 @@ export class Overlay {
   }
 
   mkdir(path: string, mode: number, caller: Caller): void {
-    create.mkdir(this.w('mkdir', path), path, mode, caller);
+    create.mkdir(this.w('mkdir', path), path, mode, this.stored(caller));
   }
 
   mknod(path: string, mode: number, major: number, minor: number, caller: Caller): void {
-    create.mknod(this.w('mknod', path), path, mode, major, minor, caller);
+    create.mknod(this.w('mknod', path), path, mode, major, minor, this.stored(caller));
   }
 
   symlink(target: string, path: string, caller: Caller): void {
-    create.symlink(this.w('symlink', path), target, path, caller);
+    create.symlink(this.w('symlink', path), target, path, this.stored(caller));
   }
 
   link(existing: string, path: string, caller: Caller): void {
@@ -357,7 +368,7 @@ export class Overlay {
   /** Attributes of an object through an fd (also O_PATH), whatever its name now. */
   attrOfFd(fd: number, inUpper: boolean): Attr {
     const st = check(lstatAt(fd, ''), 'fstat');
-    return attrFrom(st, inUpper ? this.inodes.ofUpper(fd, '', st) : this.inodes.of(st.dev, st.ino), inUpper);
+    return attrFrom(st, inUpper ? this.inodes.ofUpper(fd, '', st) : this.inodes.of(st.dev, st.ino), inUpper, this.ids);
   }
 
   rmdir(path: string): void {
@@ -373,7 +384,7 @@ export class Overlay {
   }
 
   chown(path: string, uid: number, gid: number): void {
-    setattr.chown(this.w('chown', path), path, uid, gid);
+    setattr.chown(this.w('chown', path), path, this.ids ? this.ids.uidStored(uid) : uid, this.ids ? this.ids.gidStored(gid) : gid);
   }
 
   utimens(path: string, atime: Timespec, mtime: Timespec): void {
