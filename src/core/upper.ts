@@ -219,16 +219,7 @@ export class UpperWriter {
    * `parent` (the kernel's ovl_lower_positive): if so, removing it needs a whiteout.
    */
   lowerPositive(parent: DirNode, name: string): boolean {
-    for (const d of parent.dirs) {
-      if (d.layer === this.upper) continue;
-      const st = lstatAt(d.fd, name);
-      if (typeof st === 'number') {
-        if (typeof lstatAt(d.fd, WH_PREFIX + name) !== 'number') return false;
-        continue;
-      }
-      return !isWhiteoutStat(st);
-    }
-    return false;
+    return lowerPositiveIn(parent.dirs, this.upper, name);
   }
 
   /** Sets owner to the caller's when the daemon is someone else (files are born the daemon's). */
@@ -374,3 +365,26 @@ export function copyAttrs(st: Stat, dirFd: number, name: string): void {
 }
 
 export { joinPath, WH_OPAQUE };
+
+/**
+ * The rule of ovl_lower_positive over one merged directory's stack: the first lower layer that
+ * answers decides; a name that cannot be looked up for any reason but ENOENT/ENAMETOOLONG
+ * (EACCES, EIO, ...) counts as present, so a removal leaves a whiteout rather than let the
+ * name come back once the error clears. `lstat` is the probe (injected by unit tests).
+ */
+export function lowerPositiveIn(dirs: readonly { layer: Layer; fd: number }[], upper: Layer | undefined, name: string, lstat: (fd: number, name: string) => Stat | number = lstatAt): boolean {
+  for (const d of dirs) {
+    if (d.layer === upper) continue;
+    const st = lstat(d.fd, name);
+    if (typeof st === 'number') {
+      if (st !== -E.ENOENT && st !== -E.ENAMETOOLONG) return true;
+      // An OCI layer's `.wh.NAME` whites it out; an error reading that is, again, present.
+      const wh = lstat(d.fd, WH_PREFIX + name);
+      if (typeof wh !== 'number') return false;
+      if (wh !== -E.ENOENT && wh !== -E.ENAMETOOLONG) return true;
+      continue;
+    }
+    return !isWhiteoutStat(st);
+  }
+  return false;
+}

@@ -5,7 +5,10 @@ import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DAEMON_CALLER } from '../../src/core/config';
-import { S_IFCHR, S_IFIFO } from '../../src/host/stat';
+import { S_IFCHR, S_IFIFO, type Stat } from '../../src/host/stat';
+import { E } from '../../src/core/errors';
+import type { Layer } from '../../src/core/layers';
+import { lowerPositiveIn } from '../../src/core/upper';
 import { coreStack } from '../lib/stack';
 import { isWhiteout, workLeft, xattrOf } from '../lib/write-helpers';
 
@@ -132,4 +135,29 @@ t.test('rm -rf d; mkdir d; mv d d2 leaves d absent', async (t) => {
   t.ok(isWhiteout(path.join(u, 'd')), 'whiteout at d: lower d still exists');
   t.equal(xattrOf(path.join(u, 'd2'), 'trusted.overlay.opaque'), 'y');
   t.same(workLeft(s.work as string), []);
+});
+
+t.test('a lower layer that answers with an error hides nothing: the name counts as present (ovl_lower_positive)', async (t) => {
+  const s = coreStack([{ d: { dir: { f: 'lower f' } } }, { d: { dir: {} } }], {}, t);
+  const ov = s.ov;
+  ov.getattr('/d/f');
+  const upper = { writable: true } as unknown as Layer;
+  const lower = { writable: false } as unknown as Layer;
+  const fake = (answers: Record<string, number | 'file'>) => (_fd: number, name: string) => {
+    const a = answers[name] ?? -E.ENOENT;
+    return a === 'file' ? ({ mode: 0o100644, rdevMajor: 0, rdevMinor: 0 } as unknown as Stat) : a;
+  };
+  const dirs = [{ layer: upper, fd: -1 }, { layer: lower, fd: -1 }, { layer: lower, fd: -1 }];
+  t.equal(lowerPositiveIn(dirs, upper, 'f', fake({})), false, 'absent everywhere');
+  t.equal(lowerPositiveIn(dirs, upper, 'f', fake({ f: 'file' })), true, 'present below');
+  for (const e of ['EACCES', 'EIO', 'ELOOP', 'ENOTDIR'] as const) {
+    t.equal(lowerPositiveIn(dirs, upper, 'f', fake({ f: -E[e] })), true, `${e} in a lower layer: present, so a removal leaves a whiteout`);
+  }
+  t.equal(lowerPositiveIn(dirs, upper, 'f', fake({ f: -E.ENAMETOOLONG })), false, 'ENAMETOOLONG is absent, as for the kernel');
+  t.equal(lowerPositiveIn(dirs, upper, 'f', fake({ '.wh.f': 'file' })), false, 'an OCI .wh. file whites it out');
+  t.equal(lowerPositiveIn(dirs, upper, 'f', fake({ '.wh.f': -E.EIO })), true, 'an error reading the .wh. file: present');
+  // Before this rule, lowerPositive answered "absent" on EACCES/EIO: an unlink then left no
+  // whiteout and the file came back once the layer read again. Through the core, a real stack:
+  ov.unlink('/d/f');
+  t.ok(isWhiteout(path.join(s.upper as string, 'd', 'f')), 'the ordinary case still whites out');
 });
