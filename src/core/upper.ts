@@ -139,10 +139,14 @@ export class UpperWriter {
       } else {
         check(sys.mknodat(this.workFd, tmp, st.mode, st.rdevMajor, st.rdevMinor), 'copy-up mknod', name);
       }
+      // The copy's metadata in the kernel's order (ovl_copy_up_workdir: the temp is born with
+      // the original's owner, then xattrs, then mode and times): chown after the xattrs would
+      // drop security.capability (and chmod after chown keeps setuid/setgid, which chown clears).
+      copyOwner(st, this.workFd, tmp);
       copyXattrs(sFd, sName, this.workFd, tmp, this.xattrNames);
       const origin = encodeOrigin(srcLayer, sFd, sName);
       if (origin) check(sys.setxattr(this.workFd, tmp, originXattr(this.config.userxattr), origin, 0), 'copy-up origin', name);
-      copyAttrs(st, this.workFd, tmp);
+      copyModeTimes(st, this.workFd, tmp);
       // Linking the copy in is no change the caller made to the parent: keep its times, as the
       // kernel does (ovl_set_timestamps(upperdir, &c->pstat) after the link).
       const pst = check(lstatAt(parentFd, ''), 'copy-up stat parent', name);
@@ -358,8 +362,11 @@ export function copyXattrs(srcFd: number, srcName: string, dstFd: number, dstNam
 }
 
 /** Owner, mode (with setuid/setgid, set after chown clears them) and nanosecond times. */
-export function copyAttrs(st: Stat, dirFd: number, name: string): void {
+export function copyOwner(st: Stat, dirFd: number, name: string): void {
   check(sys.fchownat(dirFd, name, st.uid, st.gid), 'chown', name);
+}
+
+export function copyModeTimes(st: Stat, dirFd: number, name: string): void {
   if (!isLnk(st.mode)) check(sys.fchmodat(dirFd, name, st.mode & ~S_IFMT), 'chmod', name);
   check(sys.utimensat(dirFd, name, st.atime.sec, st.atime.nsec, st.mtime.sec, st.mtime.nsec), 'utimens', name);
 }
