@@ -47,7 +47,7 @@ export class UpperWriter {
     if (!stack.upper || !stack.work) throw new FsError(E.EROFS, 'mount', 'no upper layer');
     this.upper = stack.upper;
     this.xattrNames = new XattrNames(config.userxattr);
-    this.workFd = prepareWorkDir(stack.work.fd, events);
+    this.workFd = prepareWorkDir(stack.work.fd, events, config.volatile);
   }
 
   close(): void {
@@ -269,7 +269,7 @@ function linkInto(workFd: number, tmp: string, parentFd: number, name: string, p
 }
 
 /** workdir/work, emptied of anything an interrupted copy-up left behind. */
-function prepareWorkDir(workRootFd: number, events: CoreEvents): number {
+function prepareWorkDir(workRootFd: number, events: CoreEvents, volatile: boolean): number {
   // The kernel makes it mode 0 (it works in it with its mounter's capabilities); a daemon run by
   // a user has no CAP_DAC_OVERRIDE and must be able to enter it: 0700, also if a run left it 0.
   const byUser = (process.getuid?.() ?? 0) !== 0;
@@ -277,10 +277,50 @@ function prepareWorkDir(workRootFd: number, events: CoreEvents): number {
   if (r < 0 && r !== -E.EEXIST) fail(-r, 'mkdir', 'workdir/work');
   if (r === -E.EEXIST && byUser) sys.fchmodat(workRootFd, WORK_SUBDIR, 0o700); // EPERM if not ours: the open below says so
   const fd = check(sys.openat(workRootFd, WORK_SUBDIR, C.O_PATH | C.O_NOFOLLOW | C.O_DIRECTORY, 0), 'open', 'workdir/work');
-  const list = check(sys.readdir(fd), 'readdir', 'workdir/work')[0];
-  for (const name of list) removeTree(fd, name);
-  if (list.length) events.warn('removed leftovers of an interrupted operation from workdir', { count: list.length });
+  try {
+    refuseIncompat(fd);
+    const list = check(sys.readdir(fd), 'readdir', 'workdir/work')[0];
+    for (const name of list) removeTree(fd, name);
+    if (list.length) events.warn('removed leftovers of an interrupted operation from workdir', { count: list.length });
+    if (volatile) markVolatile(fd);
+  } catch (err) {
+    sys.close(fd);
+    throw err;
+  }
   return fd;
+}
+
+const INCOMPAT = 'incompat';
+
+/**
+ * What the kernel finds in work/incompat/ (its ovl_workdir_cleanup) forbids the mount: a
+ * volatile mount leaves `volatile/` there, since its upper may have lost writes, and it stays
+ * after a clean unmount until the user removes it. Cleaning it away would hide that loss.
+ */
+function refuseIncompat(workFd: number): void {
+  const st = lstatAt(workFd, INCOMPAT);
+  if (typeof st === 'number' || !isDir(st.mode)) return;
+  const inner = check(sys.openat(workFd, INCOMPAT, C.O_PATH | C.O_NOFOLLOW | C.O_DIRECTORY, 0), 'open', 'workdir/work/incompat');
+  try {
+    const names = check(sys.readdir(inner), 'readdir', 'workdir/work/incompat')[0];
+    if (names.length > 0) {
+      throw new FsError(E.EINVAL, 'mount', `workdir/work/incompat/${names[0]}: overlay with incompat feature '${names[0]}' cannot be mounted (a volatile mount used this upper; remove workdir/work/incompat/${names[0]} once the upper is known good)`);
+    }
+  } finally {
+    sys.close(inner);
+  }
+}
+
+/** The kernel's marker of a volatile mount (ovl_create_volatile_dirty): incompat/volatile/dirty. */
+function markVolatile(workFd: number): void {
+  const mode = (process.getuid?.() ?? 0) !== 0 ? 0o700 : 0; // as workdir/work itself
+  for (const at of [INCOMPAT, INCOMPAT + '/volatile']) {
+    const r = sys.mkdirat(workFd, at, mode);
+    if (r < 0 && r !== -E.EEXIST) fail(-r, 'mkdir', `workdir/work/${at}`);
+  }
+  const dirty = check(sys.openat(workFd, INCOMPAT + '/volatile/dirty', C.O_CREAT | C.O_WRONLY | C.O_NOFOLLOW, 0), 'create', 'workdir/work/incompat/volatile/dirty');
+  check(sys.fsync(dirty, 0), 'fsync', 'workdir/work/incompat/volatile/dirty');
+  sys.close(dirty);
 }
 
 /** rm -rf of `name` in `dirFd`, never following symlinks. */
