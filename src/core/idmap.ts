@@ -1,11 +1,11 @@
 // Ownership translation between the ids stored in the layers and the ids seen through the
-import { readFileSync } from 'node:fs';
 // mount, with fuse-overlayfs 1.10's semantics as measured on this machine (Debian's build):
 // with `uidmapping=C:H:L`, a file stored with id C+i shows through the mount as H+i, and a
 // caller (or chown) giving mount-side id H+i stores C+i. E.g. uidmapping=0:1000:10 shows a
 // file stored as 0 as 1000, a stored 1000 as 65534, and root creating through the mount stores
 // 65534 (0 is outside 1000..1009). Ids outside the map are the overflow id, both ways.
 // squash_to_root / squash_to_uid / squash_to_gid only change what the mount shows.
+import { readFileSync } from 'node:fs';
 
 export interface IdRange { stored: number; shown: number; length: number }
 

@@ -202,10 +202,17 @@ export class Overlay {
     return this.handles.add(h);
   }
 
+  /** A mount-side owner (a chown's) as stored on disk. */
+  private storedOwner(uid: number, gid: number): [number, number] {
+    const ids = this.ids;
+    return ids ? [ids.uidStored(uid), ids.gidStored(gid)] : [uid, gid];
+  }
+
   /** A mount-side caller as the owner stored on disk. */
   private stored(caller: Caller): Caller {
-    const ids = this.ids;
-    return ids ? { ...caller, uid: ids.uidStored(caller.uid), gid: ids.gidStored(caller.gid) } : caller;
+    if (!this.ids) return caller;
+    const [uid, gid] = this.storedOwner(caller.uid, caller.gid);
+    return { ...caller, uid, gid };
   }
 
   /** Creates a regular file and opens it; returns a handle number. */
@@ -231,7 +238,8 @@ export class Overlay {
 
   fchown(id: number, uid: number, gid: number): void {
     const h = this.nameless(id, 'chown');
-    check(sys.fchownat(h.fd, '', this.ids ? this.ids.uidStored(uid) : uid, this.ids ? this.ids.gidStored(gid) : gid), 'chown', h.path);
+    const [su, sg] = this.storedOwner(uid, gid);
+    check(sys.fchownat(h.fd, '', su, sg), 'chown', h.path);
   }
 
   futimens(id: number, atime: Timespec, mtime: Timespec): void {
@@ -384,7 +392,8 @@ export class Overlay {
   }
 
   chown(path: string, uid: number, gid: number): void {
-    setattr.chown(this.w('chown', path), path, this.ids ? this.ids.uidStored(uid) : uid, this.ids ? this.ids.gidStored(gid) : gid);
+    const [su, sg] = this.storedOwner(uid, gid);
+    setattr.chown(this.w('chown', path), path, su, sg);
   }
 
   utimens(path: string, atime: Timespec, mtime: Timespec): void {
