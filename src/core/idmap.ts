@@ -5,6 +5,9 @@
 // file stored as 0 as 1000, a stored 1000 as 65534, and root creating through the mount stores
 // 65534 (0 is outside 1000..1009). Ids outside the map are the overflow id, both ways.
 // squash_to_root / squash_to_uid / squash_to_gid only change what the mount shows.
+// POSIX ACLs (system.posix_acl_access/default) name users and groups too: their ACL_USER and
+// ACL_GROUP entries are translated with the same ranges, so `getfacl` through the mount names
+// the ids `stat` shows, and `setfacl` stores what chown would.
 import { readFileSync } from 'node:fs';
 
 export interface IdRange { stored: number; shown: number; length: number }
@@ -37,6 +40,14 @@ function map(ranges: IdRange[], id: number, toShown: boolean, overflow: number):
   return overflow;
 }
 
+/** The xattrs that hold a POSIX ACL in the kernel's xattr format (linux/posix_acl_xattr.h). */
+export const ACL_XATTRS: ReadonlySet<string> = new Set(['system.posix_acl_access', 'system.posix_acl_default']);
+const ACL_VERSION = 2;
+const ACL_HEADER = 4;
+const ACL_ENTRY = 8; // le16 tag, le16 perm, le32 id
+const ACL_USER = 0x02;
+const ACL_GROUP = 0x08;
+
 export class IdMap {
   constructor(private readonly m: IdMapping) {}
 
@@ -60,6 +71,23 @@ export class IdMap {
   gidStored(gid: number): number {
     if (gid === -1 || gid === 0xffffffff || this.m.gids.length === 0) return gid;
     return map(this.m.gids, gid, false, OVERFLOW_GID);
+  }
+
+  /**
+   * A POSIX ACL xattr value with its user and group entries mapped (toShown: stored to shown),
+   * in a new buffer. Squash options leave ACLs alone, as they leave what is stored. A value not
+   * in the kernel's format is returned as it is: the layer's filesystem is the one to judge it.
+   */
+  acl(value: Buffer, toShown: boolean): Buffer {
+    if (value.length < ACL_HEADER || (value.length - ACL_HEADER) % ACL_ENTRY !== 0 || value.readUInt32LE(0) !== ACL_VERSION) return value;
+    const out = Buffer.from(value);
+    for (let at = ACL_HEADER; at < out.length; at += ACL_ENTRY) {
+      const tag = out.readUInt16LE(at);
+      const ranges = tag === ACL_USER ? this.m.uids : tag === ACL_GROUP ? this.m.gids : undefined;
+      if (!ranges || ranges.length === 0) continue;
+      out.writeUInt32LE(map(ranges, out.readUInt32LE(at + 4), toShown, tag === ACL_USER ? OVERFLOW_UID : OVERFLOW_GID), at + 4);
+    }
+    return out;
   }
 }
 

@@ -17,7 +17,7 @@ import * as create from './create';
 import * as remove from './remove';
 import { rename } from './rename';
 import * as setattr from './setattr';
-import { idMapOf, type IdMap } from './idmap';
+import { ACL_XATTRS, idMapOf, type IdMap } from './idmap';
 
 /** Attributes of a merged object as the caller sees them. */
 export interface Attr extends Stat {
@@ -405,7 +405,8 @@ export class Overlay {
   }
 
   setxattr(path: string, name: string, value: Buffer, flags: number): void {
-    setattr.setxattr(this.w('setxattr', path), path, this.xattrNames.toDisk(name), value, flags);
+    const stored = this.ids && ACL_XATTRS.has(name) ? this.ids.acl(value, false) : value;
+    setattr.setxattr(this.w('setxattr', path), path, this.xattrNames.toDisk(name), stored, flags);
   }
 
   removexattr(path: string, name: string): void {
@@ -421,7 +422,8 @@ export class Overlay {
   /** The overlay's own xattrs read as absent (ENODATA); escaped ones under the caller's name. */
   getxattr(path: string, name: string): Buffer {
     const top = this.resolver.get(path).entries[0];
-    return check(sys.getxattr(top.parentFd, top.name, this.xattrNames.toDisk(name)), 'getxattr', path);
+    const value = check(sys.getxattr(top.parentFd, top.name, this.xattrNames.toDisk(name)), 'getxattr', path);
+    return this.ids && ACL_XATTRS.has(name) ? this.ids.acl(value, true) : value;
   }
 
   /**

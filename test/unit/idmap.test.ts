@@ -6,6 +6,7 @@ import path from 'node:path';
 import { parseMountOptions, UsageError } from '../../src/cli/options';
 import { Overlay } from '../../src/core/overlay';
 import { coreStack } from '../lib/stack';
+import { sys } from '../../src/host/native';
 
 const RW = 'lowerdir=/l1:/l2,upperdir=/u,workdir=/w';
 const parse = (o: string) => parseMountOptions([`${RW},${o}`], { cwd: '/cwd' });
@@ -64,4 +65,38 @@ t.test('squash', async (t) => {
   const ov = new Overlay({ ...s.cfg, idmap: { uids: [], gids: [], squashUid: 7, squashGid: 0 } });
   t.teardown(() => ov.close());
   t.same([ov.getattr('/f').uid, ov.getattr('/f').gid, ov.getattr('/').uid], [7, 0, 7]);
+});
+
+/** A POSIX ACL xattr value: owner rwx, the given named users and groups, mask, other. */
+function acl(users: number[], groups: number[]): Buffer {
+  const entries: [number, number, number][] = [[0x01, 7, 0xffffffff], ...users.map((u): [number, number, number] => [0x02, 6, u]),
+    [0x04, 5, 0xffffffff], ...groups.map((g): [number, number, number] => [0x08, 4, g]), [0x10, 7, 0xffffffff], [0x20, 0, 0xffffffff]];
+  const b = Buffer.alloc(4 + 8 * entries.length);
+  b.writeUInt32LE(2, 0);
+  entries.forEach(([tag, perm, id], i) => { b.writeUInt16LE(tag, 4 + 8 * i); b.writeUInt16LE(perm, 6 + 8 * i); b.writeUInt32LE(id, 8 + 8 * i); });
+  return b;
+}
+
+/** The ids of the named entries of an ACL value, users then groups. */
+function aclIds(b: Buffer): number[] {
+  const out: number[] = [];
+  for (let at = 4; at < b.length; at += 8) if (b.readUInt16LE(at) === 0x02 || b.readUInt16LE(at) === 0x08) out.push(b.readUInt32LE(at + 4));
+  return out;
+}
+
+t.test('POSIX ACLs: named users and groups translated both ways', async (t) => {
+  const s = coreStack([{ f: '' }], {}, t);
+  const lowerFile = path.join(s.lowers[0], 'f');
+  t.equal(sys.setxattr(-100 /* AT_FDCWD */, lowerFile, 'system.posix_acl_access', acl([3, 50], [4]), 0), 0, 'the lower layer takes an ACL');
+  const ov = new Overlay({ ...s.cfg, idmap: { uids: [{ stored: 0, shown: 1000, length: 10 }], gids: [{ stored: 0, shown: 2000, length: 10 }] } });
+  t.teardown(() => ov.close());
+  t.same(aclIds(ov.getxattr('/f', 'system.posix_acl_access')), [1003, 65534, 2004], 'stored ids show mapped; outside the map: overflow');
+  ov.setxattr('/f', 'system.posix_acl_access', acl([1005], [2006]), 0);
+  const stored = sys.getxattr(-100, path.join(s.upper as string, 'f'), 'system.posix_acl_access');
+  t.ok(Buffer.isBuffer(stored), 'the ACL is in upper');
+  t.same(aclIds(stored as Buffer), [5, 6], 'setfacl through the mount stores the container ids');
+  t.same(aclIds(ov.getxattr('/f', 'system.posix_acl_access')), [1005, 2006], 'and reads back as set');
+  const plain = new Overlay(s.cfg);
+  t.teardown(() => plain.close());
+  t.same(aclIds(plain.getxattr('/f', 'system.posix_acl_access')), [5, 6], 'without a mapping nothing is translated');
 });
