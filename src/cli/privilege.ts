@@ -11,18 +11,20 @@ import { UsageError, type MountOptions } from './options';
 
 /**
  * The defaults that depend on who mounts, decided before the checks below:
- * - a privileged root mount is open to every user (allow_other), with the kernel checking
- *   permissions (default_permissions), as kernel overlayfs is open to everyone and as
- *   fuse-overlayfs makes its root mounts; `noallow_other` keeps it to the mounter;
+ * - a root mount (also by the root of a user namespace) is open to every user (allow_other),
+ *   with the kernel checking permissions (default_permissions), as kernel overlayfs is open to
+ *   everyone and as fuse-overlayfs makes its root mounts; `noallow_other` keeps it to the mounter;
  * - an unprivileged mount with an upper layer takes `userxattr` itself, as fuse-overlayfs falls
  *   back to user.* xattrs: rootless engines never pass it. Returns the lines to log at info.
  */
-export function applyPrivilegeDefaults(options: MountOptions, uid = process.getuid?.() ?? 0, privileged = hasCapSysAdmin() && inInitUserNs()): string[] {
+export function applyPrivilegeDefaults(options: MountOptions, uid = process.getuid?.() ?? 0, privileged = hasCapSysAdmin() && inInitUserNs(), canMount = hasCapSysAdmin()): string[] {
   const notes: string[] = [];
-  if (privileged && uid === 0) {
-    if (!options.allowOtherGiven) options.fuse.allowOther = true;
-    return notes;
-  }
+  // The root of a user namespace mounts with mount(2) too, and there the kernel opens an
+  // allow_other mount to that namespace's processes only. Rootless podman needs it: with
+  // --userns=keep-id the container's root is another uid of podman's namespace, which a mount
+  // kept to the mounter refuses (EACCES on the rootfs); fuse-overlayfs adds allow_other as uid 0.
+  if (uid === 0 && canMount && !options.allowOtherGiven) options.fuse.allowOther = true;
+  if (privileged && uid === 0) return notes;
   if (options.overlay.upperdir !== undefined && !options.overlay.userxattr) {
     options.overlay.userxattr = true;
     notes.push('unprivileged mount with an upper layer: using userxattr (user.overlay.* xattrs)');

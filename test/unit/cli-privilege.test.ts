@@ -37,6 +37,15 @@ t.test('a root mount is open to every user unless noallow_other; a user\'s is no
   const kept = parse(`${RW},noallow_other`);
   applyPrivilegeDefaults(kept, 0, true);
   t.equal(kept.fuse.allowOther, false, 'noallow_other keeps it to the mounter');
+  const nsRoot = parse(RW);
+  applyPrivilegeDefaults(nsRoot, 0, false, true);
+  t.equal(nsRoot.fuse.allowOther, true, 'root of a user namespace (rootless podman): open to that namespace, as fuse-overlayfs is');
+  const nsKept = parse(`${RW},noallow_other`);
+  applyPrivilegeDefaults(nsKept, 0, false, true);
+  t.equal(nsKept.fuse.allowOther, false, 'noallow_other there too');
+  const noCap = parse(RW);
+  applyPrivilegeDefaults(noCap, 0, false, false);
+  t.equal(noCap.fuse.allowOther, false, 'uid 0 without CAP_SYS_ADMIN mounts through fusermount3: its rules');
   const user = parse(`${RW},userxattr`);
   applyPrivilegeDefaults(user, 1000, false);
   t.equal(user.fuse.allowOther, false, 'a user mount follows fusermount3: the mounter only');
