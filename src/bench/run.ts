@@ -8,15 +8,17 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DEFAULT_PACKAGE, FULL, QUICK, prepareFixtures, type Sizes } from './fixtures';
+import { BUSYBOX } from './podman';
 import { DEFAULT_SYSTEMS, EXTRA_SYSTEMS, baseSpec, daemonCpu, mountSystem, transportOf, unmountAll, versionOf, type SystemName, type SystemSpec } from './systems';
-import { WORKLOADS, type Context, type Metric } from './workloads';
+import { ENGINE_WORKLOADS, WORKLOADS, type Context, type Metric } from './workloads';
 import { argsOrExit, eachFlag, fmtRatio, fmtValue, loadAverage, mountedPoints, progress, run, summarize, type Summary } from './util';
 
 const REPO = path.resolve(__dirname, '..', '..');
 
 const USAGE = `usage: npm run bench -- [options]
   --quick               small sizes, 3 repetitions: for validating the benchmark, not for numbers
-  --only A,B            workloads: ${WORKLOADS.map((w) => w.name).join(', ')}
+  --only A,B            workloads: ${[...WORKLOADS, ...ENGINE_WORKLOADS].map((w) => w.name).join(', ')}
+                        (podman: needs podman, runc and busybox-static; skipped without them)
   --reps N              repetitions per workload and system (default 5, quick 3)
   --systems A,B         systems: ${DEFAULT_SYSTEMS.join(', ')}, ${Object.keys(EXTRA_SYSTEMS).join(', ')} (overlayd's
                         transport with no-op handlers: runs the per-op probes only) and any --variant;
@@ -101,7 +103,7 @@ function parseArgs(argv: string[]): Args {
     if (!spec) throw new Error(`unknown system ${n}`);
     a.systems.push(spec);
   }
-  for (const w of a.only ?? []) if (!WORKLOADS.some((x) => x.name === w)) throw new Error(`unknown workload ${w}`);
+  for (const w of a.only ?? []) if (![...WORKLOADS, ...ENGINE_WORKLOADS].some((x) => x.name === w)) throw new Error(`unknown workload ${w}`);
   return a;
 }
 
@@ -267,15 +269,21 @@ async function bench(a: Args): Promise<void> {
   if (a.bothTransports && plain && transportOf(plain) !== 'fuse-native' && !a.systems.some((x) => x.name === 'overlayd-fuse-native')) {
     a.systems.splice(a.systems.indexOf(plain) + 1, 0, { ...plain, name: 'overlayd-fuse-native', opts: [...plain.opts, 'transport=fuse-native'], env: { ...plain.env }, nodeArgs: [...plain.nodeArgs] });
   }
-  const fx = prepareFixtures(a.dir, sizes, a.quick ? 'quick' : 'full', a.pkg);
-  const ctx: Context = { fx, sizes, driver };
   const workloads = WORKLOADS.filter((w) => (a.only ? a.only.includes(w.name) : true));
+  const engineMissing = ['podman', 'runc'].find((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status !== 0) ?? (fs.existsSync(BUSYBOX) ? undefined : BUSYBOX);
+  const engines = ENGINE_WORKLOADS.filter((w) => (a.only ? a.only.includes(w.name) : true)).filter((w) => {
+    if (engineMissing !== undefined) progress(`skipping ${w.name}: ${engineMissing} is missing (scripts/setup.sh installs it)`);
+    return engineMissing === undefined;
+  });
   const samples = new Map<string, Map<SystemName, number[]>>();
   const cpu = new Map<string, Map<SystemName, number[]>>();
   const loadBefore = loadAverage();
-  progress(`${a.quick ? 'quick' : 'full'} run "${label}": ${workloads.map((w) => w.name).join(', ')} × ${reps} on ${a.systems.map((x) => x.name).join(', ')} (load ${loadBefore.join(' ')})`);
+  progress(`${a.quick ? 'quick' : 'full'} run "${label}": ${[...workloads, ...engines].map((w) => w.name).join(', ')} × ${reps} on ${a.systems.map((x) => x.name).join(', ')} (load ${loadBefore.join(' ')})`);
 
+  // The layers only the mount workloads use (the podman job makes its own).
+  const ctx: Context | undefined = workloads.length > 0 ? { fx: prepareFixtures(a.dir, sizes, a.quick ? 'quick' : 'full', a.pkg), sizes, driver } : undefined;
   for (const w of workloads) {
+    if (!ctx) break; // (never: ctx exists when workloads do; narrows its type)
     w.prepare?.(ctx);
     for (let rep = 0; rep < reps; rep++) {
       // Rotate the order so no system always runs first (or right after another's writeback).
@@ -286,7 +294,7 @@ async function bench(a: Args): Promise<void> {
         if (interrupted) throw new Error('interrupted');
         const system = spec.name;
         const runDir = path.join(a.dir, 'run', system);
-        const m = await mountSystem(spec, fx.lowers, runDir, w.mountOpts?.[spec.kind] ?? []);
+        const m = await mountSystem(spec, ctx.fx.lowers, runDir, w.mountOpts?.[spec.kind] ?? []);
         let res: Record<string, number>;
         const cpu0 = daemonCpu(m);
         try {
@@ -315,11 +323,36 @@ async function bench(a: Args): Promise<void> {
     }
   }
 
+  for (const w of engines) {
+    for (let rep = 0; rep < reps; rep++) {
+      const here = a.systems.filter((x) => w.kinds.includes(x.kind));
+      for (const spec of here.map((_, i) => here[(i + rep) % here.length])) {
+        if (interrupted) throw new Error('interrupted');
+        const runDir = path.join(a.dir, 'run', spec.name);
+        fs.rmSync(runDir, { recursive: true, force: true });
+        let res: Record<string, number>;
+        try {
+          res = await w.engine(spec, runDir);
+        } finally {
+          const left = [...mountedPoints()].filter((p) => p.startsWith(runDir + '/'));
+          for (const p of left.sort((x, y) => y.length - x.length)) spawnSync('umount', ['-l', p]);
+          fs.rmSync(runDir, { recursive: true, force: true });
+        }
+        for (const met of w.metrics) {
+          if (!samples.has(met.key)) samples.set(met.key, new Map());
+          const bySys = samples.get(met.key) as Map<SystemName, number[]>;
+          bySys.set(spec.name, [...(bySys.get(spec.name) ?? []), res[met.key]]);
+        }
+        progress(`[${w.name} ${rep + 1}/${reps}] ${spec.name}: ${w.metrics.map((met) => `${met.key} ${fmtValue(res[met.key], met.unit)}`).join(', ')}`);
+      }
+    }
+  }
+
   const result: ResultFile = {
     format: 1, label, date: new Date().toISOString(), quick: a.quick, reps, sizes,
     machine: machine(a.dir), load: { before: loadBefore, after: loadAverage() },
     systems: a.systems, versions: Object.fromEntries(a.systems.map((s) => [s.name, versionOf(s)])), package: a.pkg,
-    metrics: workloads.flatMap((w) => w.metrics).map((met) => ({
+    metrics: [...workloads, ...engines].flatMap((w) => w.metrics).map((met) => ({
       ...met,
       results: Object.fromEntries([...(samples.get(met.key) ?? new Map<SystemName, number[]>())].map(([s, v]) => [s, summarize(v)])),
     })),

@@ -147,6 +147,21 @@ export async function mountSystem(spec: SystemSpec, lowers: string[], runDir: st
   return m;
 }
 
+/**
+ * The mount program an engine runs for this system, which takes no node arguments of its own:
+ * for overlayd a script in `dir` running its build with its node arguments; fuse-overlayfs from
+ * PATH; the kernel, none (the engine's native overlay).
+ */
+export function engineMountProgram(spec: SystemSpec, dir: string): string | undefined {
+  if (spec.kind === 'kernel') return undefined;
+  if (spec.kind !== 'overlayd') return run('sh', ['-c', `command -v ${spec.kind}`]).trim();
+  fs.mkdirSync(dir, { recursive: true });
+  const script = path.join(dir, 'overlayd');
+  const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+  fs.writeFileSync(script, `#!/bin/sh\nexec ${[process.execPath, ...spec.nodeArgs, spec.bin ?? spec.build ?? OVERLAYD_BIN].map(q).join(' ')} "$@"\n`, { mode: 0o755 });
+  return script;
+}
+
 /** CPU time (user + system, seconds) the mount's daemon has used so far, all threads. */
 export function daemonCpu(m: Mount): number | undefined {
   if (m.pid === undefined) return undefined;

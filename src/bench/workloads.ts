@@ -3,7 +3,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Fixtures, Sizes } from './fixtures';
-import { daemonCpu, peakRss, type Mount, type SystemKind } from './systems';
+import { podmanJob } from './podman';
+import { daemonCpu, engineMountProgram, peakRss, type Mount, type SystemKind, type SystemSpec } from './systems';
 import { dropCaches, run, timeShell } from './util';
 
 export interface Metric {
@@ -31,6 +32,17 @@ export interface Workload {
   /** Once per workload, before any mount: puts host caches in the state the workload assumes. */
   prepare?(ctx: Context): void;
   run(m: Mount, ctx: Context): Promise<Record<string, number>>;
+}
+
+/**
+ * A job that mounts through a container engine rather than on a mount of ours: it gets the
+ * system and a fresh directory of its own, and does its own mounting and unmounting there.
+ */
+export interface EngineWorkload {
+  name: string;
+  metrics: Metric[];
+  kinds: SystemKind[];
+  engine(spec: SystemSpec, dir: string): Promise<Record<string, number>>;
 }
 
 interface DriverResult { ns: number; ops: number; bytes: number }
@@ -211,6 +223,24 @@ export const WORKLOADS: Workload[] = [
         'op-fstat': fst.us, 'op-read': rd?.us ?? NaN, 'op-getattr': st.us, 'op-open': op.us,
         'cpu-fstat': fst.cpu, 'cpu-read': rd?.cpu ?? NaN,
       };
+    },
+  },
+];
+
+export const ENGINE_WORKLOADS: EngineWorkload[] = [
+  {
+    // podman (containers/storage's overlay driver) with the system as its mount_program, or,
+    // for the kernel, none: native overlay, as podman runs as root by default.
+    name: 'podman',
+    metrics: [
+      { key: 'podman-build', title: '(10) podman build --no-cache, 3 RUN steps', unit: 's' },
+      { key: 'podman-run', title: '(10) podman run --rm true', unit: 's' },
+    ],
+    kinds: ['overlayd', 'fuse-overlayfs', 'kernel'],
+    async engine(spec, dir) {
+      const program = engineMountProgram(spec, dir);
+      const r = podmanJob(dir, program, spec.kind === 'overlayd' ? spec.opts : [], spec.kind === 'overlayd' ? spec.env : {});
+      return { 'podman-build': r.build, 'podman-run': r.run };
     },
   },
 ];

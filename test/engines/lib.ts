@@ -1,19 +1,19 @@
 // What the engine suites share: a scratch directory that takes everything with it at teardown
-// (the processes started in it, the mounts beneath it, then the tree), a busybox rootfs as the
-// base image (no registry), podman's and buildah's config files, and tar listings to compare
-// what two mount programs produced. The suites run once, on the default transport, inside the
+// (the processes started in it, the mounts beneath it, then the tree), and tar listings to
+// compare what two mount programs produced; the base image and podman's and buildah's config
+// files come from src/bench/podman.ts, which the benchmark's podman job uses too. The suites run once, on the default transport, inside the
 // private mount namespace scripts/test.sh makes.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { BUSYBOX, busyboxRootfs, podmanEnv } from '../../src/bench/podman';
 import { BIN } from '../lib/mounts';
 import { run, type Ran } from '../lib/proc';
 import { removeTree } from '../lib/stack';
 
-export { BIN };
+export { BIN, BUSYBOX, busyboxRootfs, podmanEnv };
 export const FUSE_OVERLAYFS = '/usr/bin/fuse-overlayfs';
-export const BUSYBOX = '/bin/busybox';
 
 export function which(cmd: string): string | undefined {
   for (const dir of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
@@ -66,79 +66,6 @@ export function scratch(t: { teardown(fn: () => void | Promise<void>): void }, n
     removeTree(dir);
   });
   return dir;
-}
-
-/**
- * A tar of a tiny root file system: Debian's static busybox and its applets, /etc with a few
- * files to delete and change, /tmp for everyone. Owners, order and times are fixed, so two
- * imports are the same image.
- */
-export function busyboxRootfs(dir: string): string {
-  const root = path.join(dir, 'rootfs');
-  for (const d of ['bin', 'etc/keep', 'tmp', 'root', 'home/user']) fs.mkdirSync(path.join(root, d), { recursive: true });
-  fs.copyFileSync(BUSYBOX, path.join(root, 'bin/busybox'));
-  fs.chmodSync(path.join(root, 'bin/busybox'), 0o755);
-  const applets = spawnSync(BUSYBOX, ['--list'], { encoding: 'utf8' }).stdout.split('\n').filter((a) => a !== '' && a !== 'busybox');
-  for (const a of applets) fs.symlinkSync('busybox', path.join(root, 'bin', a));
-  fs.writeFileSync(path.join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n');
-  fs.writeFileSync(path.join(root, 'etc/group'), 'root:x:0:\nuser:x:1000:\n');
-  fs.writeFileSync(path.join(root, 'etc/motd'), 'hello from the lower layer\n');
-  fs.writeFileSync(path.join(root, 'etc/keep/a'), 'a\n');
-  fs.writeFileSync(path.join(root, 'etc/keep/b'), 'b\n');
-  fs.chmodSync(path.join(root, 'tmp'), 0o1777);
-  fs.chownSync(path.join(root, 'home/user'), 1000, 1000);
-  const tar = path.join(dir, 'rootfs.tar');
-  const r = spawnSync('tar', ['-C', root, '--sort=name', '--numeric-owner', '--mtime=@0', '-cf', tar, '.'], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`tar of the rootfs: ${r.stderr}`);
-  removeTree(root);
-  return tar;
-}
-
-/** The hard limit of a resource of this process, from /proc/self/limits. */
-function hardLimit(label: string): number {
-  const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith(label)) ?? '';
-  const hard = line.slice(label.length).trim().split(/\s+/)[1];
-  return hard === undefined || hard === 'unlimited' ? Infinity : Number(hard);
-}
-
-/**
- * podman's and buildah's configuration for one storage in `dir`: driver overlay with
- * `mountProgram` as its mount_program (none: the kernel's overlay), no mountopt, graphroot and
- * runroot and every other state directory inside `dir`; runc, cgroupfs, file events, no
- * network. Returns the environment that points them there.
- */
-export function podmanEnv(dir: string, mountProgram: string | undefined): NodeJS.ProcessEnv {
-  fs.mkdirSync(dir, { recursive: true });
-  const storage = path.join(dir, 'storage.conf');
-  fs.writeFileSync(storage, [
-    '[storage]',
-    'driver = "overlay"',
-    `graphroot = "${dir}/graph"`,
-    `runroot = "${dir}/run"`,
-    `rootless_storage_path = "${dir}/graph"`,
-    ...(mountProgram !== undefined ? ['[storage.options.overlay]', `mount_program = "${mountProgram}"`] : []),
-    '',
-  ].join('\n'));
-  // podman raises RLIMIT_NOFILE and RLIMIT_NPROC to 1048576 in its containers, which fails
-  // without CAP_SYS_RESOURCE (some sandboxes drop it): ask for what this process may give.
-  const nofile = Math.min(hardLimit('Max open files'), 1048576);
-  const conf = path.join(dir, 'containers.conf');
-  fs.writeFileSync(conf, [
-    '[containers]',
-    'netns = "none"',
-    `default_ulimits = ["nofile=${nofile}:${nofile}", "nproc=4096:4096"]`,
-    '[engine]',
-    'runtime = "runc"',
-    'cgroup_manager = "cgroupfs"',
-    'events_logger = "file"',
-    `events_logfile_path = "${dir}/events.log"`,
-    `tmp_dir = "${dir}/libpod-tmp"`,
-    `volume_path = "${dir}/volumes"`,
-    '[network]',
-    `network_config_dir = "${dir}/networks"`,
-    '',
-  ].join('\n'));
-  return { CONTAINERS_STORAGE_CONF: storage, CONTAINERS_CONF: conf, TMPDIR: dir };
 }
 
 /** Runs a command with `env` added; rejects with its output unless it exits 0. */
