@@ -119,6 +119,25 @@ t.test('install-helper.sh installs into /sbin, idempotently, and uninstalls only
   t.notOk(fs.existsSync(path.join(other, 'mount.fuse.overlayd')), 'and removes its own');
 });
 
+t.test('install-helper.sh --fuse-overlayfs: overlayd under the name engines look up, never over a real one', async (t) => {
+  const dir = tmpdir('overlayd-prefix-');
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const env = { ...process.env, PATH: `${dir}:${process.env.PATH ?? '/usr/bin:/bin'}` };
+  const r = spawnSync('bash', [INSTALL, '--fuse-overlayfs', '--prefix', dir], { encoding: 'utf8', env });
+  t.equal(r.status, 0, r.stderr);
+  t.same(fs.readdirSync(dir), ['fuse-overlayfs'], 'that name alone');
+  t.match(sh(path.join(dir, 'fuse-overlayfs'), ['--version']).stdout, /^\d+\.\d+\.\d+\n$/, 'it runs overlayd');
+  const real = ['/usr/bin/fuse-overlayfs', '/bin/fuse-overlayfs'].find((p) => fs.existsSync(p));
+  if (real !== undefined) t.match(r.stderr, new RegExp(`now comes before ${real}, which is untouched`), 'says which one PATH finds first');
+  t.equal(sh('bash', [INSTALL, '--fuse-overlayfs', '--uninstall', '--prefix', dir]).status, 0);
+  t.same(fs.readdirSync(dir), [], 'uninstalled');
+  fs.writeFileSync(path.join(dir, 'fuse-overlayfs'), '#!/bin/sh\necho the real one\n');
+  const refused = sh('bash', [INSTALL, '--fuse-overlayfs', '--prefix', dir]);
+  t.equal(refused.status, 1, 'refuses to replace a fuse-overlayfs it did not write');
+  t.match(refused.stderr, /exists and was not installed by overlayd; leaving it alone/);
+  t.equal(fs.readFileSync(path.join(dir, 'fuse-overlayfs'), 'utf8'), '#!/bin/sh\necho the real one\n');
+});
+
 t.test('mount -t fuse.overlayd runs /sbin/mount.fuse.overlayd; umount(8) unmounts', async (t) => {
   install(t);
   const l = withFiles(layout(2));
