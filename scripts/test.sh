@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the test suites. Integration tests mount, so they run in a private mount namespace:
 # whatever a failing test leaves mounted disappears with the namespace. The integration suite
-# runs once per transport: the kernel transport (the default for root) and fuse-native.
+# runs once per transport: the kernel transport (the default for root) and fuse-native; the
+# engine suites once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -16,4 +17,10 @@ if [ "$what" = all ] || [ "$what" = integration ]; then
     echo "# integration suite on the $transport transport"
     OVERLAYD_TRANSPORT=$transport unshare --mount --propagation private -- "$tap" test/integration
   done
+fi
+# The real container engines (podman, buildah, dockerd, containerd's mount helper) with overlayd
+# as their mount program: once, on the default transport. Each suite stops what it started.
+if [ "$what" = all ] || [ "$what" = engines ]; then
+  echo "# container engines"
+  unshare --mount --propagation private -- "$tap" test/engines
 fi
