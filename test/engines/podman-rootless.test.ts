@@ -13,8 +13,11 @@ import { BIN, BUSYBOX, FUSE_OVERLAYFS, busyboxRootfs, missing, must, podmanEnv, 
 
 const USER = 'nobody';
 const uid = Number(spawnSync('id', ['-u', USER], { encoding: 'utf8' }).stdout.trim());
+const sysctl = (p: string): string | undefined => { try { return fs.readFileSync(p, 'utf8').trim(); } catch { return undefined; } };
 const skip = missing([['podman', 'podman'], ['runc', 'runc'], ['newuidmap', 'uidmap'], [FUSE_OVERLAYFS, 'fuse-overlayfs'], [BUSYBOX, 'busybox-static']])
-  ?? (uid > 0 ? undefined : `needs the user ${USER}`);
+  ?? (uid > 0 ? undefined : `needs the user ${USER}`)
+  ?? (sysctl('/proc/sys/kernel/unprivileged_userns_clone') === '0' || sysctl('/proc/sys/user/max_user_namespaces') === '0'
+    ? 'needs user namespaces for users (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0)' : undefined);
 
 const PROGRAMS = { overlayd: BIN, 'fuse-overlayfs': FUSE_OVERLAYFS } as const;
 type Program = keyof typeof PROGRAMS;
