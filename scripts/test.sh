@@ -22,5 +22,6 @@ fi
 # as their mount program: once, on the default transport. Each suite stops what it started.
 if [ "$what" = all ] || [ "$what" = engines ]; then
   echo "# container engines"
-  unshare --mount --propagation private -- "$tap" test/engines
+  # Two suites at a time: an engine mostly waits for the processes it starts.
+  unshare --mount --propagation private -- "$tap" --jobs=2 test/engines
 fi

@@ -3,7 +3,7 @@
 import t from 'tap';
 import path from 'node:path';
 import fs from 'node:fs';
-import { BIN, BUSYBOX, FUSE_OVERLAYFS, busyboxRootfs, layerEntries, missing, must, podmanEnv, scratch } from './lib';
+import { BIN, BUSYBOX, FUSE_OVERLAYFS, busyboxRootfs, layerEntries, missing, must, podmanEnv, scratch } from '../lib/engines';
 
 const skip = missing([['buildah', 'buildah'], ['podman', 'podman'], ['runc', 'runc'], [FUSE_OVERLAYFS, 'fuse-overlayfs'], [BUSYBOX, 'busybox-static']]);
 const PROGRAMS = { overlayd: BIN, 'fuse-overlayfs': FUSE_OVERLAYFS } as const;

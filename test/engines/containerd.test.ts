@@ -8,7 +8,7 @@
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BIN, missing, mountsUnder, scratch } from './lib';
+import { BIN, missing, mountsUnder, scratch } from '../lib/engines';
 import { run } from '../lib/proc';
 
 const skip = missing([['mount.fuse3', 'fuse3'], ['fusermount3', 'fuse3']]);

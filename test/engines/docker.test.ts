@@ -7,7 +7,7 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BIN, BUSYBOX, busyboxRootfs, layerEntries, missing, must, scratch } from './lib';
+import { BIN, BUSYBOX, busyboxRootfs, layerEntries, missing, must, scratch } from '../lib/engines';
 import { run } from '../lib/proc';
 
 const DOCKER = '/usr/bin/docker'; // Debian's client, matching its dockerd (another may come first on PATH)
@@ -37,7 +37,7 @@ t.test('dockerd --storage-driver fuse-overlayfs with overlayd as fuse-overlayfs'
     }
   });
   const docker = (args: string[]): Promise<string> => must(DOCKER, ['-H', `unix://${sock}`, ...args], { DOCKER_BUILDKIT: '0' });
-  for (let i = 0; i < 150; i++) {
+  for (let i = 0; i < 300; i++) { // up to a minute: dockerd starts its own containerd first
     if ((await run(DOCKER, ['-H', `unix://${sock}`, 'info'])).code === 0) break;
     if (dockerd.exitCode !== null) break;
     await new Promise((r) => setTimeout(r, 200));

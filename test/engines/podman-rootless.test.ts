@@ -9,7 +9,7 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BIN, BUSYBOX, FUSE_OVERLAYFS, busyboxRootfs, missing, must, podmanEnv, scratch } from './lib';
+import { BIN, BUSYBOX, FUSE_OVERLAYFS, busyboxRootfs, missing, must, podmanEnv, scratch } from '../lib/engines';
 
 const USER = 'nobody';
 const uid = Number(spawnSync('id', ['-u', USER], { encoding: 'utf8' }).stdout.trim());

@@ -6,7 +6,7 @@
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BIN, BUSYBOX, FUSE_OVERLAYFS, busyboxRootfs, layerEntries, missing, mountsUnder, must, podmanEnv, scratch, tarEntries, type TarEntry } from './lib';
+import { BIN, BUSYBOX, FUSE_OVERLAYFS, busyboxRootfs, layerEntries, missing, mountsUnder, must, podmanEnv, scratch, tarEntries, type TarEntry } from '../lib/engines';
 
 const skip = missing([['podman', 'podman'], ['runc', 'runc'], ['conmon', 'conmon'], [FUSE_OVERLAYFS, 'fuse-overlayfs'], [BUSYBOX, 'busybox-static']]);
 

@@ -8,9 +8,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BUSYBOX, busyboxRootfs, podmanEnv } from '../../src/bench/podman';
-import { BIN } from '../lib/mounts';
-import { run, type Ran } from '../lib/proc';
-import { removeTree } from '../lib/stack';
+import { BIN } from './mounts';
+import { run, type Ran } from './proc';
+import { removeTree } from './stack';
 
 export { BIN, BUSYBOX, busyboxRootfs, podmanEnv };
 export const FUSE_OVERLAYFS = '/usr/bin/fuse-overlayfs';
@@ -77,7 +77,7 @@ export async function must(cmd: string, args: string[], env: NodeJS.ProcessEnv =
 
 export interface TarEntry { name: string; type: string; mode: string; uid: number; gid: number; size?: number; sha256?: string; link?: string; dev?: number[]; xattrs?: Record<string, string> }
 
-/** test/engines/tarlist.py: the entries of a tar, or each layer's of a docker-archive. */
+/** test/lib/tarlist.py: the entries of a tar, or each layer's of a docker-archive. */
 export async function tarEntries(file: string): Promise<TarEntry[]> {
   return JSON.parse(await must('python3', [path.join(__dirname, 'tarlist.py'), file])) as TarEntry[];
 }
