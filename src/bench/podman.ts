@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 export const BUSYBOX = '/bin/busybox';
+export const MAX_STORAGE_DIR = 44;
 
 /** The hard limit of a resource of this process, from /proc/self/limits. */
 function hardLimit(label: string): number {
@@ -22,6 +23,10 @@ function hardLimit(label: string): number {
  * that points podman and buildah there.
  */
 export function podmanEnv(dir: string, mountProgram: string | undefined, mountOpts: string[] = []): Record<string, string> {
+  // podman 4.3 with a runroot this long waits 20 s for every container's exit ("Exceeded
+  // conmon timeout waiting for container to exit"), whatever the mount program: measured,
+  // 46 characters for `dir` were fine, 48 were not.
+  if (dir.length > MAX_STORAGE_DIR) throw new Error(`podman storage directory ${dir}: longer than ${MAX_STORAGE_DIR} characters`);
   fs.mkdirSync(dir, { recursive: true });
   const storage = path.join(dir, 'storage.conf');
   const overlay = [

@@ -3,7 +3,7 @@
 import t from 'tap';
 import path from 'node:path';
 import fs from 'node:fs';
-import { BIN, BUSYBOX, FUSE_OVERLAYFS, busyboxRootfs, layerEntries, missing, must, podmanEnv, scratch } from '../lib/engines';
+import { BIN, BUSYBOX, FUSE_OVERLAYFS, busyboxRootfs, layerEntries, missing, must, podmanEnv, scratch, STORAGE } from '../lib/engines';
 
 const skip = missing([['buildah', 'buildah'], ['podman', 'podman'], ['runc', 'runc'], [FUSE_OVERLAYFS, 'fuse-overlayfs'], [BUSYBOX, 'busybox-static']]);
 const PROGRAMS = { overlayd: BIN, 'fuse-overlayfs': FUSE_OVERLAYFS } as const;
@@ -14,7 +14,7 @@ t.test('buildah from, run, mount, commit: the layer fuse-overlayfs makes', { ski
   const tar = busyboxRootfs(dir);
   const got = {} as Record<Program, { layers: unknown; merged: string[]; out: string }>;
   for (const p of Object.keys(PROGRAMS) as Program[]) {
-    const env = podmanEnv(path.join(dir, p), PROGRAMS[p]);
+    const env = podmanEnv(path.join(dir, STORAGE[p]), PROGRAMS[p]);
     const buildah = (args: string[]): Promise<string> => must('buildah', args, env);
     // buildah cannot import a tar by itself: podman imports into the same storage.
     await must('podman', ['import', tar, 'localhost/base'], env);

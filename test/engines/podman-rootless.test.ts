@@ -9,7 +9,7 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BIN, BUSYBOX, FUSE_OVERLAYFS, busyboxRootfs, missing, must, podmanEnv, scratch } from '../lib/engines';
+import { BIN, BUSYBOX, FUSE_OVERLAYFS, busyboxRootfs, missing, must, podmanEnv, scratch, STORAGE } from '../lib/engines';
 
 const USER = 'nobody';
 const uid = Number(spawnSync('id', ['-u', USER], { encoding: 'utf8' }).stdout.trim());
@@ -53,7 +53,7 @@ if (skip === undefined) {
 
   t.before(async () => {
     for (const p of Object.keys(PROGRAMS) as Program[]) {
-      const home = homes[p] = path.join(dir, p);
+      const home = homes[p] = path.join(dir, STORAGE[p]);
       envs[p] = { ...podmanEnv(home, PROGRAMS[p]), HOME: home, XDG_RUNTIME_DIR: path.join(home, 'run'), TMPDIR: home };
       fs.mkdirSync(path.join(home, 'run'), { mode: 0o700 });
       spawnSync('chown', ['-R', `${uid}:${uid}`, home]);

@@ -6,7 +6,7 @@
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BIN, BUSYBOX, FUSE_OVERLAYFS, busyboxRootfs, layerEntries, missing, mountsUnder, must, podmanEnv, scratch, tarEntries, type TarEntry } from '../lib/engines';
+import { BIN, BUSYBOX, FUSE_OVERLAYFS, busyboxRootfs, layerEntries, missing, mountsUnder, must, podmanEnv, scratch, STORAGE, tarEntries, type TarEntry } from '../lib/engines';
 
 const skip = missing([['podman', 'podman'], ['runc', 'runc'], ['conmon', 'conmon'], [FUSE_OVERLAYFS, 'fuse-overlayfs'], [BUSYBOX, 'busybox-static']]);
 
@@ -25,7 +25,7 @@ if (skip === undefined) {
   t.before(async () => {
     const tar = busyboxRootfs(dir);
     for (const p of Object.keys(PROGRAMS) as Program[]) {
-      envs[p] = podmanEnv(path.join(dir, p), PROGRAMS[p]);
+      envs[p] = podmanEnv(path.join(dir, STORAGE[p]), PROGRAMS[p]);
       await podman(p, ['import', tar, 'localhost/base']);
     }
   });

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BUSYBOX, busyboxRootfs, podmanEnv } from '../../src/bench/podman';
+import { BUSYBOX, MAX_STORAGE_DIR, busyboxRootfs, podmanEnv } from '../../src/bench/podman';
 import { BIN } from './mounts';
 import { run, type Ran } from './proc';
 import { removeTree } from './stack';
@@ -53,12 +53,16 @@ function processesNaming(dir: string): number[] {
   return out;
 }
 
+/** Where a suite keeps the storage of each mount program: short, see MAX_STORAGE_DIR. */
+export const STORAGE = { overlayd: 'od', 'fuse-overlayfs': 'fo' } as const;
+
 /**
  * A fresh directory /tmp/overlayd-engines-NAME-*; at teardown the processes started with it in
  * their command line are killed, the mounts beneath it detached, and the tree removed.
  */
 export function scratch(t: { teardown(fn: () => void | Promise<void>): void }, name: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `overlayd-engines-${name}-`));
+  if (path.join(dir, 'fo').length > MAX_STORAGE_DIR) throw new Error(`${dir}: too long a path for podman's storage (TMPDIR?)`);
   fs.chmodSync(dir, 0o755); // other uids (--user 1000, rootless podman) walk through it
   t.teardown(() => {
     for (const pid of processesNaming(dir)) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
