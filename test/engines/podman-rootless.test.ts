@@ -23,7 +23,9 @@ const PROGRAMS = { overlayd: BIN, 'fuse-overlayfs': FUSE_OVERLAYFS } as const;
 type Program = keyof typeof PROGRAMS;
 
 if (skip === undefined) {
-  const dir = scratch(t, 'rootless');
+  // A short name: rootless podman hits the conmon wait of MAX_STORAGE_DIR at shorter paths still
+  // (each container took 20 s with the storage at /tmp/overlayd-engines-rootless-XXXXXX/fo).
+  const dir = scratch(t, 'rl');
   const tar = busyboxRootfs(dir);
   fs.chmodSync(tar, 0o644);
   fs.mkdirSync(path.join(dir, 'etc'));
