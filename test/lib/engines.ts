@@ -1,8 +1,8 @@
 // What the engine suites share: a scratch directory that takes everything with it at teardown
 // (the processes started in it, the mounts beneath it, then the tree), and tar listings to
 // compare what two mount programs produced; the base image and podman's and buildah's config
-// files come from src/bench/podman.ts, which the benchmark's podman job uses too. The suites run once, on the default transport, inside the
-// private mount namespace scripts/test.sh makes.
+// files come from src/bench/podman.ts, which the benchmark's podman job uses too. The suites
+// run once, on the default transport, inside the private mount namespace scripts/test.sh makes.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
