@@ -53,6 +53,7 @@ function privately(t: Test): void {
   };
   t.teardown(() => {
     for (const m of undo) { if (sh('umount', [m]).status !== 0) sh('umount', ['-l', m]); }
+    fs.rmSync(scratch, { recursive: true, force: true });
   });
   mnt(['-t', 'overlay', 'overlay', '-o', `lowerdir=${SBIN},upperdir=${scratch}/upper,workdir=${scratch}/work`, SBIN], SBIN);
   const copy = path.join(scratch, 'fstab');
@@ -109,6 +110,7 @@ t.test('install-helper.sh installs into /sbin, idempotently, and uninstalls only
   const v = sh('/sbin/overlayd', ['--version']);
   t.match(v.stdout, /^\d+\.\d+\.\d+\n$/, '/sbin/overlayd runs overlayd');
   const other = tmpdir('overlayd-prefix-');
+  t.teardown(() => fs.rmSync(other, { recursive: true, force: true }));
   fs.writeFileSync(path.join(other, 'overlayd'), '#!/bin/sh\necho someone else\n');
   const r = sh('bash', [INSTALL, '--prefix', other]);
   t.not(r.status, 0, 'refuses to overwrite a file it did not write');
