@@ -12,7 +12,7 @@
 
 typedef struct { napi_env env; size_t argc; napi_value argv[MAXARGS]; } args_t;
 
-static int get_args(napi_env env, napi_callback_info info, args_t *a, size_t want) {
+static inline int get_args(napi_env env, napi_callback_info info, args_t *a, size_t want) {
   a->env = env;
   a->argc = MAXARGS;
   if (napi_get_cb_info(env, info, &a->argc, a->argv, NULL, NULL) != napi_ok) return -1;
@@ -22,7 +22,7 @@ static int get_args(napi_env env, napi_callback_info info, args_t *a, size_t wan
 
 #define ARGS(n) args_t a; if (get_args(env, info, &a, n)) return NULL
 
-static int32_t arg_i32(args_t *a, size_t i) {
+static inline int32_t arg_i32(args_t *a, size_t i) {
   int32_t v = 0;
   if (napi_get_value_int32(a->env, a->argv[i], &v) != napi_ok) napi_throw_type_error(a->env, NULL, ADDON_NAME ": expected integer");
   return v;
@@ -34,19 +34,19 @@ static inline int64_t arg_i64(args_t *a, size_t i) {
   return v;
 }
 
-static napi_value num(napi_env env, double v) {
+static inline napi_value num(napi_env env, double v) {
   napi_value r;
   napi_create_double(env, v, &r);
   return r;
 }
 
 /* A syscall's result as JS sees it: the value, or -errno. */
-static napi_value rc(napi_env env, long r) { return num(env, r < 0 ? -errno : (double)r); }
+static inline napi_value rc(napi_env env, long r) { return num(env, r < 0 ? -errno : (double)r); }
 
 /* One exported function of an addon. */
 typedef struct { const char *name; napi_callback fn; } export_fn;
 
-static void export_fns(napi_env env, napi_value exports, const export_fn *fns, size_t n) {
+static inline void export_fns(napi_env env, napi_value exports, const export_fn *fns, size_t n) {
   for (size_t i = 0; i < n; i++) {
     napi_value f;
     napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);
@@ -54,7 +54,7 @@ static void export_fns(napi_env env, napi_value exports, const export_fn *fns, s
   }
 }
 
-static void def_int(napi_env env, napi_value obj, const char *name, int64_t v) {
+static inline void def_int(napi_env env, napi_value obj, const char *name, int64_t v) {
   napi_value n;
   napi_create_int64(env, v, &n);
   napi_set_named_property(env, obj, name, n);

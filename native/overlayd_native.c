@@ -10,6 +10,7 @@
  */
 #define ADDON_NAME "overlayd_native"
 #include "napi_args.h"
+#include "copyup.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
@@ -420,35 +421,12 @@ static napi_value js_fstatfs(napi_env env, napi_callback_info info) {
   return num(env, 0);
 }
 
-/* copyFileRange(fdIn, offIn, fdOut, offOut, len): bytes copied (0 at EOF) */
+/* copyFileRange(fdIn, offIn, fdOut, offOut, len): bytes copied (0 at EOF); through a buffer
+ * where the layers are on different filesystems (see copyup.c). */
 static napi_value js_copy_file_range(napi_env env, napi_callback_info info) {
   ARGS(5);
   int in = arg_i32(&a, 0); loff_t oi = arg_i64(&a, 1); int out = arg_i32(&a, 2); loff_t oo = arg_i64(&a, 3);
-  size_t len = (size_t)arg_i64(&a, 4);
-  ssize_t n = copy_file_range(in, &oi, out, &oo, len, 0);
-  if (n >= 0 || (errno != EXDEV && errno != EINVAL && errno != EOPNOTSUPP && errno != ENOSYS)) return rc(env, n);
-  /* Layers on different filesystems (or one without copy_file_range): copy through a buffer,
-   * here rather than in JS, one chunk per call. */
-  size_t cap = len < (1u << 20) ? len : (1u << 20);
-  char *buf = malloc(cap ? cap : 1);
-  if (!buf) return num(env, -ENOMEM);
-  ssize_t r = pread(in, buf, cap, oi);
-  ssize_t done = 0;
-  while (r > 0 && done < r) {
-    ssize_t w = pwrite(out, buf + done, (size_t)(r - done), oo + done);
-    if (w < 0) { r = -1; break; }
-    done += w;
-  }
-  int e = errno;
-  free(buf);
-  return r < 0 ? num(env, -e) : num(env, (double)done);
-}
-
-/* ficlone(destFd, srcFd): whole-file reflink where the filesystem offers it */
-static napi_value js_ficlone(napi_env env, napi_callback_info info) {
-  ARGS(2);
-  int dst = arg_i32(&a, 0), src = arg_i32(&a, 1);
-  return rc(env, ioctl(dst, FICLONE, src));
+  return num(env, (double)ovl_copy_range(in, oi, out, oo, (size_t)arg_i64(&a, 4)));
 }
 
 /* lseek(fd, off, whence): SEEK_DATA/SEEK_HOLE for sparse-preserving copies */
@@ -472,13 +450,6 @@ static napi_value js_fsync(napi_env env, napi_callback_info info) {
   ARGS(2);
   int fd = arg_i32(&a, 0);
   return rc(env, arg_i32(&a, 1) ? fdatasync(fd) : fsync(fd));
-}
-
-/* startWriteback(fd, offset, length): starts writing the range to disk without waiting, so
- * a copy's later fsync overlaps the copying instead of following it. */
-static napi_value js_startWriteback(napi_env env, napi_callback_info info) {
-  ARGS(3);
-  return rc(env, sync_file_range(arg_i32(&a, 0), arg_i64(&a, 1), arg_i64(&a, 2), SYNC_FILE_RANGE_WRITE));
 }
 
 static napi_value js_ftruncate(napi_env env, napi_callback_info info) {
@@ -539,8 +510,8 @@ static napi_value init(napi_env env, napi_value exports) {
     {"fchmodat", js_fchmodat}, {"fchownat", js_fchownat}, {"utimensat", js_utimensat}, {"readdir", js_readdir},
     {"getxattr", js_getxattr}, {"listxattr", js_listxattr}, {"setxattr", js_setxattr},
     {"removexattr", js_removexattr}, {"fstatfs", js_fstatfs}, {"copyFileRange", js_copy_file_range},
-    {"ficlone", js_ficlone}, {"lseek", js_lseek}, {"fallocate", js_fallocate}, {"umount2", js_umount2},
-    {"fsync", js_fsync}, {"startWriteback", js_startWriteback}, {"ftruncate", js_ftruncate},
+    {"lseek", js_lseek}, {"fallocate", js_fallocate}, {"umount2", js_umount2},
+    {"fsync", js_fsync}, {"ftruncate", js_ftruncate},
     {"nameToHandle", js_name_to_handle}, {"fsUuid", js_fs_uuid}, {"umask", js_umask},
   };
   export_fns(env, exports, fns, sizeof fns / sizeof fns[0]);
@@ -559,6 +530,7 @@ static napi_value init(napi_env env, napi_value exports) {
   def_int(env, c, "SEEK_DATA", SEEK_DATA); def_int(env, c, "SEEK_HOLE", SEEK_HOLE);
   def_int(env, c, "MNT_DETACH", MNT_DETACH); def_int(env, c, "MNT_FORCE", MNT_FORCE);
   def_int(env, c, "STAT_FIELDS", STAT_FIELDS);
+  copyup_register(env, exports, c);
   napi_set_named_property(env, exports, "constants", c);
   return exports;
 }

@@ -13,6 +13,7 @@ import { listMerged, type DirEntry } from './readdir';
 import { XattrNames } from './xattrs';
 import { FileHandle, HandleTable } from './handles';
 import { UpperWriter, type CoreEvents, type UpperStats } from './upper';
+import { whenCopiedUp } from './copyup';
 import * as create from './create';
 import * as remove from './remove';
 import { rename } from './rename';
@@ -92,6 +93,21 @@ export class Overlay {
     return this.writer === undefined;
   }
 
+  /**
+   * Whether copy-ups of file data run in worker threads. Then a call that needs one (open for
+   * writing, chmod, link ... of a lower file), or would remove or move an object being copied
+   * up, throws CopyUpPending: its caller waits (`wait()`) and calls again. For transports, which
+   * can answer a request later; otherwise the data is copied within the call.
+   */
+  set asyncCopyUp(on: boolean) {
+    if (this.writer) this.writer.deferData = on;
+  }
+
+  /** Copies the object at `path` up (and its parents), waiting for a copy in flight. */
+  copyUp(path: string, signal?: AbortSignal): Promise<void> {
+    return whenCopiedUp(() => { this.writer?.copyUp(this.resolver.get(path)); }, signal);
+  }
+
   /** Counters for status reports. */
   get upperStats(): UpperStats | undefined {
     return this.writer?.stats;
@@ -104,9 +120,13 @@ export class Overlay {
     this.stack.close();
   }
 
-  /** The write context, or EROFS on a read-only mount. */
-  private w(op: string, path: string): create.WriteContext {
+  /**
+   * The write context, or EROFS on a read-only mount. `moving`: names the call removes or
+   * moves, which must wait for a copy-up in flight at or below them (CopyUpPending).
+   */
+  private w(op: string, path: string, moving?: string[]): create.WriteContext {
     if (!this.writer) fail(E.EROFS, op, path);
+    if (moving) this.writer.settle(moving);
     this.changes++;
     return { resolver: this.resolver, upper: this.writer };
   }
@@ -361,12 +381,12 @@ export class Overlay {
   }
 
   unlink(path: string): void {
-    remove.unlink(this.w('unlink', path), path);
+    remove.unlink(this.w('unlink', path, [path]), path);
   }
 
   /** unlink that keeps an open object alive until dropDetached (see remove.detach). */
   detach(path: string): remove.Detached {
-    return remove.detach(this.w('unlink', path), path);
+    return remove.detach(this.w('unlink', path, [path]), path);
   }
 
   dropDetached(d: remove.Detached): void {
@@ -380,11 +400,11 @@ export class Overlay {
   }
 
   rmdir(path: string): void {
-    remove.rmdir(this.w('rmdir', path), path);
+    remove.rmdir(this.w('rmdir', path, [path]), path);
   }
 
   rename(from: string, to: string, flags = 0): void {
-    rename(this.w('rename', from), from, to, flags);
+    rename(this.w('rename', from, [from, to]), from, to, flags);
   }
 
   chmod(path: string, mode: number): void {

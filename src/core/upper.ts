@@ -5,6 +5,7 @@ import { C, sys } from '../host/native';
 import { S_IFCHR, S_IFMT, isDir, isLnk, isReg, lstatAt, type Stat } from '../host/stat';
 import type { Caller, OverlayConfig } from './config';
 import type { DirNode } from './dircache';
+import { CopyUpJob, CopyUpPending, copyDataSync } from './copyup';
 import { E, FsError, check, fail } from './errors';
 import type { Layer, LayerStack } from './layers';
 import { joinPath, splitPath, type Entry, type Resolved, type Resolver } from './lookup';
@@ -21,7 +22,6 @@ export interface CoreEvents {
 }
 
 export const WORK_SUBDIR = 'work';
-const COPY_CHUNK = 16 * 1024 * 1024;
 
 export interface UpperStats {
   copyUps: number;
@@ -37,6 +37,13 @@ export class UpperWriter {
   private whiteoutFiles = false;
   readonly stats: UpperStats = { copyUps: 0, bytesCopiedUp: 0, whiteouts: 0 };
   private readonly xattrNames: XattrNames;
+  /** Copy-ups in flight (deferred data), by merged path. */
+  private readonly inflight = new Map<string, CopyUpJob>();
+  /**
+   * Whether regular files' data is copied by jobs in worker threads (a transport that can
+   * answer later sets it); otherwise on this thread, within the call.
+   */
+  deferData = false;
 
   constructor(
     stack: LayerStack,
@@ -51,6 +58,7 @@ export class UpperWriter {
   }
 
   close(): void {
+    this.cancelAll();
     sys.close(this.workFd);
   }
 
@@ -90,11 +98,14 @@ export class UpperWriter {
 
   /**
    * Makes the object at `r` exist in upper and returns its upper entry. `withData` false
-   * skips copying file contents, for opens with O_TRUNC and truncate to zero.
+   * skips copying file contents, for opens with O_TRUNC and truncate to zero. With `deferData`,
+   * a regular file with data is copied by a job (see copyup.ts): CopyUpPending, ask again.
    */
   copyUp(r: Resolved, withData = true): Entry {
     const top = r.entries[0];
     if (this.isUpper(top)) return top;
+    const job = this.inflight.get(r.path);
+    if (job) throw new CopyUpPending(job, true);
     if (isDir(top.stat.mode)) {
       const fd = this.upperDir(r.path);
       return { layer: this.upper, parentFd: fd, name: '', stat: check(lstatAt(fd, ''), 'stat', r.path) };
@@ -104,10 +115,41 @@ export class UpperWriter {
     // Copying the parent up replaced its cached node and closed the fds `r` was resolved
     // through (and an fd number may already be reused): name the source afresh.
     const src = this.resolver.get(r.path).entries[0];
+    if (this.deferData && withData && isReg(src.stat.mode) && src.stat.size > 0) {
+      throw new CopyUpPending(this.startJob(r.path, src, parentFd, name), true);
+    }
     this.copyUpObject(src.layer, src.parentFd, src.name, src.stat, parentFd, name, withData);
     this.events.copiedUp?.(r.path);
     return { layer: this.upper, parentFd, name, stat: check(lstatAt(parentFd, name), 'stat', r.path) };
   }
+
+  /**
+   * Throws CopyUpPending while a copy-up is in flight at or below one of `paths`: removing or
+   * moving them now would pull the object from under the copy.
+   */
+  settle(paths: string[]): void {
+    if (this.inflight.size === 0) return;
+    for (const job of this.inflight.values()) {
+      for (const p of paths) if (job.path === p || job.path.startsWith(p === '/' ? p : p + '/')) throw new CopyUpPending(job, false);
+    }
+  }
+
+  /** Stops every copy-up in flight at its next slice (the mount is going away). */
+  cancelAll(): void {
+    for (const job of this.inflight.values()) job.cancel();
+  }
+
+  /*
+   * Copy-up, in the kernel's order (ovl_copy_up_workdir), on a temp in workdir/work:
+   *  1. the object: a regular file (0600, O_EXCL), a directory (0700), a symlink, a device;
+   *  2. a regular file's data, then its size, then fsync unless volatile (only where data
+   *     was copied, as the kernel's ovl_copy_up_file); here or, deferred, in a job's slices;
+   *  3. owner: chown after the xattrs would drop security.capability;
+   *  4. xattrs but the overlay's own, then the origin;
+   *  5. mode and times: chmod after chown keeps setuid/setgid, which chown clears;
+   *  6. the rename into the upper parent (RENAME_NOREPLACE), whose times are kept.
+   * A crash at any point leaves the lower object or the whole copy; a failure removes the temp.
+   */
 
   /**
    * Builds a copy of (sFd, sName) in the work directory and renames it to `name` in
@@ -122,12 +164,11 @@ export class UpperWriter {
           if (withData && st.size > 0) {
             const input = check(sys.openat(sFd, sName, C.O_RDONLY | C.O_NOFOLLOW, 0), 'copy-up open', name);
             try {
-              this.stats.bytesCopiedUp += copyData(input, out, st.size, !this.config.volatile);
+              this.stats.bytesCopiedUp += copyDataSync({ inFd: input, outFd: out, size: st.size, durable: !this.config.volatile });
             } finally {
               sys.close(input);
             }
           }
-          if (!this.config.volatile) check(sys.fsync(out, 0), 'copy-up fsync', name);
         } finally {
           sys.close(out);
         }
@@ -139,25 +180,78 @@ export class UpperWriter {
       } else {
         check(sys.mknodat(this.workFd, tmp, st.mode, st.rdevMajor, st.rdevMinor), 'copy-up mknod', name);
       }
-      // The copy's metadata in the kernel's order (ovl_copy_up_workdir: the temp is born with
-      // the original's owner, then xattrs, then mode and times): chown after the xattrs would
-      // drop security.capability (and chmod after chown keeps setuid/setgid, which chown clears).
-      copyOwner(st, this.workFd, tmp);
-      copyXattrs(sFd, sName, this.workFd, tmp, this.xattrNames);
-      const origin = encodeOrigin(srcLayer, sFd, sName);
-      if (origin) check(sys.setxattr(this.workFd, tmp, originXattr(this.config.userxattr), origin, 0), 'copy-up origin', name);
-      copyModeTimes(st, this.workFd, tmp);
-      // Linking the copy in is no change the caller made to the parent: keep its times, as the
-      // kernel does (ovl_set_timestamps(upperdir, &c->pstat) after the link).
-      const pst = check(lstatAt(parentFd, ''), 'copy-up stat parent', name);
-      linkInto(this.workFd, tmp, parentFd, name, pst.mode, st.mode);
-      check(sys.utimensat(parentFd, '', pst.atime.sec, pst.atime.nsec, pst.mtime.sec, pst.mtime.nsec), 'copy-up parent times', name);
-      this.stats.copyUps++;
+      this.finishCopy(srcLayer, sFd, sName, st, tmp, parentFd, name);
     } catch (err) {
       removeTree(this.workFd, tmp);
       this.events.error('copy-up failed', { name, err: String(err) });
       throw err;
     }
+  }
+
+  /** Steps 3 to 6 for the temp `tmp`, a copy of (sFd, sName). */
+  private finishCopy(srcLayer: Layer, sFd: number, sName: string, st: Stat, tmp: string, parentFd: number, name: string): void {
+    copyOwner(st, this.workFd, tmp);
+    copyXattrs(sFd, sName, this.workFd, tmp, this.xattrNames);
+    const origin = encodeOrigin(srcLayer, sFd, sName);
+    if (origin) check(sys.setxattr(this.workFd, tmp, originXattr(this.config.userxattr), origin, 0), 'copy-up origin', name);
+    copyModeTimes(st, this.workFd, tmp);
+    // Linking the copy in is no change the caller made to the parent: keep its times, as the
+    // kernel does (ovl_set_timestamps(upperdir, &c->pstat) after the link).
+    const pst = check(lstatAt(parentFd, ''), 'copy-up stat parent', name);
+    linkInto(this.workFd, tmp, parentFd, name, pst.mode, st.mode);
+    check(sys.utimensat(parentFd, '', pst.atime.sec, pst.atime.nsec, pst.mtime.sec, pst.mtime.nsec), 'copy-up parent times', name);
+    this.stats.copyUps++;
+  }
+
+  /**
+   * Steps 1 and 2 start now; the data goes to worker threads and the rest follows on this
+   * thread once it is in. The job holds fds of its own: the directory cache may close the
+   * ones `src` and `parentFd` came from meanwhile.
+   */
+  private startJob(path: string, src: Entry, parentFd: number, name: string): CopyUpJob {
+    const tmp = this.tempName();
+    const fds: number[] = [];
+    const own = (fd: number, what: string): number => {
+      fds.push(check(fd, what, name));
+      return fd;
+    };
+    const closeAll = (): void => { for (const fd of fds.splice(0)) sys.close(fd); };
+    let outFd: number, inFd: number, parent: number;
+    try {
+      outFd = own(sys.openat(this.workFd, tmp, C.O_CREAT | C.O_EXCL | C.O_WRONLY, 0o600), 'copy-up create');
+      inFd = own(sys.openat(src.parentFd, src.name, C.O_RDONLY | C.O_NOFOLLOW, 0), 'copy-up open');
+      parent = own(sys.openat(parentFd, '', C.O_PATH | C.O_DIRECTORY, 0), 'copy-up open parent');
+    } catch (err) {
+      closeAll();
+      removeTree(this.workFd, tmp);
+      this.events.error('copy-up failed', { name, err: String(err) });
+      throw err;
+    }
+    const st = src.stat;
+    const job = new CopyUpJob(path, { inFd, outFd, size: st.size, durable: !this.config.volatile }, {
+      finish: (copied) => {
+        // The source through its open fd (name ''): xattrs and origin of the very file copied.
+        this.finishCopy(src.layer, inFd, '', st, tmp, parent, name);
+        this.stats.bytesCopiedUp += copied;
+      },
+      end: (err) => {
+        this.inflight.delete(path);
+        closeAll();
+        if (err === undefined) {
+          this.events.copiedUp?.(path);
+          return;
+        }
+        try {
+          removeTree(this.workFd, tmp);
+        } catch {
+          /* the mount is closing; the next one clears workdir/work */
+        }
+        const cancelled = err instanceof FsError && err.errno === E.EINTR;
+        if (!cancelled) this.events.error('copy-up failed', { name, err: String(err) });
+      },
+    });
+    this.inflight.set(path, job);
+    return job;
   }
 
   /**
@@ -341,35 +435,6 @@ export function removeTree(dirFd: number, name: string): void {
   } else {
     check(sys.unlinkat(dirFd, name, 0), 'unlink', name);
   }
-}
-
-/**
- * Copies `size` bytes from one fd to another: a reflink where the filesystem offers one, else
- * copy_file_range over the data extents only, so holes stay holes. Returns bytes copied.
- */
-export function copyData(input: number, output: number, size: number, durable = false): number {
-  if (sys.ficlone(output, input) === 0) return size;
-  let copied = 0;
-  let pos = 0;
-  while (pos < size) {
-    let data = sys.lseek(input, pos, C.SEEK_DATA);
-    if (data === -E.ENXIO) break; // only a hole remains
-    if (data < 0) data = pos; // no SEEK_DATA here: treat all as data
-    let hole = sys.lseek(input, data, C.SEEK_HOLE);
-    if (hole < 0) hole = size;
-    let off = data;
-    while (off < hole) {
-      const n = check(sys.copyFileRange(input, off, output, off, Math.min(COPY_CHUNK, hole - off)), 'copy_file_range');
-      if (n === 0) break;
-      // The fsync that follows a durable copy then waits for the last chunk only.
-      if (durable) sys.startWriteback(output, off, n);
-      off += n;
-      copied += n;
-    }
-    pos = hole;
-  }
-  check(sys.ftruncate(output, size), 'ftruncate');
-  return copied;
 }
 
 const OPAQUE_TRUSTED = opaqueXattr(false);

@@ -9,6 +9,8 @@ export interface NativeConstants {
   RENAME_NOREPLACE: number; RENAME_EXCHANGE: number; RENAME_WHITEOUT: number;
   XATTR_CREATE: number; XATTR_REPLACE: number; UTIME_NOW: number; UTIME_OMIT: number;
   SEEK_DATA: number; SEEK_HOLE: number; MNT_DETACH: number; MNT_FORCE: number; STAT_FIELDS: number;
+  /** copySlice flags: try a reflink first; start writeback per chunk; fsync once all is copied. */
+  COPY_CLONE: number; COPY_WRITEBACK: number; COPY_FSYNC: number;
 }
 
 /** A directory as getdents64 gives it: names, d_type and d_ino, index for index. */
@@ -37,12 +39,18 @@ export interface NativeAddon {
   removexattr(dirFd: number, name: string, xname: string): number;
   fstatfs(fd: number, out: Float64Array): number;
   copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number): number;
-  ficlone(destFd: number, srcFd: number): number;
+  /**
+   * Copies the data of `inFd` from `pos` into `outFd` at the same offsets, at most `budget` bytes
+   * (holes stay holes; see native/copyup.c); at the end, sets the size and fsyncs as `flags` say.
+   * Returns where the next slice starts (`size` when done) or -errno; `copied[0]` = bytes moved.
+   */
+  copySlice(inFd: number, outFd: number, pos: number, size: number, budget: number, flags: number, copied: Float64Array): number;
+  /** The same in a worker thread; `cb` runs on the JS thread. The fds must stay open until then. */
+  copySliceAsync(inFd: number, outFd: number, pos: number, size: number, budget: number, flags: number, cb: (next: number, copied: number) => void): number;
   lseek(fd: number, offset: number, whence: number): number;
   fallocate(fd: number, mode: number, offset: number, len: number): number;
   umount2(target: string, flags: number): number;
   fsync(fd: number, datasync: number): number;
-  startWriteback(fd: number, offset: number, length: number): number;
   ftruncate(fd: number, size: number): number;
   nameToHandle(dirFd: number, name: string): Buffer | number;
   fsUuid(fd: number): Buffer | number;
