@@ -57,3 +57,25 @@ export function callerInGroup(pid: number, reqGid: number, gid: number): boolean
     return false;
   }
 }
+
+const SIGKILL_BIT = 1n << 8n; // signal 9
+
+/**
+ * Whether the process is being killed: a fatal signal shows as SIGKILL pending on each of its
+ * threads (complete_signal), which stays pending while the thread waits in the kernel for our
+ * reply. A process that is gone counts as dying; one /proc cannot see (pid 0: another pid
+ * namespace) as not.
+ */
+export function callerDying(pid: number): boolean {
+  if (pid <= 0) return false;
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT';
+  }
+  for (const m of text.matchAll(/^(?:SigPnd|ShdPnd):\s*([0-9a-f]+)$/gm)) {
+    if (BigInt('0x' + m[1]) & SIGKILL_BIT) return true;
+  }
+  return false;
+}

@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import { C, fuseDevice, sys, type FuseDeviceAddon, type FusePollHandle } from '../host/native';
 import { S_IFDIR, S_IFMT, S_IFREG, lstatAt, type Timespec } from '../host/stat';
 import type { Caller } from '../core/config';
+import { CopyUpPending } from '../core/copyup';
 import { E, FsError, errnoOf } from '../core/errors';
 import { joinPath } from '../core/lookup';
 import type { Attr, Overlay } from '../core/overlay';
@@ -18,7 +19,7 @@ import type { DirEntry } from '../core/readdir';
 import type { FuseMountOptions } from '../fuse/adapter';
 import type { Logger } from '../log/logger';
 import { Node, NodeTable, type Backing } from './inodes';
-import { CAP_FSETID, CAP_SYS_ADMIN, callerCapable, callerInGroup, hasCapSysAdmin, inInitUserNs } from './caller';
+import { CAP_FSETID, CAP_SYS_ADMIN, callerCapable, callerDying, callerInGroup, hasCapSysAdmin, inInitUserNs } from './caller';
 import { escapeOption, fusermountMount, fusermountUnmount, fusermountUnusable } from './fusermount';
 import {
   ATTR_OUT, DIRENT_BASE, ENTRY_OUT, FATTR, FOPEN, GETATTR_FH, INIT, INIT2, INIT_OUT, IN_HEADER, KERNEL_MINOR, KERNEL_MINOR_KNOWN,
@@ -159,6 +160,8 @@ export class KernelTransport {
   private readonly spinNs: number;
   /** Requests being answered from the thread pool: the caller waits on them, not on us. */
   private inFlight = 0;
+  /** Requests waiting for a copy-up (see park), by unique: INTERRUPT lets a dying caller go. */
+  private readonly parked = new Map<number, { pid: number; abort: AbortController }>();
 
   constructor(private readonly overlay: Overlay, private readonly mountpoint: string, private readonly opts: FuseMountOptions, private readonly log: Logger) {
     this.dev = fuseDevice();
@@ -171,6 +174,8 @@ export class KernelTransport {
     this.passthroughAsked = opts.passthrough ?? (env === '0' || env === 'off' ? 'off' : env === 'all' ? 'all' : 'upper');
     this.passthroughMode = this.privileged && inInitUserNs() ? this.passthroughAsked : 'off';
     this.debug = log.isLevelEnabled('debug');
+    // Requests that need a copy-up of file data wait for it off the loop (see park).
+    overlay.asyncCopyUp = true;
     overlay.onCopyUp = (path) => {
       const node = this.table.find(path);
       if (node) this.invalAttr(node);
@@ -393,6 +398,10 @@ export class KernelTransport {
     try {
       result = this.handle(opcode);
     } catch (err) {
+      if (err instanceof CopyUpPending) {
+        this.park(err, n);
+        return;
+      }
       const errno = errnoOf(err);
       if (!(err instanceof FsError) && errno === E.EIO) this.log.error({ op: OP_NAMES[opcode] ?? opcode, err: String(err) }, 'request failed unexpectedly');
       if (this.debug) this.trace(opcode, t0, -errno);
@@ -446,7 +455,7 @@ export class KernelTransport {
       case Op.LSEEK: return this.lseek();
       case Op.COPY_FILE_RANGE: return this.copyFileRange();
       case Op.INIT: return this.init();
-      case Op.INTERRUPT: return NEVER; // every request is answered soon anyway
+      case Op.INTERRUPT: return this.interrupt();
       case Op.DESTROY: setImmediate(() => this.end()); return 0;
       default: throw new FsError(E.ENOSYS, OP_NAMES[op] ?? `op ${op}`);
     }
@@ -513,6 +522,45 @@ export class KernelTransport {
       },
     );
     return LATER;
+  }
+
+  /**
+   * The request in rbuf (n bytes) waits for a copy-up, off the loop, and is handled again from
+   * the start once it is over: the core changed nothing it can see before saying so. Its
+   * outcome is the copy-up's error if that failed (for a request that needed the copy).
+   */
+  private park(p: CopyUpPending, n: number): void {
+    const req = Buffer.from(this.rbuf.subarray(0, n));
+    const unique = this.unique;
+    const abort = new AbortController();
+    this.parked.set(unique, { pid: this.pid, abort });
+    this.inFlight++;
+    p.wait(abort.signal).then(
+      () => {
+        this.parked.delete(unique);
+        this.inFlight--;
+        if (this.ended) return;
+        // Nothing else runs on this thread now: rbuf is free until the next read.
+        req.copy(this.rbuf);
+        this.dispatch(n);
+      },
+      (err: unknown) => {
+        this.parked.delete(unique);
+        this.inFlight--;
+        this.replyError(unique, errnoOf(err));
+      },
+    );
+  }
+
+  /**
+   * FUSE_INTERRUPT of a request waiting for a copy-up: the kernel sends it for any signal, but
+   * its overlay's copy-up stops only for a fatal one (a killed caller), and so does this: a
+   * caller merely interrupted by a handled signal keeps waiting, as the kernel's would.
+   */
+  private interrupt(): number {
+    const p = this.parked.get(u64(this.rbuf, IN_HEADER));
+    if (p && callerDying(p.pid)) p.abort.abort();
+    return NEVER;
   }
 
   /** FUSE_NOTIFY_INVAL_ENTRY: the kernel looks parent/name up again when next used. */
