@@ -5,6 +5,7 @@ import Fuse from 'fuse-native';
 import { sys } from '../host/native';
 import { makedev, type Timespec } from '../host/stat';
 import { DAEMON_CALLER } from '../core/config';
+import { CopyUpPending } from '../core/copyup';
 import { E, errnoOf, fail } from '../core/errors';
 import type { Detached } from '../core/remove';
 import type { Attr, Overlay } from '../core/overlay';
@@ -164,6 +165,8 @@ export class FuseNativeTransport {
     const EXT4_SUPER_MAGIC = 0xef53;
     const sfs = new Float64Array(10);
     this.useIno = overlay.stack.singleDevice && sys.fstatfs(overlay.stack.layers[0].fd, sfs) === 0 && sfs[8] === EXT4_SUPER_MAGIC;
+    // Each request waits on a libfuse thread of its own: one waiting for a copy-up holds no other.
+    overlay.asyncCopyUp = true;
   }
 
   fuseOptions(): string[] {
@@ -230,15 +233,20 @@ export class FuseNativeTransport {
           if (code < 0) cb(code);
           else reply(cb, v);
         };
-        let v: unknown;
-        try {
-          v = fn(...a);
-        } catch (err) {
-          done(-errnoOf(err));
-          return;
-        }
-        if (v instanceof Promise) v.then((r) => done(0, r), (err) => done(-errnoOf(err)));
-        else done(0, v);
+        const attempt = (): void => {
+          let v: unknown;
+          try {
+            v = fn(...a);
+          } catch (err) {
+            // A copy-up in flight holds this request up: it waits off the loop, then goes again.
+            if (err instanceof CopyUpPending) err.wait().then(attempt, (e: unknown) => done(-errnoOf(e)));
+            else done(-errnoOf(err));
+            return;
+          }
+          if (v instanceof Promise) v.then((r) => done(0, r), (err) => done(-errnoOf(err)));
+          else done(0, v);
+        };
+        attempt();
       };
     const ok = (cb: Reply): void => cb(0);
     const value = (cb: Reply, v: unknown): void => cb(0, v);
