@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "overlayd_native",
-      "sources": ["overlayd_native.c", "copyup.c"],
+      "sources": ["overlayd_native.c", "copyup.c", "rmtree.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-D_GNU_SOURCE"]
     },
     {

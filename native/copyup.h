@@ -1,5 +1,6 @@
 /*
- * copyup.h: the data phase of a copy-up (native/copyup.c), shared with overlayd_native.c.
+ * copyup.h: the work overlayd_native hands to worker threads: the data phase of a copy-up
+ * (native/copyup.c) and clearing removed trees (native/rmtree.c).
  */
 #ifndef OVERLAYD_COPYUP_H
 #define OVERLAYD_COPYUP_H
@@ -12,4 +13,6 @@ ssize_t ovl_copy_range(int in, loff_t off_in, int out, loff_t off_out, size_t le
 
 /* Adds copySlice, copySliceAsync and their flag constants to the addon's exports. */
 void copyup_register(napi_env env, napi_value exports, napi_value constants);
+/* Adds removeTreeAsync (native/rmtree.c) to the addon's exports. */
+void rmtree_register(napi_env env, napi_value exports);
 #endif

@@ -531,6 +531,7 @@ static napi_value init(napi_env env, napi_value exports) {
   def_int(env, c, "MNT_DETACH", MNT_DETACH); def_int(env, c, "MNT_FORCE", MNT_FORCE);
   def_int(env, c, "STAT_FIELDS", STAT_FIELDS);
   copyup_register(env, exports, c);
+  rmtree_register(env, exports);
   napi_set_named_property(env, exports, "constants", c);
   return exports;
 }

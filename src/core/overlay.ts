@@ -94,13 +94,14 @@ export class Overlay {
   }
 
   /**
-   * Whether copy-ups of file data run in worker threads. Then a call that needs one (open for
-   * writing, chmod, link ... of a lower file), or would remove or move an object being copied
-   * up, throws CopyUpPending: its caller waits (`wait()`) and calls again. For transports, which
-   * can answer a request later; otherwise the data is copied within the call.
+   * Whether long work runs in worker threads: copy-ups of file data, and clearing removed
+   * directories from the work directory. Then a call that needs a copy-up (open for writing,
+   * chmod, link ... of a lower file), or would remove or move an object being copied up, throws
+   * CopyUpPending: its caller waits (`wait()`) and calls again. For transports, which can answer
+   * a request later; otherwise all is done within the call.
    */
-  set asyncCopyUp(on: boolean) {
-    if (this.writer) this.writer.deferData = on;
+  set backgroundWork(on: boolean) {
+    if (this.writer) this.writer.background = on;
   }
 
   /** Copies the object at `path` up (and its parents), waiting for a copy in flight. */

@@ -6,7 +6,6 @@ import type { DirNode } from './dircache';
 import { E, check, fail } from './errors';
 import { splitPath, type Resolved } from './lookup';
 import { listMerged } from './readdir';
-import { removeTree } from './upper';
 import type { WriteContext } from './create';
 
 export function unlink(ctx: WriteContext, path: string): void {
@@ -40,7 +39,7 @@ function removeName(ctx: WriteContext, r: Resolved, dir: boolean): void {
       // of sight in one rename, then clear it.
       const tmp = ctx.upper.tempName();
       check(sys.renameat2(parentFd, name, ctx.upper.work, tmp, 0), 'rmdir', r.path);
-      removeTree(ctx.upper.work, tmp);
+      ctx.upper.discard(tmp);
     } else {
       check(rm, 'rmdir', r.path);
     }
@@ -96,5 +95,5 @@ export function detach(ctx: WriteContext, path: string): Detached {
 /** The last close of a detached object: it is gone for good. */
 export function dropDetached(ctx: WriteContext, d: Detached): void {
   sys.close(d.fd);
-  if (d.workName !== undefined) removeTree(ctx.upper.work, d.workName);
+  if (d.workName !== undefined) ctx.upper.discard(d.workName);
 }

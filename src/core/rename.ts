@@ -10,7 +10,6 @@ import type { WriteContext } from './create';
 import { E, check, fail } from './errors';
 import { checkName, splitPath, type Resolved } from './lookup';
 import { listMerged } from './readdir';
-import { removeTree } from './upper';
 import { WH_PREFIX, isOpaqueDir } from './whiteout';
 
 export function rename(ctx: WriteContext, from: string, to: string, flags: number): void {
@@ -56,7 +55,7 @@ export function rename(ctx: WriteContext, from: string, to: string, flags: numbe
     // An empty merged directory: its upper part holds only whiteouts. Take it out of the way.
     const tmp = ctx.upper.tempName();
     check(sys.renameat2(dstParentFd, toName, ctx.upper.work, tmp, 0), 'rename', to);
-    removeTree(ctx.upper.work, tmp);
+    ctx.upper.discard(tmp);
   } else if (!dst && ctx.upper.hasWhiteout(dstParentFd, toName)) {
     ctx.upper.clearWhiteoutFile(dstParentFd, toName);
     // A directory cannot replace the device-form whiteout; swap them instead, as the kernel does.

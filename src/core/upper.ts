@@ -40,10 +40,11 @@ export class UpperWriter {
   /** Copy-ups in flight (deferred data), by merged path. */
   private readonly inflight = new Map<string, CopyUpJob>();
   /**
-   * Whether regular files' data is copied by jobs in worker threads (a transport that can
-   * answer later sets it); otherwise on this thread, within the call.
+   * Whether long work runs in worker threads: copying regular files' data (by jobs) and
+   * clearing what removals left in the work directory. A transport that can answer later sets
+   * it; otherwise all is done on this thread, within the call.
    */
-  deferData = false;
+  background = false;
 
   constructor(
     stack: LayerStack,
@@ -98,7 +99,7 @@ export class UpperWriter {
 
   /**
    * Makes the object at `r` exist in upper and returns its upper entry. `withData` false
-   * skips copying file contents, for opens with O_TRUNC and truncate to zero. With `deferData`,
+   * skips copying file contents, for opens with O_TRUNC and truncate to zero. With `background`,
    * a regular file with data is copied by a job (see copyup.ts): CopyUpPending, ask again.
    */
   copyUp(r: Resolved, withData = true): Entry {
@@ -115,7 +116,7 @@ export class UpperWriter {
     // Copying the parent up replaced its cached node and closed the fds `r` was resolved
     // through (and an fd number may already be reused): name the source afresh.
     const src = this.resolver.get(r.path).entries[0];
-    if (this.deferData && withData && isReg(src.stat.mode) && src.stat.size > 0) {
+    if (this.background && withData && isReg(src.stat.mode) && src.stat.size > 0) {
       throw new CopyUpPending(this.startJob(r.path, src, parentFd, name), true);
     }
     this.copyUpObject(src.layer, src.parentFd, src.name, src.stat, parentFd, name, withData);
@@ -242,7 +243,7 @@ export class UpperWriter {
           return;
         }
         try {
-          removeTree(this.workFd, tmp);
+          this.discard(tmp);
         } catch {
           /* the mount is closing; the next one clears workdir/work */
         }
@@ -282,7 +283,7 @@ export class UpperWriter {
         // A directory is in the way: swap it out atomically, then remove it.
         check(sys.mknodat(this.workFd, tmp, S_IFCHR, 0, 0), 'whiteout', name);
         check(sys.renameat2(this.workFd, tmp, parentFd, name, C.RENAME_EXCHANGE), 'whiteout', name);
-        removeTree(this.workFd, tmp);
+        this.discard(tmp);
         return;
       }
       if (r !== -E.EPERM) fail(-r, 'whiteout', name);
@@ -292,6 +293,22 @@ export class UpperWriter {
     removeTree(parentFd, name);
     const fd = check(sys.openat(parentFd, WH_PREFIX + name, C.O_CREAT | C.O_WRONLY, 0), 'whiteout', name);
     sys.close(fd);
+  }
+
+  /**
+   * Removes `tmp` from the work directory, where it is already out of sight: with `background`,
+   * in a worker thread (a directory of whiteouts may hold many thousands); otherwise now. A
+   * background failure leaves only a leftover the next mount clears; the operator hears of it.
+   */
+  discard(tmp: string): void {
+    if (!this.background) {
+      removeTree(this.workFd, tmp);
+      return;
+    }
+    const r = sys.removeTreeAsync(this.workFd, tmp, (res) => {
+      if (res < 0) this.events.warn('clearing a removed object from workdir/work failed', { name: tmp, errno: -res });
+    });
+    if (r < 0) removeTree(this.workFd, tmp);
   }
 
   /** Whether the upper directory holds a whiteout (either form) for `name`. */

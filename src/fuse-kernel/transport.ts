@@ -175,7 +175,7 @@ export class KernelTransport {
     this.passthroughMode = this.privileged && inInitUserNs() ? this.passthroughAsked : 'off';
     this.debug = log.isLevelEnabled('debug');
     // Requests that need a copy-up of file data wait for it off the loop (see park).
-    overlay.asyncCopyUp = true;
+    overlay.backgroundWork = true;
     overlay.onCopyUp = (path) => {
       const node = this.table.find(path);
       if (node) this.invalAttr(node);

@@ -166,7 +166,7 @@ export class FuseNativeTransport {
     const sfs = new Float64Array(10);
     this.useIno = overlay.stack.singleDevice && sys.fstatfs(overlay.stack.layers[0].fd, sfs) === 0 && sfs[8] === EXT4_SUPER_MAGIC;
     // Each request waits on a libfuse thread of its own: one waiting for a copy-up holds no other.
-    overlay.asyncCopyUp = true;
+    overlay.backgroundWork = true;
   }
 
   fuseOptions(): string[] {

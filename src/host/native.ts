@@ -47,6 +47,8 @@ export interface NativeAddon {
   copySlice(inFd: number, outFd: number, pos: number, size: number, budget: number, flags: number, copied: Float64Array): number;
   /** The same in a worker thread; `cb` runs on the JS thread. The fds must stay open until then. */
   copySliceAsync(inFd: number, outFd: number, pos: number, size: number, budget: number, flags: number, cb: (next: number, copied: number) => void): number;
+  /** rm -rf of (dirFd, name) in a worker thread, never following symlinks; dirFd may be closed at once. */
+  removeTreeAsync(dirFd: number, name: string, cb: (result: number) => void): number;
   lseek(fd: number, offset: number, whence: number): number;
   fallocate(fd: number, mode: number, offset: number, len: number): number;
   umount2(target: string, flags: number): number;

@@ -1,4 +1,4 @@
-// Copy-ups of file data in worker threads (Overlay.asyncCopyUp, as the transports run it): one
+// Copy-ups of file data in worker threads (Overlay.backgroundWork, as the transports run it): one
 // job per object, which every caller that needs it joins (the kernel's ovl_copy_up_start);
 // removals and renames of the object wait for it; a job all of whose callers gave up stops and
 // leaves nothing behind; a failed job leaves nothing behind and is its callers' answer.
@@ -18,6 +18,13 @@ function bigLower(): Buffer {
   return b;
 }
 
+/** What is left in workdir/work once background removals are done (waits up to 20 s). */
+async function workCleared(work: string): Promise<string[]> {
+  const t0 = Date.now();
+  while (workLeft(work).length > 0 && Date.now() - t0 < 20000) await new Promise((r) => setTimeout(r, 10));
+  return workLeft(work);
+}
+
 /** The CopyUpPending a call throws (failing the test if it throws anything else or nothing). */
 function pending(fn: () => unknown): CopyUpPending {
   try {
@@ -32,7 +39,7 @@ function pending(fn: () => unknown): CopyUpPending {
 function asyncStack(t: Test) {
   const s = coreStack([{ d: { dir: { small: 'tiny' } } }], { memory: true }, t);
   fs.writeFileSync(path.join(s.lowers[0], 'd', 'big'), bigLower());
-  s.ov.asyncCopyUp = true;
+  s.ov.backgroundWork = true;
   return s;
 }
 
@@ -96,7 +103,7 @@ t.test('a copy-up whose every caller gave up stops and leaves nothing', async (t
   await t.rejects(w2, { code: 'EINTR' });
   await t.rejects(p.job.done, { code: 'EINTR' }, 'with no one left, the job stops');
   await order;
-  t.same(workLeft(s.work as string), [], 'its temp file is gone');
+  t.same(await workCleared(s.work as string), [], 'its temp file is gone');
   t.notOk(fs.existsSync(path.join(s.upper as string, 'd', 'big')), 'nothing in upper');
   t.equal(ov.upperStats?.bytesCopiedUp, 0);
   await ov.copyUp('/d/big');
@@ -110,14 +117,31 @@ t.test('a failed copy-up is its callers\' answer and leaves no temp', async (t) 
   // Something takes the name in upper behind the overlay's back: the copy cannot be renamed in.
   fs.writeFileSync(path.join(s.upper as string, 'd', 'big'), 'squatter');
   await t.rejects(p.wait(), { code: 'EEXIST' });
-  t.same(workLeft(s.work as string), []);
+  t.same(await workCleared(s.work as string), [], 'the temp is removed (in the background)');
   t.equal(fs.readFileSync(path.join(s.upper as string, 'd', 'big'), 'utf8'), 'squatter', 'what was there is untouched');
   t.equal(await readAll(ov, '/d/big'), 'squatter');
 });
 
-t.test('without asyncCopyUp the data is copied within the call', async (t) => {
+t.test('without backgroundWork the data is copied within the call', async (t) => {
   const s = coreStack([{ big: 'x'.repeat(100000) }], { memory: true }, t);
   s.ov.release(s.ov.open('/big', C.O_WRONLY));
   t.equal(fs.statSync(path.join(s.upper as string, 'big')).size, 100000);
   t.same(workLeft(s.work as string), []);
+});
+
+t.test('a removed directory full of whiteouts is cleared from workdir in the background', async (t) => {
+  const N = 5000;
+  const files: Record<string, string> = {};
+  for (let i = 0; i < N; i++) files[`f${i}`] = '';
+  const s = coreStack([{ d: { dir: files } }], { memory: true }, t);
+  const { ov } = s;
+  ov.backgroundWork = true;
+  for (let i = 0; i < N; i++) ov.unlink(`/d/f${i}`);
+  t.equal(fs.readdirSync(path.join(s.upper as string, 'd')).length, N, 'one whiteout per name in the upper dir');
+  ov.rmdir('/d');
+  // Clearing N entries takes a worker many milliseconds; the call returned before that.
+  t.equal(workLeft(s.work as string).length, 1, 'the call returns with the directory moved into workdir, not yet cleared');
+  t.ok(isWhiteout(path.join(s.upper as string, 'd')), 'the name is whited out at once');
+  t.throws(() => ov.getattr('/d'), { code: 'ENOENT' });
+  t.same(await workCleared(s.work as string), [], 'then it is cleared');
 });
