@@ -106,7 +106,7 @@ export class Overlay {
 
   /** Copies the object at `path` up (and its parents), waiting for a copy in flight. */
   copyUp(path: string, signal?: AbortSignal): Promise<void> {
-    return whenCopiedUp(() => { this.writer?.copyUp(this.resolver.get(path)); }, signal);
+    return whenCopiedUp(() => { this.w('copy-up', path).upper.copyUp(this.resolver.get(path)); }, signal);
   }
 
   /** Counters for status reports. */
