@@ -540,8 +540,11 @@ export class KernelTransport {
         this.parked.delete(unique);
         this.inFlight--;
         if (this.ended) return;
-        // Nothing else runs on this thread now: rbuf is free until the next read.
+        // Nothing else runs on this thread now: rbuf is free until the next read. The request
+        // was counted when it first came.
         req.copy(this.rbuf);
+        this.ops--;
+        this.counters.ops--;
         this.dispatch(n);
       },
       (err: unknown) => {
