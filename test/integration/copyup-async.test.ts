@@ -39,6 +39,8 @@ const low = l.lowers[0];
 fs.mkdirSync(path.join(low, 'dir'));
 for (let i = 0; i < 400; i++) fs.writeFileSync(path.join(low, 'dir', `f${i}`), `f${i}`);
 writeBig(path.join(low, 'big'), SIZE);
+// Another name of the same lower file: a copy-up of its own (lower hard links are separate objects).
+fs.linkSync(path.join(low, 'big'), path.join(low, 'big2'));
 t.teardown(() => fs.rmSync(path.dirname(low), { recursive: true, force: true }));
 
 const workLeft = (): string[] => fs.readdirSync(path.join(l.work as string, 'work'));
@@ -66,6 +68,25 @@ t.test('a caller killed while its copy-up runs cancels it: no partial file anywh
   t.same(workLeft(), [], 'nothing is left in workdir/work');
   t.notOk(fs.existsSync(path.join(upper, 'big')), 'no partial file in upper');
   t.equal(fs.statSync(big).size, SIZE, 'the merged file still shows the lower one');
+});
+
+t.test('a signal the caller handles does not cancel its copy-up (only a fatal one does)', async (t) => {
+  const m = await mountOverlayd(l);
+  t.teardown(() => m.unmount());
+  const big2 = path.join(m.merged, 'big2');
+  // dash does not retry an open that fails with EINTR: a cancelled copy-up would show here.
+  const child = spawn('sh', ['-c', 'trap "echo caught" USR1; exec 3>>"$1" || exit 9; echo opened', 'sh', big2], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => { child.kill('SIGKILL'); });
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const t0 = Date.now();
+  while (workLeft().length === 0 && Date.now() - t0 < 10000) await new Promise((r) => setTimeout(r, 5));
+  t.ok(workLeft().length > 0, 'the copy is under way');
+  child.kill('SIGUSR1');
+  t.equal(await exited, 0, 'the open succeeded');
+  t.same(out.split('\n').filter(Boolean), ['caught', 'opened'], 'after the copy, the handler ran and the open returned');
+  t.equal(fs.statSync(path.join(upper, 'big2')).size, SIZE, 'the copy was completed');
 });
 
 t.test('other requests are served while a 1 GiB copy-up runs', async (t) => {
