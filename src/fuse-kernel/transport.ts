@@ -5,7 +5,8 @@
 //
 // One thread: the device is non-blocking and watched on the libuv loop (native poll); each
 // wake-up reads requests until none waits, answers the synchronous ones at once and the data
-// ones (read, write, fsync) when the thread pool is done. Notifications go out from the pool,
+// ones (read, write, fsync) when the thread pool is done; one that needs a copy-up of file data
+// waits for the worker threads doing it and is then handled again. Notifications go out from the pool,
 // never from this thread, since the kernel may hold a lock a pending request of ours needs.
 import fs from 'node:fs';
 import { C, fuseDevice, sys, type FuseDeviceAddon, type FusePollHandle } from '../host/native';
