@@ -474,6 +474,31 @@ static napi_value js_name_to_handle(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* openByHandle(mountfd, type, fhBytes, flags): the object a file handle names on mountfd's
+ * filesystem, opened, as the kernel's overlay decodes an origin (needs CAP_DAC_READ_SEARCH:
+ * -EPERM without it). */
+static napi_value js_open_by_handle(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  int mountfd = arg_i32(&a, 0), type = arg_i32(&a, 1);
+  void *bytes = NULL; size_t len = 0;
+  if (napi_get_buffer_info(env, a.argv[2], &bytes, &len) != napi_ok) { napi_throw_type_error(env, NULL, ADDON_NAME ": expected Buffer"); return NULL; }
+  int flags = arg_i32(&a, 3);
+  if (len == 0 || len > MAX_HANDLE_SZ) return num(env, -EINVAL);
+  union { struct file_handle fh; char buf[sizeof(struct file_handle) + MAX_HANDLE_SZ]; } h;
+  h.fh.handle_bytes = (unsigned)len;
+  h.fh.handle_type = type;
+  memcpy(h.fh.f_handle, bytes, len);
+  /* The mount fd must be a real open file, not the O_PATH fd a layer is held by. */
+  char p[PATHBUF];
+  fdpath(p, sizeof p, mountfd, "");
+  int mfd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (mfd < 0) return num(env, -errno);
+  int fd = open_by_handle_at(mfd, &h.fh, flags | O_CLOEXEC);
+  int e = errno;
+  close(mfd);
+  return num(env, fd < 0 ? -e : fd);
+}
+
 /* The filesystem's uuid as the kernel knows it (sb->s_uuid), via FS_IOC_GETFSUUID (6.5+). */
 struct overlayd_fsuuid2 { uint8_t len; uint8_t uuid[16]; };
 #ifndef FS_IOC_GETFSUUID
@@ -512,7 +537,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"removexattr", js_removexattr}, {"fstatfs", js_fstatfs}, {"copyFileRange", js_copy_file_range},
     {"lseek", js_lseek}, {"fallocate", js_fallocate}, {"umount2", js_umount2},
     {"fsync", js_fsync}, {"ftruncate", js_ftruncate},
-    {"nameToHandle", js_name_to_handle}, {"fsUuid", js_fs_uuid}, {"umask", js_umask},
+    {"nameToHandle", js_name_to_handle}, {"openByHandle", js_open_by_handle}, {"fsUuid", js_fs_uuid}, {"umask", js_umask},
   };
   export_fns(env, exports, fns, sizeof fns / sizeof fns[0]);
   napi_value c;

@@ -12,6 +12,7 @@ import { fusermountUnusable } from '../fuse-kernel/fusermount';
 import { compatOption, type CompatEffects } from './compat-options';
 import { idMapOption } from './idmap-options';
 import type { IdMapping } from '../core/idmap';
+import { UUID_MODES, type UuidMode } from '../core/origin';
 
 export class UsageError extends Error {}
 
@@ -137,7 +138,7 @@ const VFS_FLAGS: Record<string, [string, boolean]> = {
 /** Kernel overlay features overlayd implements in their default form only. */
 const KERNEL_VALUES: Record<string, string[]> = {
   redirect_dir: ['off', 'nofollow'], index: ['off'], metacopy: ['off'], nfs_export: ['off'],
-  xino: ['off', 'auto'], uuid: ['off', 'null', 'auto', 'on'], verity: ['off'],
+  xino: ['off', 'auto'], verity: ['off'],
 };
 
 function timeout(key: string, v: string): number {
@@ -172,6 +173,7 @@ export function parseMountOptions(optionStrings: string[], ctx: ParseContext | s
   let workdir: string | undefined;
   let userxattr = false;
   let volatile = false;
+  let uuid: UuidMode | undefined;
   let fsname: string | undefined;
   const idmap: IdMapping = { uids: [], gids: [] };
   // The kernel's overlay defaults: suid and dev allowed (libfuse's own default is nosuid,nodev).
@@ -256,6 +258,13 @@ export function parseMountOptions(optionStrings: string[], ctx: ParseContext | s
           daemon.logLevel = v;
           break;
         }
+        case 'uuid': {
+          onlyOnce(seen, key);
+          const v = needValue();
+          if (!(UUID_MODES as readonly string[]).includes(v)) throw new UsageError(`uuid "${v}" is not a mode (${UUID_MODES.join(', ')})`);
+          uuid = v as UuidMode;
+          break;
+        }
         case 'log_file': daemon.logFile = layerPath(needValue(), 'log_file', cwd); break;
         case 'nosymfollow':
           throw new UsageError('option nosymfollow is not supported by overlayd');
@@ -298,7 +307,7 @@ export function parseMountOptions(optionStrings: string[], ctx: ParseContext | s
   if (vfs.dirsync) fuse.extra.push('dirsync');
   const unusable = transportGiven || transport !== 'fuse-native' ? undefined : kernelUnusable();
   return {
-    overlay: { lowerdirs, upperdir, workdir, userxattr, volatile, readonly: vfs.ro, idmap },
+    overlay: { lowerdirs, upperdir, workdir, userxattr, volatile, readonly: vfs.ro, idmap, uuid },
     fuse, transport, daemon, ignored, allowOtherGiven, notes: compat.notes,
     transportNote: unusable === undefined ? undefined : `using the fuse-native transport: the kernel transport needs fusermount3 for a mount by a user, and ${unusable}`,
   };

@@ -1,4 +1,5 @@
 import type { IdMapping } from './idmap';
+import type { UuidMode } from './origin';
 
 // What the core needs to know about a mount; the CLI builds it from `-o` options.
 
@@ -15,6 +16,8 @@ export interface OverlayConfig {
   volatile: boolean;
   /** Mounted read-only even though an upper layer is given. */
   readonly: boolean;
+  /** The kernel's uuid= (origin.ts; upper.ts keeps the overlay's own); absent means null. */
+  uuid?: UuidMode;
   /** uidmapping=/gidmapping=/squash_to_*: ownership translation (see idmap.ts). */
   idmap?: IdMapping;
 }

@@ -79,7 +79,7 @@ export class Overlay {
     this.stack = stack ?? LayerStack.open(config);
     try {
       this.resolver = new Resolver(this.stack);
-      this.inodes = new InodeNumbers(this.stack, config.userxattr);
+      this.inodes = new InodeNumbers(this.stack, config.userxattr, config.uuid);
       this.xattrNames = new XattrNames(config.userxattr);
       this.ids = idMapOf(config.idmap);
       this.writer = this.stack.upper && !config.readonly ? new UpperWriter(this.stack, this.resolver, config, { ...events, copiedUp: (p) => this.onCopyUp?.(p) }) : undefined;
@@ -141,10 +141,10 @@ export class Overlay {
   }
 
   /** "The attributes are those of the upper object if it exists, else of the lower." */
-  attrOf(r: Pick<Resolved, 'entries'>): Attr {
+  attrOf(r: Pick<Resolved, 'entries' | 'parent'>): Attr {
     const top = r.entries[0];
     const st = top.stat;
-    const ino = top.layer === this.stack.upper ? this.inodes.ofUpper(top.parentFd, top.name, st) : this.inodes.of(st.dev, st.ino);
+    const ino = top.layer === this.stack.upper ? this.inodes.ofUpper(top.parentFd, top.name, st, r.parent?.dirs) : this.inodes.of(st.dev, st.ino);
     const attr = attrFrom(st, ino, top.layer === this.stack.upper, this.ids);
     // As the kernel: counting subdirectories of a merged directory is not worth it; nlink=1
     // tells find(1) and friends not to rely on it.
@@ -196,7 +196,7 @@ export class Overlay {
     const d = node.dirs[e.layer];
     if (d.layer !== this.stack.upper) return this.inodes.of(d.layer.dev, e.dino);
     const st = lstatAt(d.fd, e.name);
-    return typeof st === 'number' ? 0n : this.inodes.ofUpper(d.fd, e.name, st);
+    return typeof st === 'number' ? 0n : this.inodes.ofUpper(d.fd, e.name, st, node.dirs);
   }
 
   readlink(path: string): string {

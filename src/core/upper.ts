@@ -9,7 +9,7 @@ import { CopyUpJob, CopyUpPending, copyDataSync } from './copyup';
 import { E, FsError, check, fail } from './errors';
 import type { Layer, LayerStack } from './layers';
 import { joinPath, splitPath, type Entry, type Resolved, type Resolver } from './lookup';
-import { encodeOrigin, originXattr } from './origin';
+import { encodeOrigin, initOverlayUuid, originXattr } from './origin';
 import { WH_OPAQUE, WH_PREFIX, isWhiteoutStat, opaqueXattr } from './whiteout';
 import { XattrNames } from './xattrs';
 
@@ -56,6 +56,7 @@ export class UpperWriter {
     this.upper = stack.upper;
     this.xattrNames = new XattrNames(config.userxattr);
     this.workFd = prepareWorkDir(stack.work.fd, events, config.volatile);
+    initOverlayUuid(this.upper.fd, config.userxattr, config.uuid ?? 'null', events.warn);
   }
 
   close(): void {
@@ -193,7 +194,7 @@ export class UpperWriter {
   private finishCopy(srcLayer: Layer, sFd: number, sName: string, st: Stat, tmp: string, parentFd: number, name: string): void {
     copyOwner(st, this.workFd, tmp);
     copyXattrs(sFd, sName, this.workFd, tmp, this.xattrNames);
-    const origin = encodeOrigin(srcLayer, sFd, sName);
+    const origin = encodeOrigin(srcLayer, sFd, sName, this.config.uuid ?? 'null');
     if (origin) check(sys.setxattr(this.workFd, tmp, originXattr(this.config.userxattr), origin, 0), 'copy-up origin', name);
     copyModeTimes(st, this.workFd, tmp);
     // Linking the copy in is no change the caller made to the parent: keep its times, as the

@@ -55,6 +55,8 @@ export interface NativeAddon {
   fsync(fd: number, datasync: number): number;
   ftruncate(fd: number, size: number): number;
   nameToHandle(dirFd: number, name: string): Buffer | number;
+  /** open_by_handle_at: `mountFd` names the filesystem; `fh` the handle's bytes (no header). */
+  openByHandle(mountFd: number, type: number, fh: Buffer, flags: number): number;
   fsUuid(fd: number): Buffer | number;
   umask(mask: number): number;
   constants: NativeConstants;
