@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { OverlayConfig } from '../../src/core/config';
 import { Overlay } from '../../src/core/overlay';
+import type { UuidMode } from '../../src/core/origin';
 import { build, tmpdir, type Tree } from './tree';
 
 export interface CoreStack {
@@ -24,6 +25,8 @@ export interface StackOptions {
   readonly?: boolean;
   /** Build under /dev/shm (tmpfs, when it is there): for big trees, no disk I/O. */
   memory?: boolean;
+  /** The kernel's uuid= (default: overlayd's, null). */
+  uuid?: UuidMode;
 }
 
 /**
@@ -37,7 +40,7 @@ export function coreStack(lowers: Tree[], opts: StackOptions = {}, t?: { teardow
     build(d, tree);
     return d;
   });
-  const cfg: OverlayConfig = { lowerdirs, userxattr: opts.userxattr ?? false, volatile: false, readonly: opts.readonly ?? false };
+  const cfg: OverlayConfig = { lowerdirs, userxattr: opts.userxattr ?? false, volatile: false, readonly: opts.readonly ?? false, uuid: opts.uuid };
   if (opts.upper !== false) {
     cfg.upperdir = path.join(base, 'u');
     cfg.workdir = path.join(base, 'w');
