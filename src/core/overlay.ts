@@ -348,6 +348,30 @@ export class Overlay {
     check(sys.fsync(this.handle(id).fd, datasync ? 1 : 0), 'fsync');
   }
 
+  /**
+   * The upper directory behind a merged one, opened to be synced as ovl_dir_fsync syncs it, or
+   * undefined where there is nothing to sync: a directory still only below (nothing inside it
+   * changed), a read-only or volatile mount. Looked up now, not at opendir: a change inside
+   * (a rename, an unlink's whiteout) may have copied the directory up since, and what such a
+   * change wrote lies in that upper directory.
+   */
+  dirToSync(path: string): number | undefined {
+    if (!this.writer || this.config.volatile) return undefined;
+    const top = this.resolver.get(path).entries[0];
+    if (top.layer !== this.stack.upper) return undefined;
+    return check(sys.openat(top.parentFd, top.name, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW, 0), 'fsyncdir', path);
+  }
+
+  fsyncdir(path: string, datasync: boolean): void {
+    const fd = this.dirToSync(path);
+    if (fd === undefined) return;
+    try {
+      check(sys.fsync(fd, datasync ? 1 : 0), 'fsyncdir', path);
+    } finally {
+      sys.close(fd);
+    }
+  }
+
   ftruncate(id: number, size: number): void {
     const h = this.handle(id);
     if (!h.writable) { this.truncate(h.path, size); return; }

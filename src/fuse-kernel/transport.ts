@@ -451,7 +451,7 @@ export class KernelTransport {
       case Op.READDIR: return this.readdir(false);
       case Op.READDIRPLUS: return this.readdir(true);
       case Op.RELEASEDIR: this.dirs.delete(u64(this.rbuf, IN_HEADER)); return 0;
-      case Op.FSYNCDIR: return 0;
+      case Op.FSYNCDIR: return this.fsyncdir();
       case Op.FALLOCATE: return this.fallocate();
       case Op.LSEEK: return this.lseek();
       case Op.COPY_FILE_RANGE: return this.copyFileRange();
@@ -1276,6 +1276,26 @@ export class KernelTransport {
       pos = padded;
     }
     return pos - OUT_HEADER;
+  }
+
+  private fsyncdir(): number {
+    const fh = u64(this.rbuf, IN_HEADER);
+    const datasync = (this.rbuf.readUInt32LE(IN_HEADER + 8) & 1) !== 0;
+    const d = this.dirs.get(fh);
+    if (!d) throw new FsError(E.EBADF, 'fsyncdir', String(fh));
+    // A directory removed since opendir has no name left to sync it by, and nothing in it to keep.
+    const path = this.table.pathOf(d.node);
+    const fd = path === undefined ? undefined : this.overlay.dirToSync(path);
+    if (fd === undefined) return 0;
+    return this.later(Op.FSYNCDIR, () => new Promise((resolve, reject) => {
+      const done = (err: NodeJS.ErrnoException | null): void => {
+        sys.close(fd);
+        if (err) reject(err);
+        else resolve({ b: Buffer.allocUnsafe(OUT_HEADER), n: 0 });
+      };
+      if (datasync) fs.fdatasync(fd, done);
+      else fs.fsync(fd, done);
+    }));
   }
 
   private fallocate(): number {

@@ -298,7 +298,7 @@ export class FuseNativeTransport {
       write: wrap('write', (_p: string, fh: number, buf: Buffer, len: number, pos: number) => ov.writeSync(fh, buf, len, pos), count),
       flush: wrap('flush', () => undefined, ok),
       fsync: wrap('fsync', (_p: string, datasync: number, fh: number) => ov.fsync(fh, !!datasync), ok),
-      fsyncdir: wrap('fsyncdir', () => undefined, ok),
+      fsyncdir: wrap('fsyncdir', (p: string, datasync: number) => ov.fsyncdir(p, !!datasync), ok),
       truncate: wrap('truncate', (p: string, size: number) => ov.truncate(p, size), ok),
       ftruncate: wrap('ftruncate', (_p: string, fh: number, size: number) => ov.ftruncate(fh, size), ok),
       getxattr: wrap('getxattr', (p: string, name: string) => ov.getxattr(p, name), value),
