@@ -11,6 +11,8 @@ import { isMounted, mountKernel, mountOverlayd, type Layout, type Mounted } from
 import { tmpdir } from '../lib/tree';
 
 const REPEAT = Number(process.env.OVERLAYD_POWER_CUTS ?? 3);
+// A container without loop devices cannot build the disk; everywhere else this runs.
+const skip = fs.existsSync('/dev/loop-control') ? false : 'no loop devices (/dev/loop-control)';
 
 function run(cmd: string, args: string[]): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
@@ -69,7 +71,7 @@ function read(m: string, name: string): string | null {
 
 for (const engine of ['overlayd', 'kernel'] as const) {
   for (const [name, c] of Object.entries(CASES)) {
-    t.test(`${engine}: ${name}, then a power cut, ${REPEAT} times`, async (t) => {
+    t.test(`${engine}: ${name}, then a power cut, ${REPEAT} times`, { skip }, async (t) => {
       const base = tmpdir('overlayd-powercut-');
       const img = path.join(base, 'fs.img');
       const disk = path.join(base, 'disk');
