@@ -305,7 +305,7 @@ export class Overlay {
     h.below = undefined;
   }
 
-  /** The fd a handle reads from now (after following a copy-up), for a transport's own reads. */
+  /** The fd a handle reads from now (after following a copy-up), for a transport's own reads, seeks and copies. */
   readFd(id: number): number {
     const h = this.handle(id);
     this.followCopyUp(h);

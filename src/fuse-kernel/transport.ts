@@ -1307,20 +1307,20 @@ export class KernelTransport {
 
   private lseek(): number {
     const b = this.rbuf;
-    const h = this.overlay.handle(u64(b, IN_HEADER));
-    const r = sys.lseek(h.fd, u64(b, IN_HEADER + 8), b.readUInt32LE(IN_HEADER + 16));
-    if (r < 0) throw new FsError(-r, 'lseek', h.path);
+    const fh = u64(b, IN_HEADER);
+    const r = sys.lseek(this.overlay.readFd(fh), u64(b, IN_HEADER + 8), b.readUInt32LE(IN_HEADER + 16));
+    if (r < 0) throw new FsError(-r, 'lseek', this.overlay.handle(fh).path);
     putU64(this.room(8), OUT_HEADER, r);
     return 8;
   }
 
   private copyFileRange(): number {
     const b = this.rbuf;
-    const hin = this.overlay.handle(u64(b, IN_HEADER));
+    const inFd = this.overlay.readFd(u64(b, IN_HEADER));
     const hout = this.overlay.handle(u64(b, IN_HEADER + 24));
     if (!hout.writable) throw new FsError(E.EBADF, 'copy_file_range', hout.path);
     const len = Math.min(u64(b, IN_HEADER + 40), COPY_CHUNK);
-    const r = sys.copyFileRange(hin.fd, u64(b, IN_HEADER + 8), hout.fd, u64(b, IN_HEADER + 32), len);
+    const r = sys.copyFileRange(inFd, u64(b, IN_HEADER + 8), hout.fd, u64(b, IN_HEADER + 32), len);
     if (r < 0) throw new FsError(-r, 'copy_file_range', hout.path);
     const o = this.room(8);
     o.writeUInt32LE(r, OUT_HEADER);

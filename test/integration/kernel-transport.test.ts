@@ -135,6 +135,28 @@ print('made', seeks('made'))`)}`,
   t.match(c.ours.steps[2].out, /^4194304 /, 'fallocate -n kept the size');
 });
 
+t.test('a reader opened before a copy-up seeks and copies what was written since, as it reads it', async (t) => {
+  // The kernel's stacked file follows the copy-up (ovl_real_fdget) for every operation, not
+  // only read: SEEK_DATA and copy_file_range of the old reader see the upper file (each on a
+  // reader that has not read since, since a read follows the copy-up by itself).
+  const py = script(`
+r = os.open('data/f', os.O_RDONLY)
+w = os.open('data/f', os.O_RDWR)
+os.pwrite(w, b'XYZ', 0); os.pwrite(w, b'NEW', 1 << 20); os.close(w)
+print('data after 8192', e(lambda: os.lseek(r, 8192, os.SEEK_DATA)), 'size', os.lseek(r, 0, os.SEEK_END))
+r2 = os.open('data/a', os.O_RDONLY)
+w = os.open('data/a', os.O_RDWR)
+os.pwrite(w, b'XYZ', 0); os.close(w)
+o = os.open('copied', os.O_RDWR | os.O_CREAT, 0o644)
+print('copied', e(lambda: os.copy_file_range(r2, o, 10, 0, 0)), os.pread(o, 10, 0))
+print('read', os.pread(r, 10, 0), os.pread(r2, 10, 0))
+`);
+  const c = await compareRun(layers, [`python3 ${py}`], { oursExtra: KERNEL });
+  sameAsKernel(t, c, true);
+  t.match(c.ours.steps[0].out, /data after 8192 1048576/, 'SEEK_DATA finds the data written after the open');
+  t.match(c.ours.steps[0].out, /copied 3 b'XYZ'/, 'copy_file_range copies the upper file');
+});
+
 t.test('hard links share one inode and nlink; an unlinked open file keeps working; no .fuse_hidden', async (t) => {
   const py = script(`
 os.link('data/l', 'data/l2')
