@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { C, sys } from '../host/native';
 import { lstatAt } from '../host/stat';
-import { E } from './errors';
+import { E, check, fail } from './errors';
 import type { Layer } from './layers';
 import { TRUSTED_PREFIX, USER_PREFIX } from './whiteout';
 
@@ -105,10 +105,14 @@ export function decodeOrigin(fb: Buffer, lowers: readonly Layer[], uuid: UuidMod
       if (fd >= 0) {
         const st = lstatAt(fd, '');
         sys.close(fd);
-        if (typeof st !== 'number' && st.dev === layer.dev) return { layer, ino: st.ino, nlink: st.nlink, mode: st.mode };
+        const s = check(st, 'stat origin', layer.root);
+        if (s.dev === layer.dev) return { layer, ino: s.ino, nlink: s.nlink, mode: s.mode };
         continue;
       }
-      if (fd !== -E.EPERM) continue; // ESTALE: not this layer's
+      // Not this layer's object (or not a handle its filesystem makes): the next layer may know
+      // it. Running out of fds or memory is no answer about the origin: the caller hears of it.
+      if (fd === -E.ESTALE || fd === -E.ENOENT || fd === -E.EINVAL || fd === -E.EOPNOTSUPP) continue;
+      if (fd !== -E.EPERM) fail(-fd, 'open_by_handle_at', layer.root);
       decodeDenied = true;
     }
     const ino = knownLayoutIno(fsType(layer), type, fid);

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import { C, sys } from '../host/native';
 import { isDir, isLnk, lstatAt, type Stat, type Timespec } from '../host/stat';
 import type { Caller, OverlayConfig } from './config';
-import { E, check, fail } from './errors';
+import { E, FsError, check, fail } from './errors';
 import { InodeNumbers } from './inode';
 import { LayerStack } from './layers';
 import type { DirNode } from './dircache';
@@ -75,7 +75,7 @@ export class Overlay {
    */
   onCopyUp: ((path: string) => void) | undefined;
 
-  constructor(readonly config: OverlayConfig, events: CoreEvents = silentEvents, stack?: LayerStack) {
+  constructor(readonly config: OverlayConfig, private readonly events: CoreEvents = silentEvents, stack?: LayerStack) {
     this.stack = stack ?? LayerStack.open(config);
     try {
       this.resolver = new Resolver(this.stack);
@@ -169,11 +169,25 @@ export class Overlay {
     return this.attrOf(r);
   }
 
+  /**
+   * The listing with d_ino. An entry whose object is gone by the time its number is asked
+   * is left out, as ovl_cache_update marks it stale; any other failure fails the listing:
+   * never d_ino 0, which readdir(3) callers take for a deleted entry.
+   */
   readdir(path: string): MergedDirEntry[] {
     const node = this.resolver.dir(path);
-    const list = listMerged(node) as MergedDirEntry[];
-    for (const e of list) e.ino = this.entryIno(node, e);
-    return list;
+    const out: MergedDirEntry[] = [];
+    for (const e of listMerged(node) as MergedDirEntry[]) {
+      try {
+        e.ino = this.entryIno(node, e);
+      } catch (err) {
+        if (err instanceof FsError && err.errno === E.ENOENT) continue;
+        this.events.warn('readdir: no inode number for a listed entry', { path: joinPath(path, e.name), err: String(err) });
+        throw err;
+      }
+      out.push(e);
+    }
+    return out;
   }
 
   /** Names only, without inode numbers: what a transport needs when it fills d_ino itself. */
@@ -195,8 +209,8 @@ export class Overlay {
   private entryIno(node: DirNode, e: DirEntry): bigint {
     const d = node.dirs[e.layer];
     if (d.layer !== this.stack.upper) return this.inodes.of(d.layer.dev, e.dino);
-    const st = lstatAt(d.fd, e.name);
-    return typeof st === 'number' ? 0n : this.inodes.ofUpper(d.fd, e.name, st, node.dirs);
+    const st = check(lstatAt(d.fd, e.name), 'lstat', joinPath(node.path, e.name));
+    return this.inodes.ofUpper(d.fd, e.name, st, node.dirs);
   }
 
   readlink(path: string): string {
@@ -287,17 +301,22 @@ export class Overlay {
   private followCopyUp(h: FileHandle): void {
     const below = h.below;
     if (!below || !this.writer || below.copyUps === this.writer.stats.copyUps) return;
-    below.copyUps = this.writer.stats.copyUps;
+    const copyUps = this.writer.stats.copyUps;
     let r: Resolved | undefined;
     try {
       r = this.resolver.resolve(h.path);
-    } catch {
-      return; // the path is gone (renamed, removed): keep reading what was opened
+    } catch (err) {
+      // A parent renamed or removed: the path names nothing, so the reader keeps what it opened.
+      // Any other failure (EIO, EMFILE) is the caller's answer, and the question stays open.
+      if (!(err instanceof FsError) || (err.errno !== E.ENOENT && err.errno !== E.ENOTDIR)) throw err;
     }
     const top = r?.entries[0];
-    if (!r || !top || top.layer !== this.stack.upper || this.attrOf(r).ino !== below.ino) return;
-    const fd = sys.openat(top.parentFd, top.name, C.O_RDONLY | C.O_NOFOLLOW, 0);
-    if (fd < 0) return;
+    if (!r || !top || top.layer !== this.stack.upper || this.attrOf(r).ino !== below.ino) {
+      below.copyUps = copyUps;
+      return;
+    }
+    const fd = check(sys.openat(top.parentFd, top.name, C.O_RDONLY | C.O_NOFOLLOW, 0), 'open', h.path);
+    below.copyUps = copyUps;
     // A read on the old fd may still be in flight on the thread pool: close it with the handle.
     h.retired.push(h.fd);
     h.fd = fd;

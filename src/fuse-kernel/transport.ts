@@ -1244,17 +1244,25 @@ export class KernelTransport {
       const child = e ? this.table.child(d.node, name) : undefined;
       const held = child && !child.dir && !child.retired && child.ino !== undefined ? child : undefined;
       if (e && held) e.ino = held.ino;
-      if (e && e.ino === undefined && !plus) {
-        try { e.ino = this.overlay.listedIno(path, e, d.listedAt); } catch { e.ino = 0n; }
+      let attr: Attr | undefined;
+      if (e && held === undefined && (plus || e.ino === undefined)) {
+        // Never d_ino 0 (readdir(3) callers take it for a deleted entry): a name gone since the
+        // listing is left out, as ovl_cache_update marks it stale; another failure ends this
+        // batch, or fails the call that would return nothing (getdents does the same).
+        try {
+          if (plus) attr = this.overlay.getattrListed(path, e, d.listedAt);
+          else e.ino = this.overlay.listedIno(path, e, d.listedAt);
+        } catch (err) {
+          if (errnoOf(err) === E.ENOENT) continue;
+          this.log.warn({ path: joinPath(path, name), err: String(err) }, 'readdir: a listed entry cannot be looked up');
+          if (pos > OUT_HEADER) break;
+          throw err;
+        }
       }
       let ino = (e ? e.ino : i === 0 ? d.self : d.parent) ?? 0n;
       let type = e ? e.type : DT_DIR;
       let at = pos;
       if (plus) {
-        let attr: Attr | undefined;
-        if (e && held === undefined) {
-          try { attr = this.overlay.getattrListed(path, e, d.listedAt); } catch { attr = undefined; }
-        }
         if (attr && e) {
           const node = this.table.entry(d.node, name, attr);
           putEntry(out, at, node.id, attr, this.entryValid, this.attrValid);
