@@ -70,6 +70,26 @@ static napi_value open_beneath(napi_env env, napi_callback_info info) {
   return rc(env, fd);
 }
 
+/* openTreeClone(fd): a detached copy of the mount at fd (rooted there) without its submounts
+ * (open_tree(OPEN_TREE_CLONE), no AT_RECURSIVE): paths walked from it see the directories
+ * that mounts cover, as the kernel's overlay sees its layers. -EPERM without CAP_SYS_ADMIN. */
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef OPEN_TREE_CLOEXEC
+#define OPEN_TREE_CLOEXEC O_CLOEXEC
+#endif
+static napi_value js_open_tree_clone(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int fd = arg_i32(&a, 0);
+#ifdef SYS_open_tree
+  return rc(env, syscall(SYS_open_tree, fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
+#else
+  (void)fd;
+  return num(env, -ENOSYS);
+#endif
+}
+
 /* openat(dirfd, name, flags, mode) */
 static napi_value js_openat(napi_env env, napi_callback_info info) {
   ARGS(4);
@@ -529,7 +549,7 @@ static napi_value js_umask(napi_env env, napi_callback_info info) {
 
 static napi_value init(napi_env env, napi_value exports) {
   static const export_fn fns[] = {
-    {"openBeneath", open_beneath}, {"openat", js_openat}, {"close", js_close}, {"fstatat", js_fstatat},
+    {"openBeneath", open_beneath}, {"openTreeClone", js_open_tree_clone}, {"openat", js_openat}, {"close", js_close}, {"fstatat", js_fstatat},
     {"mkdirat", js_mkdirat}, {"mknodat", js_mknodat}, {"symlinkat", js_symlinkat}, {"linkat", js_linkat},
     {"unlinkat", js_unlinkat}, {"renameat2", js_renameat2}, {"readlinkat", js_readlinkat},
     {"fchmodat", js_fchmodat}, {"fchownat", js_fchownat}, {"utimensat", js_utimensat}, {"readdir", js_readdir},

@@ -87,9 +87,16 @@ export function lookupIn(parent: DirNode, name: string, from = 0): Omit<Resolved
   return { name, parent, entries, opaque };
 }
 
-/** Opens a real directory without following a symlink put in its place. */
-function openDirIn(parentFd: number, name: string): number {
-  return check(sys.openat(parentFd, name, C.O_PATH | C.O_NOFOLLOW | C.O_DIRECTORY, 0), 'open', name);
+/**
+ * Opens a real directory without following a symlink put in its place. In a layer held
+ * through the host's mount tree (layers.ts), a mount point is refused (EXDEV) rather than
+ * entered: the kernel would see the directory the mount covers, which only a clone can show.
+ */
+function openDirIn(layer: Layer, parentFd: number, name: string): number {
+  const fd = layer.attached
+    ? sys.openBeneath(parentFd, name, C.O_PATH | C.O_NOFOLLOW | C.O_DIRECTORY, 0)
+    : sys.openat(parentFd, name, C.O_PATH | C.O_NOFOLLOW | C.O_DIRECTORY, 0);
+  return check(fd, 'open', name);
 }
 
 /** Resolves merged paths to layer entries, caching merged directories. */
@@ -144,7 +151,7 @@ export class Resolver {
   private cacheDir(path: string, entries: Entry[], opaque: boolean): DirNode {
     const dirs: LayerDir[] = [];
     try {
-      for (const e of entries) dirs.push({ layer: e.layer, fd: openDirIn(e.parentFd, e.name) });
+      for (const e of entries) dirs.push({ layer: e.layer, fd: openDirIn(e.layer, e.parentFd, e.name) });
     } catch (err) {
       for (const d of dirs) sys.close(d.fd);
       throw err;

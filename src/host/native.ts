@@ -18,6 +18,8 @@ export type Listing = [string[], Uint8Array, BigUint64Array];
 
 export interface NativeAddon {
   openBeneath(rootFd: number, relPath: string, flags: number, mode: number): number;
+  /** open_tree(fd, "", OPEN_TREE_CLONE): the mount at fd, detached, without its submounts. */
+  openTreeClone(fd: number): number;
   openat(dirFd: number, name: string, flags: number, mode: number): number;
   close(fd: number): number;
   fstatat(dirFd: number, name: string, flags: number, out: Float64Array): number;
