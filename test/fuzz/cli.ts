@@ -18,7 +18,7 @@ interface Args {
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`fuzz: ${msg}\nusage: npm run fuzz -- [--seeds N] [--start S] [--seed S] [--ops N] [--replay FILE] [--no-minimize] [--strict-upper] [--known-limits] [--weights op=w,...] [--seconds] [--root-only] [--ns] [--as-user] [--trace] [--out DIR]\n`);
+  process.stderr.write(`fuzz: ${msg}\nusage: npm run fuzz -- [--seeds N] [--start S] [--seed S] [--ops N] [--replay FILE] [--no-minimize] [--strict-upper] [--known-limits] [--weights op=w,...] [--seconds] [--root-only] [--ns] [--as-user] [--trace] [--tmpfs] [--out DIR]\n`);
   process.exit(2);
 }
 
@@ -56,6 +56,7 @@ function parse(argv: string[]): Args {
         }
         break;
       case '--out': a.out = v(); break;
+      case '--tmpfs': a.opts.tmpfs = true; break;
       default: usage(`unknown argument ${k}`);
     }
   }

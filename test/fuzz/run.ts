@@ -2,6 +2,7 @@
 // overlayd mount and to a kernel overlayfs mount of identical copies, and every reply and the
 // final trees must agree. Then overlayd's upper layer, mounted by the kernel over the same
 // lowers, must show what the kernel's own run left.
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { TRANSPORT, layout, mountKernel, mountOverlayd, type Layout, type Mounted } from '../lib/mounts';
@@ -47,6 +48,29 @@ export interface FuzzOptions {
   mode?: FuzzMode;
   /** Called with every operation and both replies (`--trace`). */
   trace?: (i: number, op: Op, kernel: Reply, overlayd: Reply) => void;
+  /**
+   * Every layer on a tmpfs of its own (upper and work share one, as the kernel requires):
+   * origins then name objects of other filesystems, whose file handles overlayd must not read.
+   */
+  tmpfs?: boolean;
+}
+
+/** Puts each layer of `l` on a fresh tmpfs (`--tmpfs`); returns their mount points, to unmount. */
+function tmpfsLayers(l: Layout): string[] {
+  const uw = path.join(path.dirname(l.merged), 'uw');
+  fs.mkdirSync(uw);
+  const points = [...l.lowers, uw];
+  for (const p of points) {
+    const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'overlayd-fuzz', p], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`mount tmpfs at ${p}: ${r.stderr}`);
+  }
+  fs.rmdirSync(l.upper as string);
+  fs.rmdirSync(l.work as string);
+  l.upper = path.join(uw, 'upper');
+  l.work = path.join(uw, 'work');
+  fs.mkdirSync(l.upper);
+  fs.mkdirSync(l.work);
+  return points;
 }
 
 export type Stage = 'initial' | 'op' | 'hang' | 'final' | 'daemon' | 'upper-owner' | 'kernel-remount' | 'upper';
@@ -91,6 +115,8 @@ export async function runSeed(seed: number, opts: FuzzOptions, replay?: Op[]): P
   const layers = genLayers(rng);
   const ours = layout(layers.lowers.length);
   const theirs = layout(layers.lowers.length);
+  const tmpfs: string[] = [];
+  if (opts.tmpfs) for (const l of [ours, theirs]) tmpfs.push(...tmpfsLayers(l));
   buildLayers(layers, ours.lowers, ours.upper as string);
   buildLayers(layers, theirs.lowers, theirs.upper as string);
   // The user must reach both mounts: mkdtemp made their parent directories 0700.
@@ -173,6 +199,7 @@ export async function runSeed(seed: number, opts: FuzzOptions, replay?: Op[]): P
     return result;
   } finally {
     await finish();
+    for (const p of tmpfs) if (spawnSync('umount', [p]).status !== 0) spawnSync('umount', ['-l', p]);
     for (const l of [ours, theirs]) fs.rmSync(path.dirname(l.merged), { recursive: true, force: true });
   }
 }

@@ -14,6 +14,8 @@ import { DEFAULT_MODE, formatResult, minimize, runSeed, type FuzzOptions } from 
 
 const SEEDS = Array.from({ length: Number(process.env.OVERLAYD_FUZZ_SEEDS ?? 40) }, (_, i) => 1001 + i);
 const OPTS: FuzzOptions = { ops: 40, mode: DEFAULT_MODE };
+/** Seeds run with every layer on a tmpfs of its own (origins from other filesystems). */
+const TMPFS_SEEDS = Array.from({ length: Number(process.env.OVERLAYD_FUZZ_TMPFS_SEEDS ?? 5) }, (_, i) => 2001 + i);
 
 t.test('the comparison itself tells views apart', async (t) => {
   const seen = { type: 'file', mode: 0o100644, uid: 0, gid: 0, size: 1, nlink: 1, data: '1:x', xattrs: {}, mtime: 1_000_000_001 };
@@ -56,5 +58,15 @@ for (const seed of SEEDS) {
     if (r.divergence) t.fail(formatResult(r));
     else t.pass(formatResult(r));
     if (r.upperDiffs.length) t.comment(`upper layers differ on disk (the kernel reads overlayd's the same):\n${r.upperDiffs.join('\n')}`);
+  });
+}
+
+for (const seed of TMPFS_SEEDS) {
+  t.test(`seed ${seed}, every layer on tmpfs: overlayd answers and ends like kernel overlayfs`, async (t) => {
+    const opts = { ...OPTS, tmpfs: true };
+    let r = await runSeed(seed, opts);
+    if (r.divergence) r = await minimize(r, opts, 30);
+    if (r.divergence) t.fail(formatResult(r));
+    else t.pass(formatResult(r));
   });
 }
