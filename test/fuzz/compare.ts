@@ -9,6 +9,8 @@ export interface Seen {
   rdev?: number[]; data?: string; target?: string; list?: string; xattrs?: Record<string, string>;
   /** mtime: whole seconds, and the nanoseconds apart (worker.py). */
   mtime: number; mtimeNs?: number;
+  /** st_ino of a non-directory in a walk, as a string; only which paths share one is compared. */
+  ino?: string;
 }
 export type Snapshot = Record<string, Seen>;
 
@@ -52,12 +54,33 @@ export interface CompareOptions {
   ignorePath?: (p: string) => boolean;
   /** Compare mtimes to the nanosecond (see sameMtime). */
   ns?: boolean;
+  /**
+   * Compare which paths share an inode (hard links): a copy-up of one link of a lower hard
+   * link makes it another file, with its own st_ino (tar and cp -a rely on it). Not on
+   * fuse-native, whose inode numbers are its own.
+   */
+  links?: boolean;
+}
+
+/** For each non-directory, the other paths with its st_ino. */
+function linkGroups(s: Snapshot): Map<string, string> {
+  const byIno = new Map<string, string[]>();
+  for (const [p, x] of Object.entries(s)) {
+    if (x.ino === undefined) continue;
+    const group = byIno.get(x.ino);
+    if (group) group.push(p);
+    else byIno.set(x.ino, [p]);
+  }
+  const out = new Map<string, string>();
+  for (const group of byIno.values()) for (const p of group) out.set(p, group.filter((q) => q !== p).sort().join(' '));
+  return out;
 }
 
 /** Human-readable differences between snapshot `a` (the kernel's) and `b` (overlayd's). */
 export function diffSnapshots(a: Snapshot, b: Snapshot, opts: CompareOptions = {}, names: [string, string] = ['kernel', 'overlayd']): string[] {
   const out: string[] = [];
   const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
+  const links = opts.links ? [linkGroups(a), linkGroups(b)] : undefined;
   for (const k of keys) {
     if (opts.ignorePath?.(k)) continue;
     const x = a[k];
@@ -76,6 +99,7 @@ export function diffSnapshots(a: Snapshot, b: Snapshot, opts: CompareOptions = {
       if (JSON.stringify(x[f]) !== JSON.stringify(y[f])) out.push(`${k} (${x.type}): ${f} ${fmt(f, x[f])} vs ${fmt(f, y[f])}`);
     }
     if (x.nlink !== y.nlink) out.push(`${k}: nlink ${x.nlink} vs ${y.nlink}`);
+    if (links && links[0].get(k) !== links[1].get(k)) out.push(`${k}: same inode as [${links[0].get(k) ?? ''}] vs [${links[1].get(k) ?? ''}]`);
     if (!sameMtime(x.mtime, y.mtime, x.mtimeNs, y.mtimeNs, opts.ns)) out.push(`${k}: mtime ${fmtTime(x, opts.ns)} vs ${fmtTime(y, opts.ns)}`);
     const xa = filterXattrs(x.xattrs, opts.ignoreXattr);
     const ya = filterXattrs(y.xattrs, opts.ignoreXattr);

@@ -139,7 +139,9 @@ export async function runSeed(seed: number, opts: FuzzOptions, replay?: Op[]): P
     const wk = new Worker(theirs.merged);
     workers.push(wo, wk);
 
-    const first = diffSnapshots(await walk(wk), await walk(wo), { ns });
+    // Inode numbers are overlayd's own only on its kernel transport (fuse-native: libfuse's).
+    const links = !mode.byPath;
+    const first = diffSnapshots(await walk(wk), await walk(wo), { ns, links });
     if (first.length) { result.divergence = { stage: 'initial', diffs: first }; return result; }
 
     const gen = new OpGen(rng, opts.weights ?? weightsFor(mode), mode);
@@ -172,7 +174,7 @@ export async function runSeed(seed: number, opts: FuzzOptions, replay?: Op[]): P
     }
     await Promise.all([wk.call({ op: 'closeall' }), wo.call({ op: 'closeall' })]);
     const kernelFinal = await walk(wk);
-    const final = diffSnapshots(kernelFinal, await walk(wo), { ns });
+    const final = diffSnapshots(kernelFinal, await walk(wo), { ns, links });
     if (final.length) { result.divergence = { stage: 'final', diffs: final }; return result; }
     const exited = od.daemon?.exitCode ?? null;
     if (exited !== null) { result.divergence = { stage: 'daemon', diffs: [`overlayd exited with ${exited}`] }; return result; }
@@ -194,7 +196,7 @@ export async function runSeed(seed: number, opts: FuzzOptions, replay?: Op[]): P
     mounts.push(mountKernel(ours, KERNEL_OPTIONS));
     const again = new Worker(ours.merged);
     workers.push(again);
-    const remount = diffSnapshots(kernelFinal, await walk(again), { ns }, ['kernel run', 'kernel over overlayd upper']);
+    const remount = diffSnapshots(kernelFinal, await walk(again), { ns, links: true }, ['kernel run', 'kernel over overlayd upper']);
     if (remount.length) result.divergence = { stage: 'kernel-remount', diffs: remount };
     return result;
   } finally {

@@ -124,6 +124,8 @@ def walk(rel_root="", raw=False, content=True):
             out[rel or "."] = {"type": "!" + errno.errorcode.get(e.errno, str(e.errno)), "mode": 0, "uid": 0, "gid": 0, "mtime": 0}
             return
         d = describe(st)
+        if not stat.S_ISDIR(st.st_mode):
+            d["ino"] = str(st.st_ino)  # for which paths share an inode (a string: 64 bits)
         try:
             if stat.S_ISREG(st.st_mode) and content:
                 d["data"] = digest(read_file(p))

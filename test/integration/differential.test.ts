@@ -23,6 +23,10 @@ t.test('the comparison itself tells views apart', async (t) => {
   t.match(diffSnapshots({ a: seen }, { a: { ...seen, mode: 0o100600 } }), [/mode/]);
   t.match(diffSnapshots({ a: seen }, { a: { ...seen, xattrs: { 'user.x': '00' } } }), [/xattrs/]);
   t.match(diffSnapshots({ a: seen }, {}), [/only in kernel/]);
+  // Hard links: which paths share an inode, not the numbers themselves.
+  const ino = (n: string): typeof seen & { ino: string } => ({ ...seen, ino: n });
+  t.same(diffSnapshots({ a: ino('1'), b: ino('1') }, { a: ino('7'), b: ino('7') }, { links: true }), []);
+  t.match(diffSnapshots({ a: ino('1'), b: ino('1') }, { a: ino('7'), b: ino('8') }, { links: true }), [/^a: same inode as \[b\] vs \[\]/, /^b: same inode as \[a\] vs \[\]/]);
   // An old (fuzzer-set) time must match to the second; two "now" times need not.
   t.notOk(sameMtime(1_000_000_001, OLD_TIME_LIMIT + 5), 'an old time lost to "now" is a difference');
   t.ok(sameMtime(OLD_TIME_LIMIT + 5, OLD_TIME_LIMIT + 6));
