@@ -9,7 +9,7 @@ export interface Seen {
   rdev?: number[]; data?: string; target?: string; list?: string; xattrs?: Record<string, string>;
   /** mtime: whole seconds, and the nanoseconds apart (worker.py). */
   mtime: number; mtimeNs?: number;
-  /** st_ino of a non-directory in a walk, as a string; only which paths share one is compared. */
+  /** st_dev:st_ino of a non-directory in a walk; only which paths share one is compared. */
   ino?: string;
 }
 export type Snapshot = Record<string, Seen>;

@@ -125,7 +125,9 @@ def walk(rel_root="", raw=False, content=True):
             return
         d = describe(st)
         if not stat.S_ISDIR(st.st_mode):
-            d["ino"] = str(st.st_ino)  # for which paths share an inode (a string: 64 bits)
+            # Which paths share an inode: st_dev too, since the kernel's overlay reports each
+            # layer's own st_dev when the layers lie on several filesystems (xino=off).
+            d["ino"] = "%d:%d" % (st.st_dev, st.st_ino)
         try:
             if stat.S_ISREG(st.st_mode) and content:
                 d["data"] = digest(read_file(p))
