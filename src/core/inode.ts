@@ -2,7 +2,7 @@
 // On one filesystem the real inode numbers already are (the kernel's "same fs" case); across
 // filesystems the layer's filesystem index goes into the high bits, like the kernel's xino.
 import { sys } from '../host/native';
-import { S_IFMT, isDir, lstatAt, type Stat } from '../host/stat';
+import { S_IFMT, isDir, type Stat } from '../host/stat';
 import type { LayerDir } from './dircache';
 import type { Layer, LayerStack } from './layers';
 import { decodeOrigin, originXattr, type UuidMode } from './origin';
@@ -31,8 +31,8 @@ export class InodeNumbers {
    * The number the merged view reports for an upper object: a copy keeps its origin's number,
    * as ovl_getattr reports it, but not the copy of a lower hard link (nlink > 1): without an
    * index, the links left below keep that number and are other files now, so the copy shows
-   * its own. `below` are the lower directories of its merged parent, where a link count
-   * can be found when the origin could not be decoded (see origin.ts).
+   * its own. `below` are the lower directories of its merged parent, where the origin is
+   * looked for first (see origin.ts).
    */
   ofUpper(dirFd: number, name: string, st: Stat, below?: readonly LayerDir[]): bigint {
     const key = `${st.dev}:${st.ino}:${st.ctime.sec}.${st.ctime.nsec}`;
@@ -40,10 +40,10 @@ export class InodeNumbers {
     if (hit !== undefined) return hit;
     let ino = this.of(st.dev, st.ino);
     const fb = sys.getxattr(dirFd, name, this.originName);
-    const o = typeof fb === 'number' ? undefined : decodeOrigin(fb, this.lowers, this.uuid);
+    const o = typeof fb === 'number' ? undefined : decodeOrigin(fb, this.lowers, this.uuid, below && { dirs: below, name });
     if (o && (o.mode === undefined || (o.mode & S_IFMT) === (st.mode & S_IFMT))) {
-      const nlink = o.nlink ?? linksBelow(below, name, o.layer, o.ino);
-      if (isDir(st.mode) || nlink === 1) ino = this.of(o.layer.dev, o.ino);
+      // A link count not known (an origin read, not decoded): maybe a hard link, so not shared.
+      if (isDir(st.mode) || o.nlink === 1) ino = this.of(o.layer.dev, o.ino);
     }
     if (this.originCache.size >= ORIGIN_CACHE) this.originCache.delete(this.originCache.keys().next().value as string);
     this.originCache.set(key, ino);
@@ -54,15 +54,4 @@ export class InodeNumbers {
     if (this.single) return ino;
     return ((this.fsIndex.get(dev) ?? 0n) << XINO_SHIFT) | (ino & LOW_MASK);
   }
-}
-
-/** The link count of the origin where it still lies under the same name; undefined elsewhere. */
-function linksBelow(below: readonly LayerDir[] | undefined, name: string, layer: Layer, ino: bigint): number | undefined {
-  if (name === '') return undefined;
-  for (const d of below ?? []) {
-    if (d.layer !== layer) continue;
-    const st = lstatAt(d.fd, name);
-    if (typeof st !== 'number' && st.ino === ino) return st.nlink;
-  }
-  return undefined;
 }

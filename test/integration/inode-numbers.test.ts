@@ -57,6 +57,11 @@ for (const lowerFs of ['ext4', 'tmpfs'] as const) {
       const listed = spawnSync('ls', ['-i', m.merged], { encoding: 'utf8' }).stdout;
       const dino = new Map(listed.trim().split('\n').map((line) => { const [i, n] = line.trim().split(/\s+/); return [n, BigInt(i)]; }));
       t.same([dino.get('a'), dino.get('b'), dino.get('s')], [after.a.ino, after.b.ino, after.s.ino], 'd_ino agrees with st_ino');
+      // Renamed, the copy is found by its origin's file handle alone (open_by_handle_at).
+      sh(`mv ${m.merged}/s ${m.merged}/s2 && mv ${m.merged}/a ${m.merged}/a2`);
+      t.equal(look(m.merged, 's2').ino, before.s.ino, 'renamed after copy-up, it keeps its number');
+      t.equal(look(m.merged, 'a2').ino, after.a.ino, 'so does the copy of a hard link (its own)');
+      sh(`mv ${m.merged}/a2 ${m.merged}/a`);
       const out = fs.mkdtempSync(path.join(base, 'tar-'));
       sh(`tar c -C ${m.merged} a b | tar x -C ${out}`);
       t.equal(fs.readFileSync(path.join(out, 'a'), 'utf8'), 'hello\nmore\n', 'tar keeps a as written');
