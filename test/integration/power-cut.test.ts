@@ -52,12 +52,23 @@ os.unlink(m + '/d/x')
 os.fsync(dfd)`,
     check: (m) => ({ 'd/x': read(m, 'd/x'), 'd/y': read(m, 'd/y') }),
   },
+  // A rename between directories touches both (a copy-up and a whiteout in the source, the
+  // name in the target): the target's fsync must keep all of it, as the kernel's does.
+  'rename into another dir, fsync the target dir': {
+    lower: { 'src/x': 'moved\n', 'dst/keep': 'k\n' },
+    ops: `
+dfd = os.open(m + '/dst', os.O_RDONLY | os.O_DIRECTORY)
+os.rename(m + '/src/x', m + '/dst/y')
+os.fsync(dfd)`,
+    check: (m) => ({ 'src/x': read(m, 'src/x'), 'dst/y': read(m, 'dst/y') }),
+  },
 };
 
 const WANT: Record<string, Record<string, string | null>> = {
   'write tmp, fsync, rename over, fsync dir': { target: 'new\n', tmp: null },
   'unlink, fsync dir': { gone: null },
   'open dir, unlink inside (copy-up), fsync dir': { 'd/x': null, 'd/y': 'stays\n' },
+  'rename into another dir, fsync the target dir': { 'src/x': null, 'dst/y': 'moved\n' },
 };
 
 function read(m: string, name: string): string | null {
