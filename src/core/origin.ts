@@ -4,9 +4,10 @@
 // finds the same origins it would have written itself.
 //
 // A handle's bytes mean what the filesystem that made it says (tmpfs puts the generation
-// first, ext4 the inode number), so an origin is decoded by that filesystem: open_by_handle_at
-// in each lower layer the uuid allows, as ovl_check_origin does. Only where that is refused
-// (no CAP_DAC_READ_SEARCH) are handles read, and only those of filesystems whose layout is known.
+// first, ext4 the inode number), so an origin is decoded by that filesystem: found by comparing
+// handles under the same name below, else by open_by_handle_at in each lower layer the uuid
+// allows, as ovl_check_origin does. Only where that is refused (no CAP_DAC_READ_SEARCH) are
+// handles read, and only those of filesystems whose layout is known.
 import { randomUUID } from 'node:crypto';
 import { C, sys } from '../host/native';
 import { lstatAt } from '../host/stat';
@@ -107,7 +108,7 @@ export function decodeOrigin(fb: Buffer, lowers: readonly Layer[], uuid: UuidMod
   const fid = fb.subarray(HEADER);
   const uuidOk = (layer: Layer): boolean => (uuid === 'off' ? stored.equals(ZERO_UUID) : stored.equals(layerUuid(layer)));
   // Most copies still have their origin under the same name below: a handle made there and
-  // compared costs a fraction of open_by_handle_at (measured: ~30 µs), and is as exact.
+  // compared costs two syscalls instead of open_by_handle_at's four, and is as exact.
   if (near && near.name !== '') {
     for (const d of near.dirs) {
       if (!lowers.includes(d.layer) || !uuidOk(d.layer)) continue;
