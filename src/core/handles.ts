@@ -4,10 +4,10 @@ import { sys } from '../host/native';
 
 export class FileHandle {
   /**
-   * Set on a read-only handle opened on a lower file: its merged inode number and the copy-up
-   * count then, so reads can follow the file once it is copied up (see Overlay.followCopyUp).
+   * Set on a read-only handle opened on a lower file: the copy-up count then, so reads can
+   * follow the file once it is copied up (see Overlay.followCopyUp, which matches `realKey`).
    */
-  below?: { ino: bigint; copyUps: number };
+  below?: { copyUps: number };
   /** fds replaced while a read may still be using them; closed with the handle. */
   readonly retired: number[] = [];
   /** Whether `fd` is an upper object (writers always are), for the inode number fstat reports. */

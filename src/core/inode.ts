@@ -5,7 +5,7 @@ import { sys } from '../host/native';
 import { S_IFMT, isDir, type Stat } from '../host/stat';
 import type { LayerDir } from './dircache';
 import type { Layer, LayerStack } from './layers';
-import { decodeOrigin, originXattr, type UuidMode } from './origin';
+import { decodeOrigin, originXattr, type Origin, type UuidMode } from './origin';
 
 const XINO_SHIFT = 56n;
 const LOW_MASK = (1n << XINO_SHIFT) - 1n;
@@ -39,15 +39,19 @@ export class InodeNumbers {
     const hit = this.originCache.get(key);
     if (hit !== undefined) return hit;
     let ino = this.of(st.dev, st.ino);
-    const fb = sys.getxattr(dirFd, name, this.originName);
-    const o = typeof fb === 'number' ? undefined : decodeOrigin(fb, this.lowers, this.uuid, below && { dirs: below, name });
-    if (o && (o.mode === undefined || (o.mode & S_IFMT) === (st.mode & S_IFMT))) {
-      // A link count not known (an origin read, not decoded): maybe a hard link, so not shared.
-      if (isDir(st.mode) || o.nlink === 1) ino = this.of(o.layer.dev, o.ino);
-    }
+    const o = this.origin(dirFd, name, st, below);
+    // A link count not known (an origin read, not decoded): maybe a hard link, so not shared.
+    if (o && (isDir(st.mode) || o.nlink === 1)) ino = this.of(o.layer.dev, o.ino);
     if (this.originCache.size >= ORIGIN_CACHE) this.originCache.delete(this.originCache.keys().next().value as string);
     this.originCache.set(key, ino);
     return ino;
+  }
+
+  /** The lower object an upper one was copied from, where its origin xattr names one of the same type. */
+  origin(dirFd: number, name: string, st: Stat, below?: readonly LayerDir[]): Origin | undefined {
+    const fb = sys.getxattr(dirFd, name, this.originName);
+    const o = typeof fb === 'number' ? undefined : decodeOrigin(fb, this.lowers, this.uuid, below && { dirs: below, name });
+    return o && (o.mode === undefined || (o.mode & S_IFMT) === (st.mode & S_IFMT)) ? o : undefined;
   }
 
   of(dev: number, ino: bigint): bigint {

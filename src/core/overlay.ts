@@ -233,7 +233,7 @@ export class Overlay {
     const h = new FileHandle(check(sys.openat(top.parentFd, top.name, C.O_RDONLY | C.O_NOFOLLOW | keep, 0), 'open', path), path, false);
     h.inUpper = top.layer === this.stack.upper;
     h.realKey = `${top.stat.dev}:${top.stat.ino}`;
-    if (this.writer && !h.inUpper) h.below = { ino: this.attrOf(r).ino, copyUps: this.writer.stats.copyUps };
+    if (this.writer && !h.inUpper) h.below = { copyUps: this.writer.stats.copyUps };
     return this.handles.add(h);
   }
 
@@ -296,7 +296,7 @@ export class Overlay {
   /**
    * A read-only handle opened on a lower file follows the file once it is copied up, as the
    * kernel's stacked file does (ovl_real_fdget reopens the upper file): readers then see what
-   * writers wrote through other handles. Matched by the merged inode number, which copy-up keeps.
+   * writers wrote through other handles. Matched by the copy's origin.
    */
   private followCopyUp(h: FileHandle): void {
     const below = h.below;
@@ -310,8 +310,11 @@ export class Overlay {
       // Any other failure (EIO, EMFILE) is the caller's answer, and the question stays open.
       if (!(err instanceof FsError) || (err.errno !== E.ENOENT && err.errno !== E.ENOTDIR)) throw err;
     }
+    // The same file, copied up, is the one whose origin is the lower file this reader opened
+    // (not the same st_ino: the copy of a lower hard link has a number of its own).
     const top = r?.entries[0];
-    if (!r || !top || top.layer !== this.stack.upper || this.attrOf(r).ino !== below.ino) {
+    const o = r && top && top.layer === this.stack.upper ? this.inodes.origin(top.parentFd, top.name, top.stat, r.parent?.dirs) : undefined;
+    if (!r || !top || !o || `${o.layer.dev}:${o.ino}` !== h.realKey) {
       below.copyUps = copyUps;
       return;
     }

@@ -81,6 +81,18 @@ t.test('a read-only handle opened on a lower file follows it once it is copied u
   ov.release(g);
 });
 
+t.test('a reader of one link of a lower hard link follows its copy-up too, though the copy has its own st_ino', async (t) => {
+  const s = coreStack([{ a: 'oldcontent' }], {}, t);
+  fs.linkSync(path.join(s.lowers[0], 'a'), path.join(s.lowers[0], 'b'));
+  const { ov } = s;
+  const r = ov.open('/a', C.O_RDONLY);
+  t.teardown(() => ov.release(r));
+  await writeAt(ov, '/a', 'NEW', 0);
+  t.not(ov.getattr('/a').ino, ov.getattr('/b').ino, 'the copy is another file than the link left below');
+  const buf = Buffer.alloc(64);
+  t.equal(buf.subarray(0, await ov.read(r, buf, 64, 0)).toString(), 'NEWcontent', 'as the kernel\'s stacked file, the reader sees the write');
+});
+
 t.test('utimens with nanoseconds, UTIME_OMIT and UTIME_NOW; chmod; chown', async (t) => {
   const s = coreStack([{ f: 'x', d: { dir: {} } }], {}, t);
   const { ov } = s;
