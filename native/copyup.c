@@ -85,17 +85,20 @@ static void copy_slice(slice_t *s) {
   s->result = pos;
 }
 
-static void slice_args(args_t *a, slice_t *s) {
-  s->in = arg_i32(a, 0); s->out = arg_i32(a, 1);
-  s->pos = arg_i64(a, 2); s->size = arg_i64(a, 3); s->budget = arg_i64(a, 4);
-  s->flags = arg_i32(a, 5);
+/* 0, or -1 with a TypeError pending (nothing may be copied then: fd 0 is no argument). */
+static int slice_args(args_t *a, slice_t *s) {
+  int32_t in, out, flags; int64_t pos, size, budget;
+  if (arg_i32(a, 0, &in) || arg_i32(a, 1, &out) || arg_i64(a, 2, &pos) || arg_i64(a, 3, &size) ||
+      arg_i64(a, 4, &budget) || arg_i32(a, 5, &flags)) return -1;
+  s->in = in; s->out = out; s->pos = pos; s->size = size; s->budget = budget; s->flags = flags;
+  return 0;
 }
 
 /* copySlice(in, out, pos, size, budget, flags, copied Float64Array[1]): next pos or -errno. */
 static napi_value js_copy_slice(napi_env env, napi_callback_info info) {
   ARGS(7);
   slice_t s;
-  slice_args(&a, &s);
+  if (slice_args(&a, &s)) return NULL;
   napi_typedarray_type t; size_t len; void *data; napi_value ab; size_t off;
   if (napi_get_typedarray_info(env, a.argv[6], &t, &len, &data, &ab, &off) != napi_ok || t != napi_float64_array || len < 1) {
     napi_throw_type_error(env, NULL, ADDON_NAME ": expected Float64Array");
@@ -136,7 +139,7 @@ static napi_value js_copy_slice_async(napi_env env, napi_callback_info info) {
   }
   slice_job *j = calloc(1, sizeof *j);
   if (!j) return num(env, -ENOMEM);
-  slice_args(&a, &j->s);
+  if (slice_args(&a, &j->s)) { free(j); return NULL; }
   napi_value name;
   napi_create_string_utf8(env, "overlayd:copy-up", NAPI_AUTO_LENGTH, &name);
   if (napi_create_reference(env, a.argv[6], 1, &j->cb) != napi_ok ||

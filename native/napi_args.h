@@ -22,17 +22,25 @@ static inline int get_args(napi_env env, napi_callback_info info, args_t *a, siz
 
 #define ARGS(n) args_t a; if (get_args(env, info, &a, n)) return NULL
 
-static inline int32_t arg_i32(args_t *a, size_t i) {
-  int32_t v = 0;
-  if (napi_get_value_int32(a->env, a->argv[i], &v) != napi_ok) napi_throw_type_error(a->env, NULL, ADDON_NAME ": expected integer");
-  return v;
+/*
+ * Integer arguments. A wrongly-typed one throws and the caller returns at once: carrying on
+ * with 0 would act on fd 0 (close, write) or on mode 0 with the exception only noticed later.
+ * Use through I32/I64, which declare the variable and return NULL on failure.
+ */
+static inline int arg_i32(args_t *a, size_t i, int32_t *v) {
+  if (napi_get_value_int32(a->env, a->argv[i], v) == napi_ok) return 0;
+  napi_throw_type_error(a->env, NULL, ADDON_NAME ": expected integer");
+  return -1;
 }
 
-static inline int64_t arg_i64(args_t *a, size_t i) {
-  int64_t v = 0;
-  if (napi_get_value_int64(a->env, a->argv[i], &v) != napi_ok) napi_throw_type_error(a->env, NULL, ADDON_NAME ": expected integer");
-  return v;
+static inline int arg_i64(args_t *a, size_t i, int64_t *v) {
+  if (napi_get_value_int64(a->env, a->argv[i], v) == napi_ok) return 0;
+  napi_throw_type_error(a->env, NULL, ADDON_NAME ": expected integer");
+  return -1;
 }
+
+#define I32(i, var) int32_t var; if (arg_i32(&a, i, &var)) return NULL
+#define I64(i, var) int64_t var; if (arg_i64(&a, i, &var)) return NULL
 
 static inline napi_value num(napi_env env, double v) {
   napi_value r;

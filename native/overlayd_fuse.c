@@ -78,8 +78,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   char *src = arg_str(&a, 0), *target = NULL, *type = NULL, *data = NULL;
   if (src) target = arg_str(&a, 1);
   if (target) type = arg_str(&a, 2);
-  int32_t flags = type ? arg_i32(&a, 3) : 0;
-  if (type) data = arg_str(&a, 4);
+  int32_t flags = 0;
+  if (type && arg_i32(&a, 3, &flags) == 0) data = arg_str(&a, 4);
   napi_value res = NULL;
   if (data) res = rc(env, mount(src, target, type, (unsigned long)(uint32_t)flags, data));
   free(src); free(target); free(type); free(data);
@@ -111,14 +111,15 @@ static struct { int64_t slept_at; int misses; int off; } spin_state;
  */
 static napi_value js_read(napi_env env, napi_callback_info info) {
   ARGS(3);
-  int fd = arg_i32(&a, 0);
+  I32(0, fd);
   size_t cap;
   uint8_t *buf = arg_bytes(&a, 1, &cap);
   if (!buf) return NULL;
-  size_t len = (size_t)arg_i32(&a, 2);
+  I32(2, want);
+  size_t len = want < 0 ? 0 : (size_t)want;
   if (len > cap) len = cap;
   int32_t spin = 0;
-  if (a.argc > 3) napi_get_value_int32(env, a.argv[3], &spin);
+  if (a.argc > 3 && arg_i32(&a, 3, &spin)) return NULL;
   ssize_t n;
   do { n = read(fd, buf, len); } while (n < 0 && errno == EINTR);
   if (n >= 0) {
@@ -149,11 +150,12 @@ static napi_value js_read(napi_env env, napi_callback_info info) {
 /* write(fd, buf, len): one whole reply or notification. */
 static napi_value js_write(napi_env env, napi_callback_info info) {
   ARGS(3);
-  int fd = arg_i32(&a, 0);
+  I32(0, fd);
   size_t cap;
   uint8_t *buf = arg_bytes(&a, 1, &cap);
   if (!buf) return NULL;
-  size_t len = (size_t)arg_i32(&a, 2);
+  I32(2, want);
+  size_t len = want < 0 ? 0 : (size_t)want;
   if (len > cap) len = cap;
   ssize_t n;
   do { n = write(fd, buf, len); } while (n < 0 && errno == EINTR);
@@ -166,14 +168,15 @@ static napi_value js_write(napi_env env, napi_callback_info info) {
  */
 static napi_value js_pread_nowait(napi_env env, napi_callback_info info) {
   ARGS(5);
-  int fd = arg_i32(&a, 0);
+  I32(0, fd);
   size_t cap;
   uint8_t *buf = arg_bytes(&a, 1, &cap);
   if (!buf) return NULL;
-  size_t off = (size_t)arg_i32(&a, 2);
-  size_t len = (size_t)arg_i32(&a, 3);
-  int64_t pos = 0;
-  napi_get_value_int64(env, a.argv[4], &pos);
+  I32(2, off_arg);
+  I32(3, len_arg);
+  I64(4, pos);
+  if (off_arg < 0 || len_arg < 0) return num(env, -EINVAL);
+  size_t off = (size_t)off_arg, len = (size_t)len_arg;
   if (off > cap) off = cap;
   if (len > cap - off) len = cap - off;
   struct iovec iov = { buf + off, len };
@@ -185,17 +188,19 @@ static napi_value js_pread_nowait(napi_env env, napi_callback_info info) {
 /* backingOpen(devFd, fd): a backing id for FOPEN_PASSTHROUGH, or -errno. */
 static napi_value js_backing_open(napi_env env, napi_callback_info info) {
   ARGS(2);
-  int dev = arg_i32(&a, 0);
+  I32(0, dev);
+  I32(1, fd);
   struct fuse_backing_map map;
   memset(&map, 0, sizeof map);
-  map.fd = arg_i32(&a, 1);
+  map.fd = fd;
   return rc(env, ioctl(dev, FUSE_DEV_IOC_BACKING_OPEN, &map));
 }
 
 static napi_value js_backing_close(napi_env env, napi_callback_info info) {
   ARGS(2);
-  int dev = arg_i32(&a, 0);
-  uint32_t id = (uint32_t)arg_i32(&a, 1);
+  I32(0, dev);
+  I32(1, backing);
+  uint32_t id = (uint32_t)backing;
   return rc(env, ioctl(dev, FUSE_DEV_IOC_BACKING_CLOSE, &id));
 }
 
@@ -221,7 +226,7 @@ static napi_value js_socketpair(napi_env env, napi_callback_info info) {
  */
 static napi_value js_recv_fd(napi_env env, napi_callback_info info) {
   ARGS(1);
-  int sock = arg_i32(&a, 0);
+  I32(0, sock);
   char byte;
   struct iovec iov = { &byte, 1 };
   union { struct cmsghdr align; char buf[CMSG_SPACE(4 * sizeof(int))]; } ctl;
@@ -304,7 +309,7 @@ static void poller_stop(napi_env env, poller_t *pl) {
 
 static napi_value js_poll(napi_env env, napi_callback_info info) {
   ARGS(2);
-  int fd = arg_i32(&a, 0);
+  I32(0, fd);
   napi_valuetype t;
   if (napi_typeof(env, a.argv[1], &t) != napi_ok || t != napi_function) {
     napi_throw_type_error(env, NULL, "overlayd_fuse: expected function");

@@ -33,7 +33,7 @@
 
 #define THROW_IF(cond, msg) do { if (cond) { napi_throw_type_error(env, NULL, msg); return NULL; } } while (0)
 
-/* Copies a JS string argument into buf; returns its length or -1 (exception pending). */
+/* Copies a JS string argument into buf; returns its length, -1 (exception pending) or -2 (too long). */
 static ssize_t arg_str(args_t *a, size_t i, char *buf, size_t cap) {
   size_t len = 0;
   if (napi_get_value_string_utf8(a->env, a->argv[i], buf, cap, &len) != napi_ok) {
@@ -57,10 +57,10 @@ static int fdpath(char *out, size_t cap, int dirfd, const char *name) {
 /* openBeneath(rootfd, relpath, flags, mode): open relpath under rootfd, never crossing a symlink. */
 static napi_value open_beneath(napi_env env, napi_callback_info info) {
   ARGS(4);
-  int rootfd = arg_i32(&a, 0);
+  I32(0, rootfd);
   STR_ARG(&a, 1, path);
-  int flags = arg_i32(&a, 2);
-  int mode = arg_i32(&a, 3);
+  I32(2, flags);
+  I32(3, mode);
   struct open_how how;
   memset(&how, 0, sizeof how);
   how.flags = (unsigned)flags | O_CLOEXEC;
@@ -81,7 +81,7 @@ static napi_value open_beneath(napi_env env, napi_callback_info info) {
 #endif
 static napi_value js_open_tree_clone(napi_env env, napi_callback_info info) {
   ARGS(1);
-  int fd = arg_i32(&a, 0);
+  I32(0, fd);
 #ifdef SYS_open_tree
   return rc(env, syscall(SYS_open_tree, fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
 #else
@@ -93,16 +93,17 @@ static napi_value js_open_tree_clone(napi_env env, napi_callback_info info) {
 /* openat(dirfd, name, flags, mode) */
 static napi_value js_openat(napi_env env, napi_callback_info info) {
   ARGS(4);
-  int dirfd = arg_i32(&a, 0);
+  I32(0, dirfd);
   STR_ARG(&a, 1, name);
-  int flags = arg_i32(&a, 2);
-  int mode = arg_i32(&a, 3);
+  I32(2, flags);
+  I32(3, mode);
   return rc(env, openat(dirfd, name[0] ? name : ".", flags | O_CLOEXEC, mode));
 }
 
 static napi_value js_close(napi_env env, napi_callback_info info) {
   ARGS(1);
-  return rc(env, close(arg_i32(&a, 0)));
+  I32(0, fd);
+  return rc(env, close(fd));
 }
 
 /*
@@ -135,9 +136,9 @@ static double *arg_f64(args_t *a, size_t i, size_t need) {
 
 static napi_value js_fstatat(napi_env env, napi_callback_info info) {
   ARGS(4);
-  int dirfd = arg_i32(&a, 0);
+  I32(0, dirfd);
   STR_ARG(&a, 1, name);
-  int flags = arg_i32(&a, 2);
+  I32(2, flags);
   double *out = arg_f64(&a, 3, STAT_FIELDS);
   if (!out) return NULL;
   struct stat st;
@@ -149,48 +150,48 @@ static napi_value js_fstatat(napi_env env, napi_callback_info info) {
 
 static napi_value js_mkdirat(napi_env env, napi_callback_info info) {
   ARGS(3);
-  int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name); int mode = arg_i32(&a, 2);
+  I32(0, dirfd); STR_ARG(&a, 1, name); I32(2, mode);
   return rc(env, mkdirat(dirfd, name, mode));
 }
 
 /* mknodat(dirfd, name, mode, major, minor) */
 static napi_value js_mknodat(napi_env env, napi_callback_info info) {
   ARGS(5);
-  int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name); int mode = arg_i32(&a, 2);
-  unsigned ma = (unsigned)arg_i64(&a, 3), mi = (unsigned)arg_i64(&a, 4);
-  return rc(env, mknodat(dirfd, name, mode, makedev(ma, mi)));
+  I32(0, dirfd); STR_ARG(&a, 1, name); I32(2, mode);
+  I64(3, ma); I64(4, mi);
+  return rc(env, mknodat(dirfd, name, mode, makedev((unsigned)ma, (unsigned)mi)));
 }
 
 static napi_value js_symlinkat(napi_env env, napi_callback_info info) {
   ARGS(3);
-  STR_ARG(&a, 0, target); int dirfd = arg_i32(&a, 1); STR_ARG(&a, 2, name);
+  STR_ARG(&a, 0, target); I32(1, dirfd); STR_ARG(&a, 2, name);
   return rc(env, symlinkat(target, dirfd, name));
 }
 
 static napi_value js_linkat(napi_env env, napi_callback_info info) {
   ARGS(5);
-  int ofd = arg_i32(&a, 0); STR_ARG(&a, 1, oname); int nfd = arg_i32(&a, 2); STR_ARG(&a, 3, nname);
-  int flags = arg_i32(&a, 4);
+  I32(0, ofd); STR_ARG(&a, 1, oname); I32(2, nfd); STR_ARG(&a, 3, nname);
+  I32(4, flags);
   if (!oname[0]) flags |= AT_EMPTY_PATH;
   return rc(env, linkat(ofd, oname, nfd, nname, flags));
 }
 
 static napi_value js_unlinkat(napi_env env, napi_callback_info info) {
   ARGS(3);
-  int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name); int flags = arg_i32(&a, 2);
+  I32(0, dirfd); STR_ARG(&a, 1, name); I32(2, flags);
   return rc(env, unlinkat(dirfd, name, flags));
 }
 
 static napi_value js_renameat2(napi_env env, napi_callback_info info) {
   ARGS(5);
-  int ofd = arg_i32(&a, 0); STR_ARG(&a, 1, oname); int nfd = arg_i32(&a, 2); STR_ARG(&a, 3, nname);
-  unsigned flags = (unsigned)arg_i32(&a, 4);
-  return rc(env, syscall(SYS_renameat2, ofd, oname, nfd, nname, flags));
+  I32(0, ofd); STR_ARG(&a, 1, oname); I32(2, nfd); STR_ARG(&a, 3, nname);
+  I32(4, flags);
+  return rc(env, syscall(SYS_renameat2, ofd, oname, nfd, nname, (unsigned)flags));
 }
 
 static napi_value js_readlinkat(napi_env env, napi_callback_info info) {
   ARGS(2);
-  int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name);
+  I32(0, dirfd); STR_ARG(&a, 1, name);
   char buf[PATHBUF];
   ssize_t n = readlinkat(dirfd, name, buf, sizeof buf);
   if (n < 0) return num(env, -errno);
@@ -202,7 +203,7 @@ static napi_value js_readlinkat(napi_env env, napi_callback_info info) {
 /* fchmodat on a name that is never a symlink; via /proc so O_PATH dirfds work. */
 static napi_value js_fchmodat(napi_env env, napi_callback_info info) {
   ARGS(3);
-  int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name); int mode = arg_i32(&a, 2);
+  I32(0, dirfd); STR_ARG(&a, 1, name); I32(2, mode);
   if (!name[0]) {
     /* The fd itself, a directory or a file, O_PATH or not, named or unlinked. */
     char p[PATHBUF];
@@ -214,19 +215,20 @@ static napi_value js_fchmodat(napi_env env, napi_callback_info info) {
 
 static napi_value js_fchownat(napi_env env, napi_callback_info info) {
   ARGS(4);
-  int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name);
-  uid_t uid = (uid_t)arg_i64(&a, 2); gid_t gid = (gid_t)arg_i64(&a, 3);
+  I32(0, dirfd); STR_ARG(&a, 1, name);
+  I64(2, uid); I64(3, gid);
   int flags = AT_SYMLINK_NOFOLLOW | (name[0] ? 0 : AT_EMPTY_PATH);
-  return rc(env, fchownat(dirfd, name, uid, gid, flags));
+  return rc(env, fchownat(dirfd, name, (uid_t)uid, (gid_t)gid, flags));
 }
 
 /* utimensat(dirfd, name, atime_s, atime_ns, mtime_s, mtime_ns): ns may be UTIME_NOW/UTIME_OMIT. */
 static napi_value js_utimensat(napi_env env, napi_callback_info info) {
   ARGS(6);
-  int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name);
+  I32(0, dirfd); STR_ARG(&a, 1, name);
   struct timespec ts[2];
-  ts[0].tv_sec = arg_i64(&a, 2); ts[0].tv_nsec = arg_i64(&a, 3);
-  ts[1].tv_sec = arg_i64(&a, 4); ts[1].tv_nsec = arg_i64(&a, 5);
+  I64(2, as); I64(3, ans); I64(4, ms); I64(5, mns);
+  ts[0].tv_sec = as; ts[0].tv_nsec = ans;
+  ts[1].tv_sec = ms; ts[1].tv_nsec = mns;
   if (!name[0]) {
     /* dirfd may be O_PATH, which futimens refuses: name it through /proc instead. */
     char p[PATHBUF];
@@ -245,17 +247,17 @@ struct dirent64_raw { uint64_t d_ino; int64_t d_off; unsigned short d_reclen; un
 
 static napi_value js_readdir(napi_env env, napi_callback_info info) {
   ARGS(1);
-  int dirfd = arg_i32(&a, 0);
+  I32(0, dirfd);
   int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return num(env, -errno);
   size_t cap = 64, n = 0;
   unsigned char *types = malloc(cap);
   uint64_t *inos = malloc(cap * sizeof *inos);
   char *dbuf = malloc(32768);
-  int err = 0;
+  int err = (types && inos && dbuf) ? 0 : ENOMEM;
   napi_value names;
   napi_create_array(env, &names);
-  for (;;) {
+  while (!err) {
     long got = syscall(SYS_getdents64, fd, dbuf, 32768);
     if (got < 0) { if (errno == EINTR) continue; err = errno; break; }
     if (got == 0) break;
@@ -264,7 +266,15 @@ static napi_value js_readdir(napi_env env, napi_callback_info info) {
       off += de->d_reclen;
       const char *nm = de->d_name;
       if (nm[0] == '.' && (nm[1] == 0 || (nm[1] == '.' && nm[2] == 0))) continue;
-      if (n == cap) { cap *= 2; types = realloc(types, cap); inos = realloc(inos, cap * sizeof *inos); }
+      if (n == cap) {
+        /* Each array grows on its own: one that moved stays owned even if the other fails. */
+        unsigned char *t2 = realloc(types, cap * 2);
+        if (t2) types = t2;
+        uint64_t *i2 = t2 ? realloc(inos, cap * 2 * sizeof *inos) : NULL;
+        if (i2) inos = i2;
+        if (!t2 || !i2) { err = ENOMEM; break; }
+        cap *= 2;
+      }
       types[n] = de->d_type;
       inos[n] = de->d_ino;
       napi_value s;
@@ -350,7 +360,7 @@ static int xattr_remove(int dirfd, const char *name, const char *p, const char *
 
 static napi_value js_getxattr(napi_env env, napi_callback_info info) {
   ARGS(3);
-  int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name); STR_ARG(&a, 2, xname);
+  I32(0, dirfd); STR_ARG(&a, 1, name); STR_ARG(&a, 2, xname);
   char p[PATHBUF];
   int e = fdpath(p, sizeof p, dirfd, name);
   if (e) return num(env, e);
@@ -380,7 +390,7 @@ static napi_value js_getxattr(napi_env env, napi_callback_info info) {
 
 static napi_value js_listxattr(napi_env env, napi_callback_info info) {
   ARGS(2);
-  int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name);
+  I32(0, dirfd); STR_ARG(&a, 1, name);
   char p[PATHBUF];
   int e = fdpath(p, sizeof p, dirfd, name);
   if (e) return num(env, e);
@@ -388,6 +398,7 @@ static napi_value js_listxattr(napi_env env, napi_callback_info info) {
     ssize_t n = xattr_list(dirfd, name, p, NULL, 0);
     if (n < 0) return num(env, -errno);
     char *buf = malloc(n ? (size_t)n : 1);
+    if (!buf) return num(env, -ENOMEM);
     ssize_t m = n ? xattr_list(dirfd, name, p, buf, (size_t)n) : 0;
     if (m < 0) { int err = errno; free(buf); if (err == ERANGE) continue; return num(env, -err); }
     napi_value arr;
@@ -408,10 +419,10 @@ static napi_value js_listxattr(napi_env env, napi_callback_info info) {
 /* setxattr(dirfd, name, xname, value Buffer, flags) */
 static napi_value js_setxattr(napi_env env, napi_callback_info info) {
   ARGS(5);
-  int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name); STR_ARG(&a, 2, xname);
+  I32(0, dirfd); STR_ARG(&a, 1, name); STR_ARG(&a, 2, xname);
   void *data; size_t len;
   THROW_IF(napi_get_buffer_info(env, a.argv[3], &data, &len) != napi_ok, "overlayd_native: expected Buffer");
-  int flags = arg_i32(&a, 4);
+  I32(4, flags);
   char p[PATHBUF];
   int e = fdpath(p, sizeof p, dirfd, name);
   if (e) return num(env, e);
@@ -420,7 +431,7 @@ static napi_value js_setxattr(napi_env env, napi_callback_info info) {
 
 static napi_value js_removexattr(napi_env env, napi_callback_info info) {
   ARGS(3);
-  int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name); STR_ARG(&a, 2, xname);
+  I32(0, dirfd); STR_ARG(&a, 1, name); STR_ARG(&a, 2, xname);
   char p[PATHBUF];
   int e = fdpath(p, sizeof p, dirfd, name);
   if (e) return num(env, e);
@@ -430,7 +441,7 @@ static napi_value js_removexattr(napi_env env, napi_callback_info info) {
 /* fstatfs(fd, out Float64Array[10]): bsize, frsize, blocks, bfree, bavail, files, ffree, namemax, type, flags */
 static napi_value js_fstatfs(napi_env env, napi_callback_info info) {
   ARGS(2);
-  int fd = arg_i32(&a, 0);
+  I32(0, fd);
   double *o = arg_f64(&a, 1, 10);
   if (!o) return NULL;
   struct statfs s;
@@ -445,43 +456,48 @@ static napi_value js_fstatfs(napi_env env, napi_callback_info info) {
  * where the layers are on different filesystems (see copyup.c). */
 static napi_value js_copy_file_range(napi_env env, napi_callback_info info) {
   ARGS(5);
-  int in = arg_i32(&a, 0); loff_t oi = arg_i64(&a, 1); int out = arg_i32(&a, 2); loff_t oo = arg_i64(&a, 3);
-  return num(env, (double)ovl_copy_range(in, oi, out, oo, (size_t)arg_i64(&a, 4)));
+  I32(0, in); I64(1, oi); I32(2, out); I64(3, oo); I64(4, len);
+  if (len < 0) return num(env, -EINVAL);
+  return num(env, (double)ovl_copy_range(in, oi, out, oo, (size_t)len));
 }
 
 /* lseek(fd, off, whence): SEEK_DATA/SEEK_HOLE for sparse-preserving copies */
 static napi_value js_lseek(napi_env env, napi_callback_info info) {
   ARGS(3);
-  return rc(env, lseek(arg_i32(&a, 0), arg_i64(&a, 1), arg_i32(&a, 2)));
+  I32(0, fd); I64(1, off); I32(2, whence);
+  return rc(env, lseek(fd, off, whence));
 }
 
 static napi_value js_fallocate(napi_env env, napi_callback_info info) {
   ARGS(4);
-  return rc(env, fallocate(arg_i32(&a, 0), arg_i32(&a, 1), arg_i64(&a, 2), arg_i64(&a, 3)));
+  I32(0, fd); I32(1, mode); I64(2, off); I64(3, len);
+  return rc(env, fallocate(fd, mode, off, len));
 }
 
 static napi_value js_umount2(napi_env env, napi_callback_info info) {
   ARGS(2);
   STR_ARG(&a, 0, target);
-  return rc(env, umount2(target, arg_i32(&a, 1)));
+  I32(1, flags);
+  return rc(env, umount2(target, flags));
 }
 
 static napi_value js_fsync(napi_env env, napi_callback_info info) {
   ARGS(2);
-  int fd = arg_i32(&a, 0);
-  return rc(env, arg_i32(&a, 1) ? fdatasync(fd) : fsync(fd));
+  I32(0, fd); I32(1, datasync);
+  return rc(env, datasync ? fdatasync(fd) : fsync(fd));
 }
 
 static napi_value js_ftruncate(napi_env env, napi_callback_info info) {
   ARGS(2);
-  return rc(env, ftruncate(arg_i32(&a, 0), arg_i64(&a, 1)));
+  I32(0, fd); I64(1, size);
+  return rc(env, ftruncate(fd, size));
 }
 
 /* nameToHandle(dirfd, name): Buffer of [handle_type u32 host-endian][f_handle bytes], for
  * the kernel overlay's origin xattr. */
 static napi_value js_name_to_handle(napi_env env, napi_callback_info info) {
   ARGS(2);
-  int dirfd = arg_i32(&a, 0); STR_ARG(&a, 1, name);
+  I32(0, dirfd); STR_ARG(&a, 1, name);
   union { struct file_handle fh; char buf[sizeof(struct file_handle) + MAX_HANDLE_SZ]; } h;
   h.fh.handle_bytes = MAX_HANDLE_SZ;
   int mount_id;
@@ -499,10 +515,10 @@ static napi_value js_name_to_handle(napi_env env, napi_callback_info info) {
  * -EPERM without it). */
 static napi_value js_open_by_handle(napi_env env, napi_callback_info info) {
   ARGS(4);
-  int mountfd = arg_i32(&a, 0), type = arg_i32(&a, 1);
+  I32(0, mountfd); I32(1, type);
   void *bytes = NULL; size_t len = 0;
   if (napi_get_buffer_info(env, a.argv[2], &bytes, &len) != napi_ok) { napi_throw_type_error(env, NULL, ADDON_NAME ": expected Buffer"); return NULL; }
-  int flags = arg_i32(&a, 3);
+  I32(3, flags);
   if (len == 0 || len > MAX_HANDLE_SZ) return num(env, -EINVAL);
   union { struct file_handle fh; char buf[sizeof(struct file_handle) + MAX_HANDLE_SZ]; } h;
   h.fh.handle_bytes = (unsigned)len;
@@ -526,8 +542,9 @@ struct overlayd_fsuuid2 { uint8_t len; uint8_t uuid[16]; };
 #endif
 static napi_value js_fs_uuid(napi_env env, napi_callback_info info) {
   ARGS(1);
+  I32(0, dirfd);
   char p[PATHBUF];
-  fdpath(p, sizeof p, arg_i32(&a, 0), "");
+  fdpath(p, sizeof p, dirfd, "");
   int fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return num(env, -errno);
   struct overlayd_fsuuid2 u;
@@ -542,11 +559,6 @@ static napi_value js_fs_uuid(napi_env env, napi_callback_info info) {
   return out;
 }
 
-static napi_value js_umask(napi_env env, napi_callback_info info) {
-  ARGS(1);
-  return num(env, umask((mode_t)arg_i32(&a, 0)));
-}
-
 static napi_value init(napi_env env, napi_value exports) {
   static const export_fn fns[] = {
     {"openBeneath", open_beneath}, {"openTreeClone", js_open_tree_clone}, {"openat", js_openat}, {"close", js_close}, {"fstatat", js_fstatat},
@@ -557,7 +569,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"removexattr", js_removexattr}, {"fstatfs", js_fstatfs}, {"copyFileRange", js_copy_file_range},
     {"lseek", js_lseek}, {"fallocate", js_fallocate}, {"umount2", js_umount2},
     {"fsync", js_fsync}, {"ftruncate", js_ftruncate},
-    {"nameToHandle", js_name_to_handle}, {"openByHandle", js_open_by_handle}, {"fsUuid", js_fs_uuid}, {"umask", js_umask},
+    {"nameToHandle", js_name_to_handle}, {"openByHandle", js_open_by_handle}, {"fsUuid", js_fs_uuid},
   };
   export_fns(env, exports, fns, sizeof fns / sizeof fns[0]);
   napi_value c;

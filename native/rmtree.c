@@ -78,7 +78,7 @@ static void rm_complete(napi_env env, napi_status status, void *data) {
  * caller may close its own at once. */
 static napi_value js_remove_tree_async(napi_env env, napi_callback_info info) {
   ARGS(3);
-  int dirfd = arg_i32(&a, 0);
+  I32(0, dirfd);
   size_t len = 0;
   if (napi_get_value_string_utf8(env, a.argv[1], NULL, 0, &len) != napi_ok) {
     napi_throw_type_error(env, NULL, ADDON_NAME ": expected string");

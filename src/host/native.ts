@@ -60,7 +60,6 @@ export interface NativeAddon {
   /** open_by_handle_at: `mountFd` names the filesystem; `fh` the handle's bytes (no header). */
   openByHandle(mountFd: number, type: number, fh: Buffer, flags: number): number;
   fsUuid(fd: number): Buffer | number;
-  umask(mask: number): number;
   constants: NativeConstants;
 }
 
