@@ -7,6 +7,12 @@
  * exception born here. Paths are always (dirfd, name) pairs so that no lookup
  * follows a symlink planted inside a layer and no path is limited by PATH_MAX
  * measured from the host root.
+ *
+ * Names are bytes. Every string that crosses this boundary, in (names, link targets, xattr
+ * names, host paths) and out (listings, link targets, xattr names), is a binary string: one
+ * char per byte, latin1 in N-API's terms (src/host/bytes.ts converts where a UTF-8 string
+ * comes from elsewhere). So a name that is no valid UTF-8 passes unchanged, and latin1 is also
+ * the cheapest way N-API has to move a string.
  */
 #define ADDON_NAME "overlayd_native"
 #include "napi_args.h"
@@ -33,10 +39,10 @@
 
 #define THROW_IF(cond, msg) do { if (cond) { napi_throw_type_error(env, NULL, msg); return NULL; } } while (0)
 
-/* Copies a JS string argument into buf; returns its length, -1 (exception pending) or -2 (too long). */
+/* Copies a binary-string argument into buf; returns its length, -1 (exception pending) or -2 (too long). */
 static ssize_t arg_str(args_t *a, size_t i, char *buf, size_t cap) {
   size_t len = 0;
-  if (napi_get_value_string_utf8(a->env, a->argv[i], buf, cap, &len) != napi_ok) {
+  if (napi_get_value_string_latin1(a->env, a->argv[i], buf, cap, &len) != napi_ok) {
     napi_throw_type_error(a->env, NULL, "overlayd_native: expected string");
     return -1;
   }
@@ -196,7 +202,7 @@ static napi_value js_readlinkat(napi_env env, napi_callback_info info) {
   ssize_t n = readlinkat(dirfd, name, buf, sizeof buf);
   if (n < 0) return num(env, -errno);
   napi_value s;
-  napi_create_string_utf8(env, buf, (size_t)n, &s);
+  napi_create_string_latin1(env, buf, (size_t)n, &s);
   return s;
 }
 
@@ -278,7 +284,7 @@ static napi_value js_readdir(napi_env env, napi_callback_info info) {
       types[n] = de->d_type;
       inos[n] = de->d_ino;
       napi_value s;
-      napi_create_string_utf8(env, nm, NAPI_AUTO_LENGTH, &s);
+      napi_create_string_latin1(env, nm, NAPI_AUTO_LENGTH, &s);
       napi_set_element(env, names, (uint32_t)n, s);
       n++;
     }
@@ -407,7 +413,7 @@ static napi_value js_listxattr(napi_env env, napi_callback_info info) {
     for (ssize_t i = 0; i < m;) {
       size_t l = strlen(buf + i);
       napi_value s;
-      napi_create_string_utf8(env, buf + i, l, &s);
+      napi_create_string_latin1(env, buf + i, l, &s);
       napi_set_element(env, arr, k++, s);
       i += (ssize_t)l + 1;
     }

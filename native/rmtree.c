@@ -79,15 +79,16 @@ static void rm_complete(napi_env env, napi_status status, void *data) {
 static napi_value js_remove_tree_async(napi_env env, napi_callback_info info) {
   ARGS(3);
   I32(0, dirfd);
+  /* The name is bytes, a binary string, as every name overlayd_native takes (see there). */
   size_t len = 0;
-  if (napi_get_value_string_utf8(env, a.argv[1], NULL, 0, &len) != napi_ok) {
+  if (napi_get_value_string_latin1(env, a.argv[1], NULL, 0, &len) != napi_ok) {
     napi_throw_type_error(env, NULL, ADDON_NAME ": expected string");
     return NULL;
   }
   rm_job *j = calloc(1, sizeof *j);
   char *name = malloc(len + 1);
   if (!j || !name) { free(j); free(name); return num(env, -ENOMEM); }
-  napi_get_value_string_utf8(env, a.argv[1], name, len + 1, &len);
+  napi_get_value_string_latin1(env, a.argv[1], name, len + 1, &len);
   j->name = name;
   j->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
   if (j->dirfd < 0) { int e = errno; free(name); free(j); return num(env, -e); }

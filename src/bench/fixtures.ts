@@ -4,6 +4,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { toBinary } from '../host/bytes';
 import { sys } from '../host/native';
 import { progress, run } from './util';
 
@@ -57,10 +58,10 @@ const LAYERS = ['l1', 'l2', 'l3'];
 
 function whiteout(dir: string, name: string): void {
   // A kernel-format whiteout: a 0/0 character device (root only).
-  const fd = sys.openat(-100, dir, sys.constants.O_PATH | sys.constants.O_DIRECTORY, 0);
+  const fd = sys.openat(-100, toBinary(dir), sys.constants.O_PATH | sys.constants.O_DIRECTORY, 0);
   if (fd < 0) throw new Error(`open ${dir}: ${-fd}`);
   try {
-    const r = sys.mknodat(fd, name, 0o020000 | 0o600, 0, 0);
+    const r = sys.mknodat(fd, toBinary(name), 0o020000 | 0o600, 0, 0);
     if (r < 0) throw new Error(`mknod whiteout ${dir}/${name}: errno ${-r}`);
   } finally {
     sys.close(fd);

@@ -10,6 +10,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
+import { toBinary } from '../host/bytes';
 import { sys } from '../host/native';
 import { DAEMON_NODE_FLAGS } from '../cli/node-flags';
 import type { Counters } from '../cli/registry';
@@ -101,7 +102,7 @@ function bigBlock(name: string, b: number): Buffer {
 }
 
 function whiteout(dir: string, name: string): void {
-  const r = sys.mknodat(-100, path.join(dir, name), 0o020000 | 0o600, 0, 0);
+  const r = sys.mknodat(-100, toBinary(path.join(dir, name)), 0o020000 | 0o600, 0, 0);
   if (r < 0) throw new Error(`mknod whiteout ${dir}/${name}: errno ${-r}`);
 }
 
@@ -145,7 +146,7 @@ function buildLayers(dir: string, slots: number): string[] {
   }
   for (let i = 0; i < 50; i++) put(2, `shared/opq/a${i}`, 300);
   for (let i = 0; i < 10; i++) put(0, `shared/opq/b${i}`, 300);
-  const opq = sys.openat(-100, path.join(layers[0], 'shared/opq'), sys.constants.O_PATH | sys.constants.O_DIRECTORY, 0);
+  const opq = sys.openat(-100, toBinary(path.join(layers[0], 'shared/opq')), sys.constants.O_PATH | sys.constants.O_DIRECTORY, 0);
   const set = opq < 0 ? opq : sys.setxattr(opq, '', 'trusted.overlay.opaque', Buffer.from('y'), 0);
   if (opq >= 0) sys.close(opq);
   if (set < 0) throw new Error(`cannot set trusted.overlay.opaque: errno ${-set}`);

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import { Overlay } from '../core/overlay';
 import { FuseNativeTransport } from '../fuse/adapter';
 import { KernelTransport } from '../fuse-kernel/transport';
+import { shown, toBinary } from '../host/bytes';
 import { sys } from '../host/native';
 import { createDaemonLogger, openLogFile, type LogLevel, type Logger, type SafeDestination } from '../log/logger';
 import type { MountOptions } from './options';
@@ -57,8 +58,8 @@ export async function serve(run: RunOptions): Promise<number> {
   let overlay: Overlay;
   try {
     overlay = new Overlay(run.options.overlay, {
-      warn: (msg, detail) => log.warn(detail ?? {}, msg),
-      error: (msg, detail) => log.error(detail ?? {}, msg),
+      warn: (msg, detail) => log.warn(readable(detail), msg),
+      error: (msg, detail) => log.error(readable(detail), msg),
     });
   } catch (err) {
     log.error({ err: (err as Error).message }, 'cannot open layers');
@@ -291,7 +292,14 @@ export function reportFailure(readyFd: number | undefined, message: string): voi
   try { fs.writeSync(readyFd, `overlayd: ${message}\n`); fs.closeSync(readyFd); } catch { /* parent gone */ }
 }
 
+/** The core's event details with names (binary strings) as text. */
+function readable(detail: Record<string, unknown> = {}): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(detail)) out[k] = typeof v === 'string' ? shown(v) : v;
+  return out;
+}
+
 /** umount2 for the CLI; negative errno on failure. */
 export function umount2(target: string, flags: number): number {
-  return sys.umount2(target, flags);
+  return sys.umount2(toBinary(target), flags);
 }

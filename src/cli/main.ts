@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
+import { toBinary } from '../host/bytes';
 import { sys } from '../host/native';
 import { E, errnoName } from '../core/errors';
 import { fusermountUnmount, fusermountUnusable } from '../fuse-kernel/fusermount';
@@ -209,7 +210,7 @@ export async function umountCommand(target: string, flags: { lazy?: boolean; for
   // libfuse unmounts: a child process, waited for asynchronously.
   let helperSaid = '';
   const unmount = async (flags2: number): Promise<number> => {
-    const r0 = sys.umount2(mp, flags2);
+    const r0 = sys.umount2(toBinary(mp), flags2);
     if (r0 !== -E.EPERM || process.getuid?.() === 0 || fusermountUnusable() !== undefined) return r0;
     if (flags2 & MNT_FORCE) {
       // The user's way to abort: the connection's abort file in fusectl belongs to the mount's owner.

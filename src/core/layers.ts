@@ -10,6 +10,7 @@
 // mount point fails with EXDEV instead (see lookup.ts).
 import path from 'node:path';
 import fs from 'node:fs';
+import { toBinary } from '../host/bytes';
 import { C, sys } from '../host/native';
 import { lstatAt, isDir, type Stat } from '../host/stat';
 import { check, fail, E } from './errors';
@@ -46,7 +47,7 @@ function detach(dirs: string[], fds: number[]): number[] | undefined {
   let base = real[0];
   const under = (r: string): boolean => r === base || r.startsWith(base === '/' ? '/' : base + '/');
   while (!real.every(under)) base = path.dirname(base);
-  const baseFd = sys.openat(AT_FDCWD, base, C.O_PATH | C.O_DIRECTORY, 0);
+  const baseFd = sys.openat(AT_FDCWD, toBinary(base), C.O_PATH | C.O_DIRECTORY, 0);
   if (baseFd < 0) return undefined;
   const clone = sys.openTreeClone(baseFd);
   sys.close(baseFd);
@@ -55,7 +56,7 @@ function detach(dirs: string[], fds: number[]): number[] | undefined {
   let same = true;
   try {
     for (let i = 0; i < real.length && same; i++) {
-      const fd = sys.openBeneath(clone, path.relative(base, real[i]), C.O_PATH | C.O_DIRECTORY, 0);
+      const fd = sys.openBeneath(clone, toBinary(path.relative(base, real[i])), C.O_PATH | C.O_DIRECTORY, 0);
       if (fd < 0) { same = false; break; }
       out.push(fd);
       same = sameObject(fd, fds[i]);
@@ -82,8 +83,9 @@ export class LayerStack {
 
   static open(config: OverlayConfig): LayerStack {
     const opened: Layer[] = [];
+    // Layer paths are the command line's text; below the roots every name is bytes.
     const openRoot = (dir: string, index: number, writable: boolean): Layer => {
-      const fd = check(sys.openat(AT_FDCWD, dir, C.O_PATH | C.O_DIRECTORY, 0), 'open', dir);
+      const fd = check(sys.openat(AT_FDCWD, toBinary(dir), C.O_PATH | C.O_DIRECTORY, 0), 'open', dir);
       const st = lstatAt(fd, '');
       if (typeof st === 'number') { sys.close(fd); fail(-st, 'stat', dir); }
       if (!isDir(st.mode)) { sys.close(fd); fail(E.ENOTDIR, 'open', dir); }

@@ -1,5 +1,4 @@
 // Name lookup over the layers, rule by rule as Documentation/filesystems/overlayfs.rst puts it.
-import { Buffer } from 'node:buffer';
 import { C, sys } from '../host/native';
 import { isDir, lstatAt, type Stat } from '../host/stat';
 import { DirCache, DirNode, type LayerDir } from './dircache';
@@ -41,8 +40,9 @@ export function joinPath(dir: string, name: string): string {
   return dir === '/' ? '/' + name : dir + '/' + name;
 }
 
+/** NAME_MAX counts bytes, and a name is a binary string (host/bytes.ts): one char per byte. */
 export function checkName(name: string): void {
-  if (name.length > NAME_MAX / 4 && Buffer.byteLength(name) > NAME_MAX) fail(E.ENAMETOOLONG, 'lookup', name);
+  if (name.length > NAME_MAX) fail(E.ENAMETOOLONG, 'lookup', name);
 }
 
 /**

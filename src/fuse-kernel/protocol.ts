@@ -88,11 +88,11 @@ export function putU64(b: Buffer, off: number, v: number): void {
   b.writeInt32LE(hi, off + 4);
 }
 
-/** A NUL-terminated name at `off`, and where the next field starts. */
+/** A NUL-terminated name at `off` as a binary string (names are bytes: host/bytes.ts), and where the next field starts. */
 export function cstring(b: Buffer, off: number, end: number): [string, number] {
   let z = b.indexOf(0, off);
   if (z < 0 || z > end) z = end;
-  return [b.toString('utf8', off, z), z + 1];
+  return [b.toString('latin1', off, z), z + 1];
 }
 
 /** The kernel's new_encode_dev: the 32-bit rdev of struct fuse_attr. */

@@ -9,6 +9,7 @@
 // waits for the worker threads doing it and is then handled again. Notifications go out from the pool,
 // never from this thread, since the kernel may hold a lock a pending request of ours needs.
 import fs from 'node:fs';
+import { shown, toBinary } from '../host/bytes';
 import { C, fuseDevice, sys, type FuseDeviceAddon, type FusePollHandle } from '../host/native';
 import { S_IFDIR, S_IFMT, S_IFREG, lstatAt, type Timespec } from '../host/stat';
 import type { Caller } from '../core/config';
@@ -293,7 +294,7 @@ export class KernelTransport {
     const p = this.dev.poll(fd, (ev) => this.onEvents(ev));
     if (typeof p === 'number') {
       if (this.viaFusermount) await fusermountUnmount(this.mountpoint, true);
-      else sys.umount2(this.mountpoint, C.MNT_DETACH);
+      else sys.umount2(toBinary(this.mountpoint), C.MNT_DETACH);
       fs.closeSync(fd);
       this.fd = -1;
       throw new Error(`cannot watch /dev/fuse (libuv error ${p})`);
@@ -310,7 +311,7 @@ export class KernelTransport {
    * never waits for synchronously (the helper stats the mountpoint, which we serve).
    */
   async unmount(lazy = false): Promise<number> {
-    if (!this.viaFusermount) return sys.umount2(this.mountpoint, lazy ? C.MNT_DETACH : 0);
+    if (!this.viaFusermount) return sys.umount2(toBinary(this.mountpoint), lazy ? C.MNT_DETACH : 0);
     const r = await fusermountUnmount(this.mountpoint, lazy);
     if (r.rc !== 0 && r.rc !== -E.EBUSY) this.log.warn({ mountpoint: this.mountpoint, errno: -r.rc, fusermount3: r.message }, 'fusermount3 -u failed');
     return r.rc;
@@ -404,7 +405,7 @@ export class KernelTransport {
         return;
       }
       const errno = errnoOf(err);
-      if (!(err instanceof FsError) && errno === E.EIO) this.log.error({ op: OP_NAMES[opcode] ?? opcode, err: String(err) }, 'request failed unexpectedly');
+      if (!(err instanceof FsError) && errno === E.EIO) this.log.error({ op: OP_NAMES[opcode] ?? opcode, err: shown(String(err)) }, 'request failed unexpectedly');
       if (this.debug) this.trace(opcode, t0, -errno);
       this.replyError(unique, errno);
       return;
@@ -569,7 +570,7 @@ export class KernelTransport {
 
   /** FUSE_NOTIFY_INVAL_ENTRY: the kernel looks parent/name up again when next used. */
   private invalEntry(parent: Node, name: string): void {
-    const nb = Buffer.from(name);
+    const nb = Buffer.from(name, 'latin1');
     const b = Buffer.alloc(OUT_HEADER + 16 + nb.length + 1);
     b.writeUInt32LE(b.length, 0);
     b.writeInt32LE(NOTIFY.INVAL_ENTRY, 4);
@@ -833,7 +834,7 @@ export class KernelTransport {
   }
 
   private readlink(): number {
-    const target = Buffer.from(this.overlay.readlink(this.pathOf(this.node())));
+    const target = Buffer.from(this.overlay.readlink(this.pathOf(this.node())), 'latin1');
     const b = this.room(target.length);
     target.copy(b, OUT_HEADER);
     return target.length;
@@ -954,7 +955,7 @@ export class KernelTransport {
           passthrough = true;
         } else if (!this.passthroughWarned) {
           this.passthroughWarned = true;
-          this.log.warn({ errno: -id, path: h.path }, 'FUSE passthrough refused for a file; its data goes through the daemon');
+          this.log.warn({ errno: -id, path: shown(h.path) }, 'FUSE passthrough refused for a file; its data goes through the daemon');
         }
       }
     }
@@ -1171,7 +1172,7 @@ export class KernelTransport {
     let value: Buffer;
     if (list) {
       const names = this.overlay.listxattr(path, callerCapable(this.pid, this.uid, CAP_SYS_ADMIN));
-      value = Buffer.from(names.map((n) => n + '\0').join(''));
+      value = Buffer.from(names.map((n) => n + '\0').join(''), 'latin1');
     } else {
       value = this.overlay.getxattr(path, this.name(IN_HEADER + 8));
     }
@@ -1234,7 +1235,7 @@ export class KernelTransport {
     for (let i = offset; i < total; i++) {
       const e = i >= 2 ? d.entries[i - 2] : undefined;
       const name = e ? e.name : i === 0 ? '.' : '..';
-      const nameLen = Buffer.byteLength(name);
+      const nameLen = name.length; // a binary string: one char per byte
       const rec = direntSize(nameLen) + (plus ? ENTRY_OUT : 0);
       if (pos + rec > end) break;
       // A file the kernel already holds a node for has its entry and attributes (kept exact by
@@ -1278,7 +1279,7 @@ export class KernelTransport {
       putU64(out, at + 8, i + 1);
       out.writeUInt32LE(nameLen, at + 16);
       out.writeUInt32LE(type, at + 20);
-      out.write(name, at + DIRENT_BASE, 'utf8');
+      out.write(name, at + DIRENT_BASE, 'latin1');
       const padded = at + direntSize(nameLen);
       out.fill(0, at + DIRENT_BASE + nameLen, padded);
       pos = padded;

@@ -2,6 +2,7 @@
 // Thin on purpose: everything the overlay means lives in src/core. What fuse-native cannot
 // carry (caller credentials, ns times, 64-bit inodes, create flags) is noted where it is lost.
 import Fuse from 'fuse-native';
+import { fromBinary, shown, toBinary } from '../host/bytes';
 import { sys } from '../host/native';
 import { makedev, type Timespec } from '../host/stat';
 import { DAEMON_CALLER } from '../core/config';
@@ -74,6 +75,35 @@ function statArray(a: Attr, useIno: boolean): Uint32Array {
   put64(out, 14, msOf(a.mtime));
   put64(out, 16, msOf(a.ctime));
   return out;
+}
+
+/**
+ * Names are bytes in the core (host/bytes.ts); fuse-native hands them over as UTF-8-decoded
+ * strings, where a byte that is no UTF-8 has already become U+FFFD. Such a path cannot be
+ * told from others (\x80 and \x81 both read "\ufffd"), so it is refused rather than guessed.
+ */
+function binaryArg(text: string): string {
+  if (text.includes('\ufffd')) fail(E.EILSEQ, 'name', text);
+  return toBinary(text);
+}
+
+/**
+ * Entries whose names are valid UTF-8, as text for fuse-native; the others are left out (it
+ * could only show them rewritten), and `omitted` hears how many. The core's list is not changed.
+ */
+function textEntries<T>(list: T[], nameOf: (e: T) => string, withName: (e: T, text: string) => T, omitted: (n: number) => void): T[] {
+  let out: T[] | undefined;
+  let left = 0;
+  for (let i = 0; i < list.length; i++) {
+    const name = nameOf(list[i]);
+    const text = fromBinary(name);
+    if (text === name) { out?.push(list[i]); continue; }
+    out ??= list.slice(0, i);
+    if (text === undefined) left++;
+    else out.push(withName(list[i], text));
+  }
+  if (left) omitted(left);
+  return out ?? list;
 }
 
 /** What fuse-native sends with a failed getattr (its C side reads a stat whatever the result). */
@@ -159,6 +189,8 @@ export class FuseNativeTransport {
   ops = 0;
   /** libfuse's hidden paths of unlinked-but-open files, and the objects they stand for. */
   private readonly hidden = new Map<string, Detached>();
+  /** Directories (and files, for xattr names) already warned about names fuse-native cannot carry. */
+  private readonly unshowable = new Set<string>();
 
   constructor(private readonly overlay: Overlay, private readonly mountpoint: string, private readonly opts: FuseMountOptions, private readonly log: Logger) {
     // ext2/3/4 inode numbers are 32-bit; elsewhere libfuse's own numbering is the safe choice.
@@ -195,7 +227,7 @@ export class FuseNativeTransport {
 
   /** Unmounts; EBUSY (a process still inside) is returned to the caller to decide. */
   unmount(lazy = false): number {
-    return sys.umount2(this.mountpoint, lazy ? sys.constants.MNT_DETACH : 0);
+    return sys.umount2(toBinary(this.mountpoint), lazy ? sys.constants.MNT_DETACH : 0);
   }
 
   /** Unlinked-but-open files parked in the work directory (for counters). */
@@ -236,7 +268,7 @@ export class FuseNativeTransport {
         const attempt = (): void => {
           let v: unknown;
           try {
-            v = fn(...a);
+            v = fn(...(a.map((x) => (typeof x === 'string' ? binaryArg(x) : x)) as A));
           } catch (err) {
             // A copy-up in flight holds this request up: it waits off the loop, then goes again.
             if (err instanceof CopyUpPending) err.wait().then(attempt, (e: unknown) => done(-errnoOf(e)));
@@ -251,6 +283,13 @@ export class FuseNativeTransport {
     const ok = (cb: Reply): void => cb(0);
     const value = (cb: Reply, v: unknown): void => cb(0, v);
     const count = (cb: Reply, v: unknown): void => cb(v as number);
+    const omitted = (what: string, p: string) => (n: number): void => {
+      if (this.unshowable.has(p)) return;
+      this.unshowable.add(p);
+      log.warn({ [what]: shown(p), omitted: n }, 'names that are not UTF-8 left out: the fuse-native transport carries only UTF-8 names (the kernel transport carries any bytes)');
+    };
+    type Listed = { name: string; type: number; ino?: bigint };
+    const listing = (p: string, list: Listed[]): Listed[] => textEntries(list, (e) => e.name, (e, name) => ({ ...e, name }), omitted('dir', p));
 
     return {
       init: (cb: Reply) => cb(0),
@@ -258,8 +297,8 @@ export class FuseNativeTransport {
       fgetattr: wrap('fgetattr', (_p: string, fh: number) => statArray(ov.fgetattr(fh), useIno), value),
       // d_ino matters: readdir(3) callers skip entries whose d_ino is 0. Without use_ino,
       // libfuse puts its own numbers in, and only the type is needed from us.
-      readdir: wrap('readdir', (p: string) => (useIno ? ov.readdir(p) : ov.readdirNames(p)), (cb, v) => {
-        const list = v as { name: string; type: number; ino?: bigint }[];
+      readdir: wrap('readdir', (p: string) => listing(p, useIno ? ov.readdir(p) : ov.readdirNames(p)), (cb, v) => {
+        const list = v as Listed[];
         const names = ['.', '..'];
         const dot = new Uint32Array(18);
         dot[0] = 0o040000;
@@ -280,7 +319,7 @@ export class FuseNativeTransport {
         }
         cb(0, names, stats);
       }),
-      readlink: wrap('readlink', (p: string) => ov.readlink(p), value),
+      readlink: wrap('readlink', (p: string) => fromBinary(ov.readlink(p)) ?? fail(E.EILSEQ, 'readlink', p), value),
       statfs: wrap('statfs', () => {
         const s = ov.statfs();
         return { ...s, favail: s.ffree, fsid: 0, flag: 0 };
@@ -302,7 +341,7 @@ export class FuseNativeTransport {
       truncate: wrap('truncate', (p: string, size: number) => ov.truncate(p, size), ok),
       ftruncate: wrap('ftruncate', (_p: string, fh: number, size: number) => ov.ftruncate(fh, size), ok),
       getxattr: wrap('getxattr', (p: string, name: string) => ov.getxattr(p, name), value),
-      listxattr: wrap('listxattr', (p: string) => ov.listxattr(p), value),
+      listxattr: wrap('listxattr', (p: string) => textEntries(ov.listxattr(p), (n) => n, (_n, text) => text, omitted('file', p)), value),
       setxattr: wrap('setxattr', (p: string, name: string, value: Buffer, _pos: number, flags: number) => ov.setxattr(p, name, Buffer.from(value), flags), ok),
       removexattr: wrap('removexattr', (p: string, name: string) => ov.removexattr(p, name), ok),
       mkdir: wrap('mkdir', (p: string, mode: number) => ov.mkdir(p, mode, DAEMON_CALLER), ok),

@@ -1,5 +1,7 @@
 // Typed face of native/overlayd_native.c. Every call returns >= 0 on success and -errno on
-// failure; callers in the core turn negative results into FsError through `check`.
+// failure; callers in the core turn negative results into FsError through `check`. Every
+// string in and out (names, paths, link targets, xattr names) is a binary string, one char per
+// byte: see bytes.ts, which converts ordinary text.
 import path from 'node:path';
 
 export interface NativeConstants {

@@ -4,6 +4,7 @@
 // xattrs, owners, modes and nanosecond times. `toOci` rewrites a layer into OCI markers.
 import fs from 'node:fs';
 import path from 'node:path';
+import { toBinary } from '../../src/host/bytes';
 import { C, sys } from '../../src/host/native';
 
 /** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
@@ -27,24 +28,28 @@ function ok(r: number, what: string): void {
   if (r < 0) throw new Error(`${what}: errno ${-r}`);
 }
 
-/** setxattr on a host path without following a final symlink (the addon takes dirfd + name). */
-export function lsetxattr(p: string, name: string, value: Buffer): void {
-  const dfd = sys.openat(-100, path.dirname(p), C.O_PATH | C.O_DIRECTORY, 0);
+/** An O_PATH fd of a host path's parent directory (the addon takes dirfd + name, as bytes). */
+function parentFd(p: string): number {
+  const dfd = sys.openat(-100, toBinary(path.dirname(p)), C.O_PATH | C.O_DIRECTORY, 0);
   ok(dfd, `open ${path.dirname(p)}`);
-  try { ok(sys.setxattr(dfd, path.basename(p), name, value, 0), `setxattr ${p} ${name}`); } finally { sys.close(dfd); }
+  return dfd;
+}
+
+/** setxattr on a host path without following a final symlink. */
+export function lsetxattr(p: string, name: string, value: Buffer): void {
+  const dfd = parentFd(p);
+  try { ok(sys.setxattr(dfd, toBinary(path.basename(p)), toBinary(name), value, 0), `setxattr ${p} ${name}`); } finally { sys.close(dfd); }
 }
 
 export function lremovexattr(p: string, name: string): void {
-  const dfd = sys.openat(-100, path.dirname(p), C.O_PATH | C.O_DIRECTORY, 0);
-  ok(dfd, `open ${path.dirname(p)}`);
-  try { ok(sys.removexattr(dfd, path.basename(p), name), `removexattr ${p} ${name}`); } finally { sys.close(dfd); }
+  const dfd = parentFd(p);
+  try { ok(sys.removexattr(dfd, toBinary(path.basename(p)), toBinary(name)), `removexattr ${p} ${name}`); } finally { sys.close(dfd); }
 }
 
 function lgetxattr(p: string, name: string): Buffer | undefined {
-  const dfd = sys.openat(-100, path.dirname(p), C.O_PATH | C.O_DIRECTORY, 0);
-  ok(dfd, `open ${path.dirname(p)}`);
+  const dfd = parentFd(p);
   try {
-    const v = sys.getxattr(dfd, path.basename(p), name);
+    const v = sys.getxattr(dfd, toBinary(path.basename(p)), toBinary(name));
     return typeof v === 'number' ? undefined : v;
   } finally { sys.close(dfd); }
 }
@@ -52,7 +57,7 @@ function lgetxattr(p: string, name: string): Buffer | undefined {
 interface Times { atime: [number, number]; mtime: [number, number] }
 
 function setTimes(p: string, t: Times): void {
-  ok(sys.utimensat(-100, p, t.atime[0], t.atime[1], t.mtime[0], t.mtime[1]), `utimensat ${p}`);
+  ok(sys.utimensat(-100, toBinary(p), t.atime[0], t.atime[1], t.mtime[0], t.mtime[1]), `utimensat ${p}`);
 }
 
 function getTimes(p: string): Times {
@@ -165,14 +170,14 @@ export function generateLayers(dirs: string[], opts: GenOptions): GenReport {
           break;
         }
         case 'whiteout':
-          ok(sys.mknodat(-100, p, S_IFCHR, 0, 0), `mknod ${p}`);
+          ok(sys.mknodat(-100, toBinary(p), S_IFCHR, 0, 0), `mknod ${p}`);
           count('whiteout');
           break;
         case 'fifo': case 'chr': case 'blk': case 'sock': {
           const type = { fifo: S_IFIFO, chr: S_IFCHR, blk: S_IFBLK, sock: S_IFSOCK }[kind];
           // 0/N is no whiteout; a large minor needs the new dev_t encoding.
           const [ma, mi] = kind === 'chr' || kind === 'blk' ? pick([[1, 3], [0, 7], [8, 1], [250, 70000], [4095, 255]]) : [0, 0];
-          ok(sys.mknodat(-100, p, type | pick([0o644, 0o600, 0o666]), ma, mi), `mknod ${p}`);
+          ok(sys.mknodat(-100, toBinary(p), type | pick([0o644, 0o600, 0o666]), ma, mi), `mknod ${p}`);
           owner(p);
           if (chance(0.1)) { lsetxattr(p, 'trusted.dev', Buffer.from('d')); count('xattr.trusted'); }
           setTimes(p, { atime: time(), mtime: time() });
@@ -238,5 +243,5 @@ export function removeWhiteout(p: string): boolean {
 
 /** Makes a 0/0 character device whiteout at `p` (no child process: fast in loops). */
 export function mkWhiteout(p: string): void {
-  ok(sys.mknodat(-100, p, S_IFCHR, 0, 0), `mknod ${p}`);
+  ok(sys.mknodat(-100, toBinary(p), S_IFCHR, 0, 0), `mknod ${p}`);
 }

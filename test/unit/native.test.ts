@@ -1,5 +1,5 @@
 // The addon's own contract (native/overlayd_native.c): a wrongly-typed argument throws before
-// any syscall runs.
+// any syscall runs, and names are bytes both ways.
 import t, { type Test } from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -53,3 +53,32 @@ t.test('a wrongly-typed integer argument throws and the call does nothing', asyn
   t.throws(() => sys.fstatat(dfd, 7 as unknown as string, 0, new Float64Array(C.STAT_FIELDS)), { name: 'TypeError', message: /expected string/ });
 });
 
+t.test('names, link targets and xattr names pass byte for byte', async (t) => {
+  const dir = scratch(t);
+  const dfd = dirFd(t, dir);
+  // Binary strings: one char per byte. None of these is valid UTF-8 but the last.
+  const names = ['\xff', 'caf\xe9', '\x80', '\x81', 'caf\xc3\xa9'];
+  for (const n of names) {
+    const fd = sys.openat(dfd, n, C.O_CREAT | C.O_EXCL | C.O_WRONLY, 0o644);
+    t.ok(fd >= 0, `created ${Buffer.from(n, 'latin1').toString('hex')}`);
+    sys.close(fd);
+  }
+  const onDisk = fs.readdirSync(Buffer.from(dir), { encoding: 'buffer' }).map((b) => b.toString('hex')).sort();
+  t.same(onDisk, ['80', '81', '636166c3a9', '636166e9', 'ff'].sort(), 'five distinct files with exactly those bytes');
+
+  const listing = sys.readdir(dfd);
+  if (typeof listing === 'number') throw new Error(`readdir: ${listing}`);
+  t.same([...listing[0]].sort(), [...names].sort(), 'readdir gives the same binary strings back');
+
+  t.equal(sys.symlinkat('\xfe/caf\xe9', dfd, 'ln\xff'), 0);
+  t.same(fs.readlinkSync(Buffer.from(path.join(dir, 'ln\xff'), 'latin1'), { encoding: 'buffer' }), Buffer.from('fe2f636166e9', 'hex'));
+  t.equal(sys.readlinkat(dfd, 'ln\xff'), '\xfe/caf\xe9', 'readlinkat gives the target byte for byte');
+
+  t.equal(sys.setxattr(dfd, '\xff', 'user.k\xe9', Buffer.from('v'), 0), 0);
+  t.same(sys.listxattr(dfd, '\xff'), ['user.k\xe9']);
+  t.same(sys.getxattr(dfd, '\xff', 'user.k\xe9'), Buffer.from('v'));
+  t.equal(sys.renameat2(dfd, '\x80', dfd, '\x81', C.RENAME_NOREPLACE), -17, 'EEXIST: \\x80 and \\x81 are two names');
+  t.equal(sys.unlinkat(dfd, '\x80', 0), 0);
+  t.equal(sys.fstatat(dfd, '\x80', C.AT_SYMLINK_NOFOLLOW, new Float64Array(C.STAT_FIELDS)), -2, 'only \\x80 is gone');
+  t.equal(sys.fstatat(dfd, '\x81', C.AT_SYMLINK_NOFOLLOW, new Float64Array(C.STAT_FIELDS)), 0);
+});

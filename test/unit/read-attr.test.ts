@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { toBinary } from '../../src/host/bytes';
 import { C, sys } from '../../src/host/native';
 import { Overlay } from '../../src/core/overlay';
 import { DAEMON_CALLER } from '../../src/core/config';
@@ -14,7 +15,7 @@ import { coreStack, removeTree } from '../lib/stack';
 
 /** Sets exact ns times on a host path (lutimes semantics). */
 function setTimes(p: string, atime: [number, number], mtime: [number, number]): void {
-  const r = sys.utimensat(-100, p, atime[0], atime[1], mtime[0], mtime[1]);
+  const r = sys.utimensat(-100, toBinary(p), atime[0], atime[1], mtime[0], mtime[1]);
   if (r < 0) throw new Error(`utimensat ${p}: ${r}`);
 }
 
