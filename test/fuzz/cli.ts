@@ -18,7 +18,7 @@ interface Args {
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`fuzz: ${msg}\nusage: npm run fuzz -- [--seeds N] [--start S] [--seed S] [--ops N] [--replay FILE] [--no-minimize] [--strict-upper] [--known-limits] [--weights op=w,...] [--seconds] [--root-only] [--ns] [--as-user] [--trace] [--tmpfs] [--out DIR]\n`);
+  process.stderr.write(`fuzz: ${msg}\nusage: npm run fuzz -- [--seeds N] [--start S] [--seed S] [--ops N] [--replay FILE] [--no-minimize] [--strict-upper] [--known-limits] [--weights op=w,...] [--seconds] [--root-only] [--utf8-names] [--ns] [--as-user] [--byte-names] [--trace] [--tmpfs] [--out DIR]\n`);
   process.exit(2);
 }
 
@@ -41,9 +41,11 @@ function parse(argv: string[]): Args {
       case '--replay': a.replay = JSON.parse(fs.readFileSync(v(), 'utf8')) as { seed: number; ops: Op[]; mode?: FuzzMode }; break;
       case '--seconds': mode.ns = false; break;
       case '--root-only': mode.user = false; break;
+      case '--utf8-names': mode.bytes = false; break;
       // The other way: hold fuse-native to what it cannot carry, to see its limits (README).
       case '--ns': mode.ns = true; break;
       case '--as-user': mode.user = true; break;
+      case '--byte-names': mode.bytes = true; break;
       case '--trace': a.opts.trace = (i, op, rk, ro) => process.stdout.write(`  ${String(i).padStart(3)} ${JSON.stringify(op)}\n      kernel ${JSON.stringify(rk)}${JSON.stringify(rk) === JSON.stringify(ro) ? '' : `, overlayd ${JSON.stringify(ro)}`}\n`); break;
       case '--no-minimize': a.minimize = false; break;
       case '--strict-upper': a.opts.strictUpper = true; break;

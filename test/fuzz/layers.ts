@@ -22,6 +22,31 @@ export interface FTree { [name: string]: FNode }
 
 /** A few short names, so that layers collide on them: that is where union rules apply. */
 export const NAMES = ['a', 'b', 'c', 'd', 'e'];
+/**
+ * The same number of names, two of them bytes that are no UTF-8 (0xff alone, latin1 "caf\xe9"),
+ * for a transport that carries any bytes (FuzzMode.bytes). Written as Python's os.fsdecode
+ * gives them, the form worker.py reads and writes names in (surrogateescape: byte b >= 0x80
+ * that is no UTF-8 is U+DC00+b); osBytes turns them back into bytes.
+ */
+export const BYTE_NAMES = ['a', 'b', 'c', '\udcff', 'caf\udce9'];
+
+/** A name or path in worker.py's form (see BYTE_NAMES) as the bytes it stands for. */
+export function osBytes(s: string): Buffer {
+  if (!/[\udc80-\udcff]/.test(s)) return Buffer.from(s);
+  const parts: Buffer[] = [];
+  let text = '';
+  for (const ch of s) {
+    const c = ch.charCodeAt(0);
+    if (ch.length === 1 && c >= 0xdc80 && c <= 0xdcff) {
+      parts.push(Buffer.from(text), Buffer.from([c - 0xdc00]));
+      text = '';
+    } else {
+      text += ch;
+    }
+  }
+  parts.push(Buffer.from(text));
+  return Buffer.concat(parts);
+}
 /** Every generated time lies far before any run: a mtime this old was never set by "now". */
 export const OLD_TIME_LIMIT = 1_200_000_000;
 export const UIDS = [0, 0, 0, 1000, 65534];
@@ -61,9 +86,9 @@ export function fileData(rng: Rng): string {
 }
 
 /** A random directory's children; `depth` bounds nesting, `bottom` says no layer lies below. */
-export function genTree(rng: Rng, depth: number, density: number): FTree {
+export function genTree(rng: Rng, depth: number, density: number, names = NAMES): FTree {
   const tree: FTree = {};
-  for (const name of NAMES) {
+  for (const name of names) {
     if (!rng.chance(density)) continue;
     const files = Object.keys(tree).filter((n) => tree[n].kind === 'file');
     const kind = rng.weighted({
@@ -76,8 +101,8 @@ export function genTree(rng: Rng, depth: number, density: number): FTree {
     });
     switch (kind) {
       case 'file': tree[name] = { kind, data: fileData(rng), ...meta(rng, FILE_MODES) }; break;
-      case 'dir': tree[name] = { kind, children: genTree(rng, depth - 1, density * 0.8), opaque: rng.chance(0.15), ...meta(rng, DIR_MODES, DIR_UIDS) }; break;
-      case 'symlink': tree[name] = { kind, target: symlinkTarget(rng), uid: rng.pick(UIDS), gid: rng.pick(UIDS), mtime: oldTimeNs(rng) }; break;
+      case 'dir': tree[name] = { kind, children: genTree(rng, depth - 1, density * 0.8, names), opaque: rng.chance(0.15), ...meta(rng, DIR_MODES, DIR_UIDS) }; break;
+      case 'symlink': tree[name] = { kind, target: symlinkTarget(rng, names), uid: rng.pick(UIDS), gid: rng.pick(UIDS), mtime: oldTimeNs(rng) }; break;
       case 'whiteout': tree[name] = { kind }; break;
       case 'fifo': tree[name] = { kind, mode: rng.pick([0o644, 0o600]), uid: rng.pick(UIDS), gid: rng.pick(UIDS), mtime: oldTimeNs(rng) }; break;
       case 'hardlink': tree[name] = { kind, to: rng.pick(files) }; break;
@@ -87,10 +112,10 @@ export function genTree(rng: Rng, depth: number, density: number): FTree {
 }
 
 /** Relative targets only: an absolute one would leave the mount and see the host. */
-export function symlinkTarget(rng: Rng): string {
+export function symlinkTarget(rng: Rng, names = NAMES): string {
   const parts: string[] = [];
   const n = rng.range(1, 3);
-  for (let i = 0; i < n; i++) parts.push(i === 0 && rng.chance(0.2) ? '..' : rng.pick(NAMES));
+  for (let i = 0; i < n; i++) parts.push(i === 0 && rng.chance(0.2) ? '..' : rng.pick(names));
   return parts.join('/');
 }
 
@@ -102,10 +127,10 @@ export interface GeneratedLayers {
   roots: Meta[];
 }
 
-export function genLayers(rng: Rng): GeneratedLayers {
+export function genLayers(rng: Rng, names = NAMES): GeneratedLayers {
   const n = rng.range(2, 3);
-  const lowers = Array.from({ length: n }, () => genTree(rng, 3, 0.6));
-  const upper = genTree(rng, 2, 0.35);
+  const lowers = Array.from({ length: n }, () => genTree(rng, 3, 0.6, names));
+  const upper = genTree(rng, 2, 0.35, names);
   const roots = Array.from({ length: n + 1 }, () => ({ ...meta(rng, [0o755, 0o775, 0o777, 0o1777], DIR_UIDS), xattrs: {} }));
   dropStrayWhiteouts([upper, ...lowers]);
   return { lowers, upper, roots };
@@ -142,10 +167,10 @@ export function dropStrayWhiteouts(layers: FTree[]): void {
 
 /** Runs fn with an O_PATH fd of `p`'s parent directory and `p`'s base name. */
 function inParent(p: string, fn: (fd: number, name: string) => number): void {
-  const fd = sys.openat(-100, path.dirname(p), C.O_PATH | C.O_DIRECTORY, 0);
+  const fd = sys.openat(-100, osBytes(path.dirname(p)).toString('latin1'), C.O_PATH | C.O_DIRECTORY, 0);
   if (fd < 0) throw new Error(`open ${path.dirname(p)}: errno ${-fd}`);
   try {
-    const r = fn(fd, path.basename(p));
+    const r = fn(fd, osBytes(path.basename(p)).toString('latin1'));
     if (r < 0) throw new Error(`${p}: errno ${-r}`);
   } finally {
     sys.close(fd);
@@ -155,8 +180,8 @@ function inParent(p: string, fn: (fd: number, name: string) => number): void {
 function setMeta(p: string, m: Meta, opaque = false): void {
   for (const [k, v] of Object.entries(m.xattrs)) inParent(p, (fd, name) => sys.setxattr(fd, name, k, Buffer.from(v), 0));
   if (opaque) inParent(p, (fd, name) => sys.setxattr(fd, name, 'trusted.overlay.opaque', Buffer.from('y'), 0));
-  fs.lchownSync(p, m.uid, m.gid);
-  fs.chmodSync(p, m.mode); // after chown, which clears setuid/setgid
+  fs.lchownSync(osBytes(p), m.uid, m.gid);
+  fs.chmodSync(osBytes(p), m.mode); // after chown, which clears setuid/setgid
   setTimes(p, m.mtime);
 }
 
@@ -169,31 +194,32 @@ function setTimes(p: string, t: Time): void {
 export function buildTree(root: string, tree: FTree): void {
   for (const [name, node] of Object.entries(tree)) {
     const p = path.join(root, name);
+    const b = osBytes(p);
     switch (node.kind) {
       case 'file':
-        fs.writeFileSync(p, node.data);
+        fs.writeFileSync(b, node.data);
         setMeta(p, node);
         break;
       case 'dir':
-        fs.mkdirSync(p);
+        fs.mkdirSync(b);
         buildTree(p, node.children);
         setMeta(p, node, node.opaque);
         break;
       case 'symlink':
-        fs.symlinkSync(node.target, p);
-        fs.lchownSync(p, node.uid, node.gid);
+        fs.symlinkSync(osBytes(node.target), b);
+        fs.lchownSync(b, node.uid, node.gid);
         setTimes(p, node.mtime);
         break;
       case 'hardlink':
-        fs.linkSync(path.join(root, node.to), p);
+        fs.linkSync(osBytes(path.join(root, node.to)), b);
         break;
       case 'whiteout':
         inParent(p, (fd, n) => sys.mknodat(fd, n, S_IFCHR, 0, 0));
         break;
       case 'fifo':
         inParent(p, (fd, n) => sys.mknodat(fd, n, 0o010000 | node.mode, 0, 0));
-        fs.lchownSync(p, node.uid, node.gid);
-        fs.chmodSync(p, node.mode);
+        fs.lchownSync(b, node.uid, node.gid);
+        fs.chmodSync(b, node.mode);
         setTimes(p, node.mtime);
         break;
     }

@@ -2,11 +2,21 @@
 // (the kernel's listing, asked before each step), from names that existed once (now whiteouts,
 // most likely), and from fresh names, so that most operations succeed and the rest fail in
 // the interesting ways (EEXIST, ENOTEMPTY, EXDEV, ENOTDIR, EISDIR ...).
-import { NAMES, UIDS, USER, fileData, oldTime, oldTimeNs, symlinkTarget } from './layers';
+import { BYTE_NAMES, NAMES, UIDS, USER, fileData, oldTime, oldTimeNs, symlinkTarget } from './layers';
 import type { Rng } from './prng';
 import type { Op } from './worker';
 
-const FRESH = [...NAMES, 'f', 'g', 'n1', 'n2'];
+/** Names of layer trees and operands: with `bytes`, some that are no UTF-8 (BYTE_NAMES). */
+export function namesFor(mode: FuzzMode): string[] {
+  return mode.bytes ? BYTE_NAMES : NAMES;
+}
+/**
+ * Names only operations bring: with `bytes`, 0x80 and 0x81 (one name each, though both are
+ * U+FFFD to a UTF-8 decoder) and a valid two-byte UTF-8 name.
+ */
+function freshNames(mode: FuzzMode): string[] {
+  return [...namesFor(mode), 'f', 'g', 'n1', 'n2', ...(mode.bytes ? ['\udc80', '\udc81', 'é'] : [])];
+}
 const XATTRS = ['user.k0', 'user.k1', 'user.k2', 'user.k0', 'user.k1', 'trusted.t'];
 /**
  * Rarely: names in the overlay's own namespace, which the kernel (6.7+) escapes on disk
@@ -46,9 +56,10 @@ export interface Cred { uid: number; gid: number; groups: number[]; umask: numbe
  * it from the transport): `ns` — times to the nanosecond, and utime with UTIME_NOW/UTIME_OMIT
  * and distinct atime and mtime; `user` — operations (a share per seed) run as an unprivileged
  * user, through an allow_other mount; `byPath` — the transport reaches files by path (libfuse
- * 2's high-level API, fuse-native), so no rename lands on the name of an open file (README).
+ * 2's high-level API, fuse-native), so no rename lands on the name of an open file (README);
+ * `bytes` — names and link targets that are no UTF-8 (fuse-native refuses them by design).
  */
-export interface FuzzMode { ns: boolean; user: boolean; byPath?: boolean }
+export interface FuzzMode { ns: boolean; user: boolean; byPath?: boolean; bytes?: boolean }
 /** fuse-native's. */
 export const ROOT_SECONDS: FuzzMode = { ns: false, user: false, byPath: true };
 
@@ -74,8 +85,12 @@ export class OpGen {
   /** The share of operations run as the user, and its credentials (drawn once per seed). */
   private readonly userShare: number = 0;
   private readonly cred: Cred | undefined;
+  private readonly names: string[];
+  private readonly freshPool: string[];
 
   constructor(private readonly rng: Rng, private readonly weights: Record<OpKind, number> = DEFAULT_WEIGHTS, private readonly mode: FuzzMode = ROOT_SECONDS) {
+    this.names = namesFor(mode);
+    this.freshPool = freshNames(mode);
     if (mode.user) {
       // Most seeds mix root and the user (the user's objects, then root's changes to them, and
       // the other way round); many act as the user throughout; a few as root only.
@@ -103,7 +118,7 @@ export class OpGen {
     const dirs = ['', ...this.of(view, 'dir')];
     // Now and then under a non-directory or a missing directory: ENOTDIR, ENOENT.
     const parent = this.rng.chance(0.05) ? this.existing(view, 'file', 'symlink') : this.rng.pick(dirs);
-    return join(parent, this.rng.pick(FRESH));
+    return join(parent, this.rng.pick(this.freshPool));
   }
 
   private target(view: View): string {
@@ -120,7 +135,7 @@ export class OpGen {
 
   /** Relative to the link's own directory, as a user would write it. */
   private linkTarget(view: View, at: string): string {
-    if (this.rng.chance(0.5)) return symlinkTarget(this.rng);
+    if (this.rng.chance(0.5)) return symlinkTarget(this.rng, this.names);
     const to = this.existing(view);
     const from = parentOf(at).split('/').filter(Boolean);
     return [...from.map(() => '..'), to].join('/') || '.';
@@ -176,7 +191,7 @@ export class OpGen {
         let to: string;
         if (how === 'same') to = this.existing(view, type);
         else if (how === 'any') to = this.existing(view);
-        else if (how === 'inside') to = join(from, r.pick(FRESH));
+        else if (how === 'inside') to = join(from, r.pick(this.freshPool));
         else if (how === 'parent') to = parentOf(from) || this.existing(view, 'dir');
         else if (how === 'gone') { const gone = [...this.ever].filter((p) => !view.paths.has(p)); to = gone.length ? r.pick(gone) : this.fresh(view); }
         else to = this.fresh(view);

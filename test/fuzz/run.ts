@@ -8,7 +8,7 @@ import path from 'node:path';
 import { TRANSPORT, layout, mountKernel, mountOverlayd, type Layout, type Mounted } from '../lib/mounts';
 import { diffSnapshots, ownerDiffs, sameReply, type Snapshot } from './compare';
 import { buildLayers, genLayers } from './layers';
-import { OpGen, weightsFor, ROOT_SECONDS, trackHandles, type FuzzMode, type OpKind, type View } from './ops';
+import { OpGen, namesFor, weightsFor, ROOT_SECONDS, trackHandles, type FuzzMode, type OpKind, type View } from './ops';
 import { Rng } from './prng';
 import { HangError, Worker, type Op, type Reply } from './worker';
 
@@ -31,7 +31,7 @@ export function overlaydOptions(mode: FuzzMode): string[] {
  * nanosecond times, so the fuzzer acts as an unprivileged user too and compares mtimes to the
  * nanosecond; fuse-native does neither, and is compared in whole seconds, as root.
  */
-export const KERNEL_MODE: FuzzMode = { ns: true, user: true, byPath: false };
+export const KERNEL_MODE: FuzzMode = { ns: true, user: true, byPath: false, bytes: true };
 export const DEFAULT_MODE: FuzzMode = (TRANSPORT ?? (process.getuid?.() === 0 ? 'kernel' : 'fuse-native')) === 'kernel' ? KERNEL_MODE : ROOT_SECONDS;
 
 export interface FuzzOptions {
@@ -112,7 +112,7 @@ export async function runSeed(seed: number, opts: FuzzOptions, replay?: Op[]): P
   const mode = opts.mode ?? DEFAULT_MODE;
   const ns = mode.ns;
   const rng = new Rng(seed);
-  const layers = genLayers(rng);
+  const layers = genLayers(rng, namesFor(mode));
   const ours = layout(layers.lowers.length);
   const theirs = layout(layers.lowers.length);
   const tmpfs: string[] = [];

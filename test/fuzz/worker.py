@@ -5,7 +5,8 @@ each with its result or its errno, one JSON object per line in and out.
 It runs as its own process so that the test process never makes a blocking syscall against a
 mount it could be serving, and so that overlayd and the kernel see exactly the same syscalls.
 Requests: {"op": NAME, ...args}. Replies: {"r": value} or {"e": "ENOENT"}.
-Paths are relative to the root given on the command line ("" is the root itself).
+Paths are relative to the root given on the command line ("" is the root itself). Names that
+are no UTF-8 travel as os.fsdecode gives them (surrogateescape), both ways.
 An operation with "as": {"uid", "gid", "groups", "umask"} runs with those credentials (real,
 effective and filesystem ids, supplementary groups; the saved uid stays 0 so the worker can
 return to root) and umask; everything else as root, with the umask the worker started with.
@@ -239,7 +240,7 @@ def op_fclose(a):
 
 
 def op_renameat2(a):
-    r = libc.renameat2(-100, P(a["p"]).encode(), -100, P(a["q"]).encode(), a["flags"])
+    r = libc.renameat2(-100, os.fsencode(P(a["p"])), -100, os.fsencode(P(a["q"])), a["flags"])
     if r != 0:
         e = ctypes.get_errno()
         raise OSError(e, os.strerror(e))
@@ -273,7 +274,7 @@ def op_utime(a):
         return os.utime(P(a["p"]), ns=(a["at"] * 1_000_000_000, a["mt"] * 1_000_000_000), follow_symlinks=follow)
     # utimensat itself: os.utime cannot pass UTIME_NOW or UTIME_OMIT for one time alone.
     ts = (Timespec * 2)(timespec(a["at"]), timespec(a["mt"]))
-    r = libc.utimensat(-100, P(a["p"]).encode(), ts, 0 if follow else AT_SYMLINK_NOFOLLOW)
+    r = libc.utimensat(-100, os.fsencode(P(a["p"])), ts, 0 if follow else AT_SYMLINK_NOFOLLOW)
     if r != 0:
         e = ctypes.get_errno()
         raise OSError(e, os.strerror(e))

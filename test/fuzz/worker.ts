@@ -45,7 +45,7 @@ export class Worker {
         if (line === '') reject(new Error(`fuzz worker for ${this.root} died during ${JSON.stringify(op)}: ${this.stderr}`));
         else resolve(JSON.parse(line) as Reply);
       });
-      this.proc.stdin.write(JSON.stringify(op) + '\n');
+      this.proc.stdin.write(asciiJson(op) + '\n');
     });
   }
 
@@ -65,6 +65,14 @@ export class Worker {
       this.proc.stdin.end();
     });
   }
+}
+
+/**
+ * JSON with every non-ASCII char escaped, as worker.py's replies are: names in surrogateescape
+ * form (layers.ts, BYTE_NAMES) then reach it whatever its stdin's encoding.
+ */
+function asciiJson(v: unknown): string {
+  return JSON.stringify(v).replace(/[\u0080-\uffff]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
 }
 
 /** An operation that never returned: the daemon (or the kernel) stopped answering. */
