@@ -7,8 +7,7 @@ import fs from 'node:fs';
 import { Overlay } from '../core/overlay';
 import { FuseNativeTransport } from '../fuse/adapter';
 import { KernelTransport } from '../fuse-kernel/transport';
-import { shown, toBinary } from '../host/bytes';
-import { sys } from '../host/native';
+import { shown } from '../host/bytes';
 import { createDaemonLogger, openLogFile, type LogLevel, type Logger, type SafeDestination } from '../log/logger';
 import type { MountOptions } from './options';
 import { mountAt, OVERLAYD_FSTYPE } from './mountinfo';
@@ -297,9 +296,4 @@ function readable(detail: Record<string, unknown> = {}): Record<string, unknown>
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(detail)) out[k] = typeof v === 'string' ? shown(v) : v;
   return out;
-}
-
-/** umount2 for the CLI; negative errno on failure. */
-export function umount2(target: string, flags: number): number {
-  return sys.umount2(toBinary(target), flags);
 }
