@@ -89,7 +89,8 @@ function binaryArg(text: string): string {
 
 /**
  * Entries whose names are valid UTF-8, as text for fuse-native; the others are left out (it
- * could only show them rewritten), and `omitted` hears how many. The core's list is not changed.
+ * could only show them rewritten), and so are names with U+FFFD itself, which binaryArg would
+ * refuse on the way back. `omitted` hears how many. The core's list is not changed.
  */
 function textEntries<T>(list: T[], nameOf: (e: T) => string, withName: (e: T, text: string) => T, omitted: (n: number) => void): T[] {
   let out: T[] | undefined;
@@ -99,7 +100,7 @@ function textEntries<T>(list: T[], nameOf: (e: T) => string, withName: (e: T, te
     const text = fromBinary(name);
     if (text === name) { out?.push(list[i]); continue; }
     out ??= list.slice(0, i);
-    if (text === undefined) left++;
+    if (text === undefined || text.includes('\ufffd')) left++;
     else out.push(withName(list[i], text));
   }
   if (left) omitted(left);

@@ -9,6 +9,19 @@ import path from 'node:path';
 import { cloneLayout, layout, mountKernel, mountOverlayd, type Layout } from '../lib/mounts';
 import { run } from '../lib/proc';
 import { removeTree } from '../lib/stack';
+import { C, sys } from '../../src/host/native';
+
+/** setxattr through the addon, which takes bytes (binary strings) for the path and the name. */
+function lsetxattr(binPath: string, name: string, value: Buffer): void {
+  const fd = sys.openat(-100, path.dirname(binPath), C.O_PATH | C.O_DIRECTORY, 0);
+  if (fd < 0) throw new Error(`open: ${fd}`);
+  try {
+    const r = sys.setxattr(fd, path.basename(binPath), name, value, 0);
+    if (r < 0) throw new Error(`setxattr: ${r}`);
+  } finally {
+    sys.close(fd);
+  }
+}
 
 /** A host path below `dir` whose last part is a binary string (one char per byte). */
 const at = (dir: string, bin: string): Buffer => Buffer.concat([Buffer.from(dir + '/'), Buffer.from(bin, 'latin1')]);
@@ -28,6 +41,8 @@ function bytesLayout(t: Test): Layout {
   fs.writeFileSync(at(bottom, 'd\xe9/plain'), 'plain');
   fs.symlinkSync(Buffer.from('\xfe/caf\xe9', 'latin1'), at(top, 'ln'));
   fs.writeFileSync(at(top, 'ascii'), 'a');
+  fs.writeFileSync(at(top, 'x\xef\xbf\xbd'), 'U+FFFD itself, valid UTF-8');
+  lsetxattr(at(top, 'ascii').toString('latin1'), 'user.\xff', Buffer.from('v'));
   return l;
 }
 
@@ -76,6 +91,8 @@ do('unlink d\\xe9/x\\x80', lambda: os.unlink(b'd\xe9/x\x80'))
 do('list d\\xe9 after', lambda: names(b'd\xe9'))
 do('setxattr user.k\\xe9', lambda: os.setxattr(b'\x80', b'user.k\xe9', b'v'))
 do('listxattr', lambda: sorted(os.fsencode(n).hex() for n in os.listxattr(b'\x80')))
+do('listxattr ascii', lambda: sorted(os.fsencode(n).hex() for n in os.listxattr(b'ascii')))
+do('getxattr ascii user.\\xff', lambda: os.getxattr(b'ascii', b'user.\xff').hex())
 do('list / after', lambda: names(b'.'))
 def walk(d, acc):
     for n in sorted(os.listdir(d)):
@@ -131,7 +148,7 @@ t.test('kernel transport: such names pass byte for byte, as kernel overlayfs pas
   t.same(so.steps, sk.steps, 'every step answers as the kernel answers');
   t.same(so.tree, sk.tree, 'the same tree, name for name and byte for byte');
   // Not only alike: right.
-  t.same(step(so, 'list /'), ['\xff', 'ascii', 'caf\xe9', 'caf\xc3\xa9', 'd\xe9', 'ln'].map(hex).sort());
+  t.same(step(so, 'list /'), ['\xff', 'ascii', 'caf\xe9', 'caf\xc3\xa9', 'd\xe9', 'ln', 'x\xef\xbf\xbd'].map(hex).sort());
   t.equal(step(so, 'read caf\\xe9'), 'latin1 top', 'the top layer wins for a latin1 name too');
   t.equal(step(so, 'read \\x80'), 'eighty');
   t.equal(step(so, 'read \\x81'), 'eighty-one', '\\x80 and \\x81 are two files');
@@ -139,7 +156,9 @@ t.test('kernel transport: such names pass byte for byte, as kernel overlayfs pas
   t.equal(step(so, 'readlink ln\\xe9'), hex('\xfe/\x80'));
   t.equal(step(so, 'rename a lower dir'), 'E:EXDEV');
   t.same(step(so, 'listxattr'), [hex('user.k\xe9')]);
-  t.same(step(so, 'list / after'), ['\x80', 'ascii', 'caf\xe8', 'caf\xc3\xa9', 'd\xe9', 'ln', 'ln\xe9', 'n\xe9w'].map(hex).sort());
+  t.same(step(so, 'listxattr ascii'), [hex('user.\xff')]);
+  t.equal(step(so, 'getxattr ascii user.\\xff'), '76');
+  t.same(step(so, 'list / after'), ['\x80', 'ascii', 'caf\xe8', 'caf\xc3\xa9', 'd\xe9', 'ln', 'ln\xe9', 'n\xe9w', 'x\xef\xbf\xbd'].map(hex).sort());
   await o.unmount();
   await k.unmount();
   t.same(onDisk(ours.upper as string), onDisk(theirs.upper as string), 'the upper layers hold the same names (whiteouts included)');
@@ -150,7 +169,9 @@ t.test('fuse-native: such names are refused with EILSEQ and left out of listings
   const o = await mountOverlayd(l, [], {}, 'fuse-native');
   t.teardown(() => o.unmount());
   const s = await use(o.merged);
-  t.same(step(s, 'list /'), ['ascii', 'caf\xc3\xa9', 'ln'].map(hex).sort(), 'only the names that are UTF-8');
+  t.same(step(s, 'list /'), ['ascii', 'caf\xc3\xa9', 'ln'].map(hex).sort(), 'only the names that are UTF-8 (and hold no U+FFFD, which \\xff would look like)');
+  t.same(step(s, 'listxattr ascii'), [], 'an xattr name that is no UTF-8 is left out');
+  t.equal(step(s, 'getxattr ascii user.\\xff'), 'E:EILSEQ');
   t.equal(step(s, 'read caf\\xc3\\xa9'), 'utf-8', 'valid UTF-8 beyond ASCII works');
   for (const what of ['read \\xff', 'read caf\\xe9', 'list d\\xe9', 'readlink ln', 'create \\x80', 'create \\x81', 'symlink to bytes', 'unlink \\xff', 'mkdir n\\xe9w']) {
     t.equal(step(s, what), 'E:EILSEQ', what);
@@ -159,5 +180,5 @@ t.test('fuse-native: such names are refused with EILSEQ and left out of listings
   t.same(s.tree[hex('ln')], { mode: 0o120777, error: 'EILSEQ' }, 'a link whose target is no UTF-8 cannot be read, not read rewritten');
   await o.unmount();
   t.same(onDisk(l.upper as string), [], 'nothing was written under another name');
-  t.same(onDisk(l.lowers[0]), ['\xff', 'ascii', 'caf\xe9', 'ln'].map(hex).sort(), 'the layers are as they were');
+  t.same(onDisk(l.lowers[0]), ['\xff', 'ascii', 'caf\xe9', 'ln', 'x\xef\xbf\xbd'].map(hex).sort(), 'the layers are as they were');
 });
