@@ -87,6 +87,7 @@ export type FusePollHandle = { readonly __fusePoll: unique symbol };
 export interface FuseDeviceAddon {
   /** /dev/fuse opened O_RDWR|O_NONBLOCK|O_CLOEXEC. */
   openDevice(): number;
+  /** mount(2). Unlike overlayd_native's, these strings are host text (UTF-8), as the command line gave them. */
   mount(source: string, target: string, fstype: string, flags: number, data: string): number;
   /**
    * One whole request into buf, or -EAGAIN when none waits; with spinNs, asks again for up to
