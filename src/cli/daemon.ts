@@ -10,7 +10,7 @@ import { KernelTransport } from '../fuse-kernel/transport';
 import { shown } from '../host/bytes';
 import { createDaemonLogger, openLogFile, type LogLevel, type Logger, type SafeDestination } from '../log/logger';
 import type { MountOptions } from './options';
-import { mountAt, OVERLAYD_FSTYPE } from './mountinfo';
+import { mountAt, MountinfoReader, OVERLAYD_FSTYPE } from './mountinfo';
 import { daemonNodeArgs } from './node-flags';
 import { validateLayout } from './validate';
 import { ownMountNamespace, registerMount, unregisterMount, type Counters, type MountRecord } from './registry';
@@ -109,14 +109,16 @@ type Transport = FuseNativeTransport | KernelTransport;
 
 function countersOf(transport: Transport, overlay: Overlay): Counters {
   const up = overlay.upperStats;
-  const mem = process.memoryUsage();
+  // Node reads /proc for these: out of fds they throw, and counters must never stop a mount.
+  let mem = { rss: 0, heapUsed: 0, external: 0 };
+  try { mem = process.memoryUsage(); } catch { /* EMFILE: zeros this once */ }
   const c: Counters = {
     ops: transport.ops,
     openFiles: overlay.handles.size,
     copyUps: up?.copyUps ?? 0,
     bytesCopiedUp: up?.bytesCopiedUp ?? 0,
     whiteouts: up?.whiteouts ?? 0,
-    rssBytes: process.memoryUsage.rss(),
+    rssBytes: mem.rss,
     heapUsedBytes: mem.heapUsed,
     externalBytes: mem.external,
     dirCacheEntries: overlay.resolver.cache.size,
@@ -151,18 +153,29 @@ function waitForEnd(s: Serving): Promise<number> {
   const { transport, overlay, mountpoint, log } = s;
   return new Promise((resolve) => {
     let finished = false;
+    const mountinfo = new MountinfoReader();
     const finish = (code: number): void => {
       if (finished) return;
       finished = true;
       clearInterval(watch);
+      mountinfo.close();
       unregisterMount(process.pid);
       transport.close();
       overlay.close();
       log.info({ mountpoint, code }, 'daemon exits');
       resolve(code);
     };
+    let unreadable = false;
+    /** Only a mount table we could read can say the mount is gone (EMFILE is not an unmount). */
     const stillMounted = (): boolean => {
-      const m = mountAt(mountpoint);
+      const mounts = mountinfo.read();
+      if (mounts instanceof Error) {
+        if (!unreadable) log.warn({ mountpoint, err: mounts.message }, 'cannot read mountinfo; taking the mount as still there');
+        unreadable = true;
+        return true;
+      }
+      unreadable = false;
+      const m = mountAt(mountpoint, mounts);
       return m !== undefined && m.fstype === OVERLAYD_FSTYPE && (s.mountId === undefined || m.id === s.mountId);
     };
     const onSignal = async (sig: NodeJS.Signals): Promise<void> => {

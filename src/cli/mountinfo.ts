@@ -47,6 +47,40 @@ export function readMounts(): MountEntry[] {
   }
 }
 
+/**
+ * /proc/self/mountinfo held open for a daemon that watches its own mount: rereading it (a
+ * pread from 0 restarts the listing) needs no new fd, so a daemon whose clients hold every
+ * fd it may open still sees its mount. A failed read says nothing about any mount.
+ */
+export class MountinfoReader {
+  private readonly fd: number;
+  private buf = Buffer.alloc(64 * 1024);
+
+  constructor() {
+    this.fd = fs.openSync('/proc/self/mountinfo', 'r');
+  }
+
+  /** The mounts now, or the error that kept us from reading them. */
+  read(): MountEntry[] | Error {
+    try {
+      let len = 0;
+      for (;;) {
+        if (len === this.buf.length) this.buf = Buffer.concat([this.buf, Buffer.alloc(this.buf.length)]);
+        const n = fs.readSync(this.fd, this.buf, len, this.buf.length - len, len);
+        if (n === 0) break;
+        len += n;
+      }
+      return parseMountinfo(this.buf.toString('utf8', 0, len));
+    } catch (err) {
+      return err as Error;
+    }
+  }
+
+  close(): void {
+    try { fs.closeSync(this.fd); } catch { /* closed */ }
+  }
+}
+
 /** The mount visible at `mountpoint` (the last one mounted there), if any. */
 export function mountAt(mountpoint: string, mounts = readMounts()): MountEntry | undefined {
   let found: MountEntry | undefined;
