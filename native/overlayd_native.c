@@ -32,6 +32,8 @@
 #include <sys/xattr.h>
 #include <sys/mount.h>
 #include <sys/ioctl.h>
+#include <sys/file.h>
+#include <sys/resource.h>
 #include <linux/fs.h>
 #include <linux/openat2.h>
 
@@ -565,6 +567,27 @@ static napi_value js_fs_uuid(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* flock(fd, op): the daemon's hold on its upper and work directories; dies with the process. */
+static napi_value js_flock(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  I32(0, fd); I32(1, op);
+  return rc(env, flock(fd, op));
+}
+
+/* nofileLimit(raise): RLIMIT_NOFILE's soft limit, first raised to the hard one when raise is
+ * set (a daemon's fds grow with its clients' open files and the layers it caches). */
+static napi_value js_nofile_limit(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  I32(0, raise);
+  struct rlimit r;
+  if (getrlimit(RLIMIT_NOFILE, &r) < 0) return num(env, -errno);
+  if (raise && r.rlim_cur < r.rlim_max) {
+    struct rlimit want = { r.rlim_max, r.rlim_max };
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0) r.rlim_cur = r.rlim_max;
+  }
+  return num(env, r.rlim_cur == RLIM_INFINITY ? 1e9 : (double)r.rlim_cur);
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   static const export_fn fns[] = {
     {"openBeneath", open_beneath}, {"openTreeClone", js_open_tree_clone}, {"openat", js_openat}, {"close", js_close}, {"fstatat", js_fstatat},
@@ -576,6 +599,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"lseek", js_lseek}, {"fallocate", js_fallocate}, {"umount2", js_umount2},
     {"fsync", js_fsync}, {"ftruncate", js_ftruncate},
     {"nameToHandle", js_name_to_handle}, {"openByHandle", js_open_by_handle}, {"fsUuid", js_fs_uuid},
+    {"flock", js_flock}, {"nofileLimit", js_nofile_limit},
   };
   export_fns(env, exports, fns, sizeof fns / sizeof fns[0]);
   napi_value c;
@@ -593,6 +617,7 @@ static napi_value init(napi_env env, napi_value exports) {
   def_int(env, c, "SEEK_DATA", SEEK_DATA); def_int(env, c, "SEEK_HOLE", SEEK_HOLE);
   def_int(env, c, "MNT_DETACH", MNT_DETACH); def_int(env, c, "MNT_FORCE", MNT_FORCE);
   def_int(env, c, "STAT_FIELDS", STAT_FIELDS);
+  def_int(env, c, "LOCK_EX", LOCK_EX); def_int(env, c, "LOCK_NB", LOCK_NB);
   copyup_register(env, exports, c);
   rmtree_register(env, exports);
   napi_set_named_property(env, exports, "constants", c);

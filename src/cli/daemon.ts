@@ -10,6 +10,7 @@ import { KernelTransport } from '../fuse-kernel/transport';
 import { shown } from '../host/bytes';
 import { createDaemonLogger, openLogFile, type LogLevel, type Logger, type SafeDestination } from '../log/logger';
 import type { MountOptions } from './options';
+import { lockUpperAndWork, type LayerLock } from './layer-lock';
 import { mountAt, MountinfoReader, OVERLAYD_FSTYPE } from './mountinfo';
 import { daemonNodeArgs } from './node-flags';
 import { validateLayout } from './validate';
@@ -46,8 +47,10 @@ export async function serve(run: RunOptions): Promise<number> {
   process.on('SIGTERM', onEarly);
   process.on('SIGINT', onEarly);
   let mountpoint: string;
+  let lock: LayerLock;
   try {
     mountpoint = validateLayout(run.options.overlay, run.mountpoint);
+    lock = lockUpperAndWork(run.options.overlay); // held until the process exits
   } catch (err) {
     log.error({ mountpoint: run.mountpoint, err: (err as Error).message }, 'mount refused');
     throw err;
@@ -61,6 +64,7 @@ export async function serve(run: RunOptions): Promise<number> {
       error: (msg, detail) => log.error(readable(detail), msg),
     });
   } catch (err) {
+    lock.release();
     log.error({ err: (err as Error).message }, 'cannot open layers');
     throw new Error(`cannot open layers: ${(err as Error).message}`);
   }
@@ -75,6 +79,7 @@ export async function serve(run: RunOptions): Promise<number> {
     // fuse_new can fail after fuse_mount succeeded: never leave that half-mount behind.
     if (mountAt(mountpoint)?.fstype === OVERLAYD_FSTYPE) await transport.unmount(true);
     overlay.close();
+    lock.release();
     log.error({ mountpoint, err: (err as Error).message }, 'mount failed');
     throw new Error(`cannot mount ${mountpoint}: ${(err as Error).message}${run.options.transport === 'kernel' ? '' : ' (libfuse says why above)'}`);
   }

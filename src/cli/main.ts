@@ -12,6 +12,7 @@ import { fusermountUnmount, fusermountUnusable } from '../fuse-kernel/fusermount
 import { LOG_LEVELS, type LogLevel } from '../log/logger';
 import { detach, reportFailure, serve } from './daemon';
 import { UsageError, parseMountOptions } from './options';
+import { lockUpperAndWork } from './layer-lock';
 import { applyPrivilegeDefaults, checkPrivileges } from './privilege';
 import { mountAt, overlaydMounts, OVERLAYD_FSTYPE } from './mountinfo';
 import { daemonAlive, listMounts, refreshRecords, type MountRecord } from './registry';
@@ -68,11 +69,13 @@ export async function mountCommand(req: MountRequest, codes = CODES): Promise<nu
     if (options.ignored.length > 0 && req.readyFd === undefined) say(`ignoring unknown options (sloppy): ${options.ignored.join(',')}`);
     if (req.fake) {
       validateLayout(options.overlay, mountpoint);
+      lockUpperAndWork(options.overlay).release();
       if (req.verbose) say(`would mount ${mountpoint} (fake)`);
       return 0;
     }
     if (!req.foreground) {
       validateLayout(options.overlay, mountpoint); // fail here, in front of the user, when we can
+      lockUpperAndWork(options.overlay).release(); // the daemon takes them for good
       const args = [path.resolve(process.argv[1]), 'mount', '--foreground', '--ready-fd', '3', '--log-level', logLevel];
       if (logFile !== undefined) args.push('--log-file', logFile);
       for (const o of req.options) args.push('-o', o);

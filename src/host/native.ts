@@ -13,6 +13,7 @@ export interface NativeConstants {
   SEEK_DATA: number; SEEK_HOLE: number; MNT_DETACH: number; MNT_FORCE: number; STAT_FIELDS: number;
   /** copySlice flags: try a reflink first; start writeback per chunk; fsync once all is copied. */
   COPY_CLONE: number; COPY_WRITEBACK: number; COPY_FSYNC: number;
+  LOCK_EX: number; LOCK_NB: number;
 }
 
 /** A directory as getdents64 gives it: names, d_type and d_ino, index for index. */
@@ -62,6 +63,9 @@ export interface NativeAddon {
   /** open_by_handle_at: `mountFd` names the filesystem; `fh` the handle's bytes (no header). */
   openByHandle(mountFd: number, type: number, fh: Buffer, flags: number): number;
   fsUuid(fd: number): Buffer | number;
+  flock(fd: number, op: number): number;
+  /** RLIMIT_NOFILE's soft limit, raised to the hard limit first when `raise` is 1. */
+  nofileLimit(raise: number): number;
   constants: NativeConstants;
 }
 
