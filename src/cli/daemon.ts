@@ -8,6 +8,7 @@ import { Overlay } from '../core/overlay';
 import { FuseNativeTransport } from '../fuse/adapter';
 import { KernelTransport } from '../fuse-kernel/transport';
 import { shown } from '../host/bytes';
+import { sys } from '../host/native';
 import { createDaemonLogger, openLogFile, type LogLevel, type Logger, type SafeDestination } from '../log/logger';
 import type { MountOptions } from './options';
 import { lockUpperAndWork, type LayerLock } from './layer-lock';
@@ -57,6 +58,9 @@ export async function serve(run: RunOptions): Promise<number> {
   }
   // A daemon holds no directory busy: every path it was given is absolute by now.
   process.chdir('/');
+  // Each file a client holds open is an fd here, and the directory cache is sized from this
+  // limit: take all we may (node does too at start, but that is node's choice, not a promise).
+  const nofile = sys.nofileLimit(1);
   let overlay: Overlay;
   try {
     overlay = new Overlay(run.options.overlay, {
@@ -93,6 +97,7 @@ export async function serve(run: RunOptions): Promise<number> {
     transport: transport instanceof KernelTransport ? `kernel (${transport.viaFusermount ? 'fusermount3' : 'mount(2)'})` : 'fuse-native',
   };
   registerMount(record);
+  log.info({ nofile, dirCacheFds: overlay.resolver.cache.maxFds }, 'fd limits');
   log.info({ mountpoint, transport: record.transport, source: record.source, lowerdirs: cfg.lowerdirs, upperdir: cfg.upperdir, workdir: cfg.workdir, fuse: transport.fuseOptions() }, 'mounted');
   if (run.readyFd !== undefined) {
     try { fs.writeSync(run.readyFd, READY); fs.closeSync(run.readyFd); } catch { /* parent gone */ }

@@ -1,6 +1,7 @@
 // Merged directories already resolved, each holding O_PATH fds of its real directory in every
 // contributing layer. Lookups below a cached directory cost one fstatat per layer and never
-// walk the host path again. Bounded: the least recently used directories are closed first.
+// walk the host path again. Bounded by the fds it holds, not by directories (one directory of
+// a 60-layer stack holds 60): the least recently used directories are closed first.
 // Coherence rests on the rule overlayfs states too: layers change only through the mount.
 import { sys, type Listing } from '../host/native';
 import type { Layer } from './layers';
@@ -83,10 +84,21 @@ function closeDoomed(): void {
   for (const fd of doomed.splice(0)) sys.close(fd);
 }
 
+/**
+ * The fds the cache may hold: a quarter of RLIMIT_NOFILE, leaving the rest to the clients'
+ * open files (one fd each in the daemon) and to the daemon itself.
+ */
+export function dirCacheFdBudget(nofile = sys.nofileLimit(0)): number {
+  return Math.max(64, Math.floor((nofile > 0 ? nofile : 1024) / 4));
+}
+
+const held = (node: DirNode): number => (node.ownsFds ? node.dirs.length : 0);
+
 export class DirCache {
   private readonly nodes = new Map<string, DirNode>();
+  private fds = 0;
 
-  constructor(private readonly root: DirNode, private readonly limit = 4096) {}
+  constructor(private readonly root: DirNode, readonly maxFds = dirCacheFdBudget()) {}
 
   get(path: string): DirNode | undefined {
     if (path === '/') return this.root;
@@ -99,37 +111,37 @@ export class DirCache {
   }
 
   set(node: DirNode): void {
-    const old = this.nodes.get(node.path);
-    if (old) { this.nodes.delete(node.path); old.release(); }
+    this.drop(node.path);
     this.nodes.set(node.path, node);
-    if (this.nodes.size > this.limit) {
-      const oldest = this.nodes.keys().next().value as string;
-      this.nodes.get(oldest)?.release();
-      this.nodes.delete(oldest);
-    }
+    this.fds += held(node);
+    // The newest stays, even alone over the budget: the caller is about to use it.
+    while (this.fds > this.maxFds && this.nodes.size > 1) this.drop(this.nodes.keys().next().value as string);
+  }
+
+  private drop(path: string): void {
+    const node = this.nodes.get(path);
+    if (!node) return;
+    node.release();
+    this.fds -= held(node);
+    this.nodes.delete(path);
   }
 
   /** Forget `path` and everything below it; call after the core changes them on disk. */
   invalidate(path: string): void {
     if (path === '/') { this.clear(); return; }
     const prefix = path + '/';
-    for (const [p, node] of this.nodes) {
-      if (p === path || p.startsWith(prefix)) {
-        node.release();
-        this.nodes.delete(p);
-      }
-    }
+    for (const p of [...this.nodes.keys()]) if (p === path || p.startsWith(prefix)) this.drop(p);
   }
 
   /** Forget only `path` itself (its layer set changed, e.g. after copy-up), keep descendants. */
   invalidateOne(path: string): void {
-    const node = this.nodes.get(path);
-    if (node) { node.release(); this.nodes.delete(path); }
+    this.drop(path);
   }
 
   clear(): void {
     for (const node of this.nodes.values()) node.release();
     this.nodes.clear();
+    this.fds = 0;
   }
 
   get size(): number {
@@ -138,8 +150,6 @@ export class DirCache {
 
   /** The layer directory fds the cached directories hold open (for counters). */
   get fdCount(): number {
-    let n = 0;
-    for (const node of this.nodes.values()) if (node.ownsFds) n += node.dirs.length;
-    return n;
+    return this.fds;
   }
 }

@@ -103,9 +103,10 @@ function openDirIn(layer: Layer, parentFd: number, name: string): number {
 export class Resolver {
   readonly cache: DirCache;
 
-  constructor(readonly stack: LayerStack, cacheLimit?: number) {
+  /** `cacheFds`: how many fds the directory cache may hold (default: dirCacheFdBudget()). */
+  constructor(readonly stack: LayerStack, cacheFds?: number) {
     const rootDirs: LayerDir[] = stack.layers.map((layer) => ({ layer, fd: layer.fd }));
-    this.cache = new DirCache(new DirNode('/', rootDirs, false, false), cacheLimit);
+    this.cache = new DirCache(new DirNode('/', rootDirs, false, false), cacheFds);
   }
 
   /** The merged directory at `path`; ENOENT or ENOTDIR as the kernel would say. */

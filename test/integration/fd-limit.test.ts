@@ -1,11 +1,13 @@
 // A daemon that runs out of fds keeps its mount: clients that hold every fd the daemon may open
 // get EMFILE for their next open, and once they let go the mount serves as before. (The mount
-// watcher once read EMFILE from mountinfo as "unmounted externally" and exited.)
+// watcher once read EMFILE from mountinfo as "unmounted externally" and exited.) And a deep
+// stack of layers does not eat the daemon's fds: its directory cache holds at most a quarter
+// of RLIMIT_NOFILE, so `find` over 40 layers of 50 directories (2000 directory fds) works under a limit of 1024.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { isMounted, layout, mountOverlayd } from '../lib/mounts';
+import { BIN, isMounted, layout, mountOverlayd, optionString, TRANSPORT } from '../lib/mounts';
 import { removeTree } from '../lib/stack';
 
 const FILES = 300;
@@ -46,4 +48,32 @@ t.test('clients exhaust the daemon\'s fds: the mount survives and serves again',
   t.equal(fs.readFileSync(path.join(l.merged, `f${FILES - 1}`), 'utf8'), `file ${FILES - 1}\n`, 'and serves once the clients let go');
   fs.writeFileSync(path.join(l.merged, 'new'), 'written');
   t.equal(fs.readFileSync(path.join(l.upper as string, 'new'), 'utf8'), 'written', 'writes reach the upper layer');
+});
+
+t.test('40 layers x 50 directories under RLIMIT_NOFILE 1024: find sees everything', async (t) => {
+  const LAYERS = 40;
+  const DIRS = 50;
+  const l = layout(LAYERS);
+  t.teardown(() => removeTree(path.dirname(l.merged)));
+  l.lowers.forEach((dir, i) => {
+    for (let d = 0; d < DIRS; d++) {
+      fs.mkdirSync(path.join(dir, `d${d}`));
+      fs.writeFileSync(path.join(dir, `d${d}`, `f${i}`), '');
+    }
+  });
+  const extra = TRANSPORT ? [`transport=${TRANSPORT}`] : [];
+  const m = spawnSync('prlimit', ['--nofile=1024:1024', process.execPath, BIN, 'mount', '-o', optionString(l, extra), l.merged], { encoding: 'utf8' });
+  t.teardown(async () => {
+    if (isMounted(l.merged)) spawnSync(process.execPath, [BIN, 'umount', l.merged]);
+    if (isMounted(l.merged)) spawnSync('umount', ['-l', l.merged]);
+  });
+  t.equal(m.status, 0, `mounted under a limit of 1024 fds (${m.stderr.trim()})`);
+  const f = spawnSync('find', [l.merged, '-type', 'f'], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  t.equal(f.stderr, '', 'find says nothing');
+  t.equal(f.status, 0, 'find exits 0');
+  t.equal(f.stdout.split('\n').filter((x) => x !== '').length, LAYERS * DIRS, 'every file of every layer');
+  const st = JSON.parse(spawnSync(process.execPath, [BIN, 'status', '--json', l.merged], { encoding: 'utf8' }).stdout || '[]') as { counters?: { fds?: number; dirCacheFds?: number } }[];
+  const c = st[0]?.counters;
+  t.ok((c?.dirCacheFds ?? Infinity) <= 256, `the directory cache holds ${c?.dirCacheFds} fds (at most a quarter of 1024)`);
+  t.ok((c?.fds ?? Infinity) < 512, `the daemon holds ${c?.fds} fds in all`);
 });

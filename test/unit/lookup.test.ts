@@ -9,6 +9,7 @@ import { C, sys } from '../../src/host/native';
 import { S_IFCHR } from '../../src/host/stat';
 import { coreStack } from '../lib/stack';
 import { Resolver } from '../../src/core/lookup';
+import { dirCacheFdBudget } from '../../src/core/dircache';
 import { listMerged } from '../../src/core/readdir';
 import type { Tree } from '../lib/tree';
 import type { Overlay } from '../../src/core/overlay';
@@ -292,7 +293,7 @@ t.test('a directory cache smaller than the tree resolves the same, without leaki
     return out;
   };
   const s = coreStack([tree('l0'), tree('l1')], { upper: tree('up') }, t);
-  const small = new Resolver(s.ov.stack, 3);
+  const small = new Resolver(s.ov.stack, 9);
   const fds = (): number => fs.readdirSync('/proc/self/fd').length;
   const walk = (r: Resolver, dir: string): string[] => {
     const out: string[] = [];
@@ -310,9 +311,46 @@ t.test('a directory cache smaller than the tree resolves the same, without leaki
   const got = walk(small, '/');
   t.same(got, expected, 'the same entries from every layer');
   await new Promise((r) => setImmediate(r));
-  t.ok(small.cache.size <= 3);
+  t.ok(small.cache.fdCount <= 9, `the cache holds at most 9 fds (${small.cache.fdCount})`);
+  t.ok(small.cache.size >= 3, 'three directories of three layers fit');
   small.cache.clear();
   s.ov.resolver.cache.clear();
   await new Promise((r) => setImmediate(r));
   t.ok(fds() <= before, `fds of evicted directories are closed (${fds()} <= ${before})`);
+});
+
+t.test('many layers: the directory cache holds at most its fd budget, and lookups stay right', async (t) => {
+  // 30 layers x 20 directories: unbounded, walking it would hold 600 fds.
+  const layers: Tree[] = Array.from({ length: 30 }, (_, i) => {
+    const out: Tree = {};
+    for (let d = 0; d < 20; d++) out[`d${d}`] = { dir: { [`f${i}`]: `${i}/${d}` } };
+    return out;
+  });
+  const s = coreStack(layers, { upper: false }, t);
+  const budget = 100;
+  const r = new Resolver(s.ov.stack, budget);
+  const fds = (): number => fs.readdirSync('/proc/self/fd').length;
+  const before = fds();
+  let most = 0;
+  for (let pass = 0; pass < 2; pass++) {
+    for (let d = 0; d < 20; d++) {
+      const node = r.dir(`/d${d}`);
+      t.equal(node.dirs.length, 30, `/d${d}: every layer`);
+      most = Math.max(most, r.cache.fdCount, fds() - before);
+      t.equal(r.get(`/d${d}/f7`).entries[0].layer.root, s.lowers[7], `/d${d}/f7 found in its layer`);
+      // Between two operations, as in the daemon: evicted fds are closed by then.
+      await new Promise((res) => setImmediate(res));
+    }
+  }
+  t.ok(most <= budget + 30, `never more than the budget and one directory's layers open (${most})`);
+  t.ok(r.cache.fdCount <= budget, `cached: ${r.cache.fdCount} fds for ${r.cache.size} directories`);
+  r.cache.clear();
+  await new Promise((res) => setImmediate(res));
+  t.ok(fds() <= before, 'all closed after clear');
+});
+
+t.test('the default fd budget is a quarter of RLIMIT_NOFILE', async (t) => {
+  t.equal(dirCacheFdBudget(20000), 5000);
+  t.equal(dirCacheFdBudget(100), 64, 'never below 64');
+  t.equal(new Resolver(coreStack([{}, {}], { upper: false }, t).ov.stack).cache.maxFds, dirCacheFdBudget(), 'from the live limit by default');
 });
