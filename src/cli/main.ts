@@ -15,7 +15,7 @@ import { UsageError, parseMountOptions } from './options';
 import { lockUpperAndWork } from './layer-lock';
 import { applyPrivilegeDefaults, checkPrivileges } from './privilege';
 import { mountAt, overlaydMounts, OVERLAYD_FSTYPE } from './mountinfo';
-import { daemonAlive, listMounts, refreshRecords, type MountRecord } from './registry';
+import { daemonAlive, findDaemonRecord, listMounts, refreshRecords, type MountRecord } from './registry';
 import { resolveMountpoint, validateLayout } from './validate';
 
 /** Exit codes: overlayd's own commands, and mount(8)'s for the helper form. */
@@ -196,6 +196,25 @@ function waitForExit(pid: number, ms: number): boolean {
 }
 
 /**
+ * Whether a FUSE mount's connection is gone (its daemon died, or it was aborted): the kernel
+ * then answers ENOTCONN (ECONNABORTED) to everything. A daemon that does not answer within
+ * `ms` is alive, if hung; any other answer, an error included, comes from a live connection.
+ */
+async function connectionGone(mountpoint: string, ms = 2000): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
+  const probe = fs.promises.statfs(mountpoint).then(
+    () => false,
+    (err: NodeJS.ErrnoException) => err.code === 'ENOTCONN' || err.code === 'ECONNABORTED',
+  );
+  try {
+    return await Promise.race([probe, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
  * Unmounts an overlayd mount. A mount whose daemon is gone (killed, crashed) is cleared too,
  * even when busy: with no daemon there is nothing to wait for, so it is detached.
  */
@@ -207,7 +226,7 @@ export async function umountCommand(target: string, flags: { lazy?: boolean; for
     die(`${mp} is not mounted`);
   }
   if (m.fstype !== OVERLAYD_FSTYPE) die(`${mp} is not an overlayd mount (it is ${m.fstype}); use umount(8)`);
-  const rec = listMounts({ sameNamespace: true }).filter((r) => r.mountpoint === mp).pop();
+  const rec = listMounts({ sameNamespace: true }).filter((r) => r.mountpoint === mp).pop() ?? findDaemonRecord(mp);
   const { MNT_DETACH, MNT_FORCE } = sys.constants;
   // umount2, or for a user's mount (mounted through fusermount3), `fusermount3 -u [-z]`, as
   // libfuse unmounts: a child process, waited for asynchronously.
@@ -232,7 +251,8 @@ export async function umountCommand(target: string, flags: { lazy?: boolean; for
   } else {
     r = await unmount(flags.lazy ? MNT_DETACH : 0);
     if (flags.lazy) how = 'detached';
-    if (r === -E.EBUSY && rec === undefined) {
+    // Whether its daemon is gone is the mount's to say: the record may live in another run dir.
+    if (r === -E.EBUSY && await connectionGone(mp)) {
       r = await unmount(MNT_DETACH);
       how = 'detached: its daemon is gone and a process still uses it (that process sees errors until it leaves)';
       if (r === 0) say(`${mp}: ${how}`);
@@ -266,15 +286,30 @@ export interface StatusEntry {
   counters?: MountRecord['counters'];
 }
 
-export function statusEntries(target?: string): StatusEntry[] {
+/**
+ * The mounts in mountinfo, each with its daemon's record when there is one. Dead or serving is
+ * the mount's own answer, not the record's: a daemon may keep its record elsewhere (another
+ * OVERLAYD_RUN_DIR), and a daemon alive behind an aborted connection serves nothing.
+ */
+export async function statusEntries(target?: string): Promise<StatusEntry[]> {
   const mounts = overlaydMounts();
-  const recs = refreshRecords(listMounts({ sameNamespace: true }));
   const want = target === undefined ? undefined : resolveMountpoint(target);
-  const out: StatusEntry[] = [];
+  const listed = listMounts({ sameNamespace: true });
   for (const m of mounts) {
-    if (want !== undefined && m.mountpoint !== want) continue;
+    if ((want === undefined || m.mountpoint === want) && !listed.some((r) => r.mountpoint === m.mountpoint)) {
+      const rec = findDaemonRecord(m.mountpoint);
+      if (rec) listed.push(rec);
+    }
+  }
+  const recs = refreshRecords(listed);
+  const shown = mounts.filter((m) => want === undefined || m.mountpoint === want);
+  // Asked all at once: a hung daemon costs its probe's timeout once, not once per mount.
+  const gone = await Promise.all(shown.map((m) => connectionGone(m.mountpoint)));
+  const out: StatusEntry[] = [];
+  for (const [i, m] of shown.entries()) {
     const rec = recs.filter((r) => r.mountpoint === m.mountpoint).pop();
-    if (!rec) { out.push({ mountpoint: m.mountpoint, source: m.source, state: 'dead' }); continue; }
+    if (gone[i]) { out.push({ mountpoint: m.mountpoint, source: m.source, state: 'dead', pid: rec?.pid }); continue; }
+    if (!rec) { out.push({ mountpoint: m.mountpoint, source: m.source, state: 'serving' }); continue; }
     out.push({
       mountpoint: m.mountpoint, source: m.source, state: 'serving', pid: rec.pid,
       uptimeSeconds: Math.max(0, Math.round((Date.now() - rec.started) / 1000)),
@@ -294,7 +329,12 @@ export function formatStatus(entries: StatusEntry[]): string {
   const lines: string[] = [];
   for (const e of entries) {
     if (e.state === 'dead') {
-      lines.push(`${e.mountpoint}: dead (no daemon serves it; clear it with: overlayd umount ${e.mountpoint})`, `  source   ${e.source}`);
+      const who = e.pid === undefined ? 'no daemon serves it' : `its connection is aborted; daemon pid ${e.pid} serves nothing`;
+      lines.push(`${e.mountpoint}: dead (${who}; clear it with: overlayd umount ${e.mountpoint})`, `  source   ${e.source}`);
+      continue;
+    }
+    if (e.pid === undefined) {
+      lines.push(`${e.mountpoint}: serving (its daemon keeps no record that this user can read)`, `  source   ${e.source}`);
       continue;
     }
     lines.push(`${e.mountpoint}: serving, pid ${e.pid}, up ${duration(e.uptimeSeconds ?? 0)}`, `  source   ${e.source}`);
@@ -313,8 +353,8 @@ export function formatStatus(entries: StatusEntry[]): string {
 }
 
 /** 0: listed (and, for one MERGED, serving); 1: not an overlayd mount; 3: dead (daemon gone). */
-export function statusCommand(target: string | undefined, flags: { json?: boolean }): number {
-  const entries = statusEntries(target);
+export async function statusCommand(target: string | undefined, flags: { json?: boolean }): Promise<number> {
+  const entries = await statusEntries(target);
   if (target !== undefined && entries.length === 0) die(`${resolveMountpoint(target)} is not an overlayd mount`);
   if (flags.json) process.stdout.write(JSON.stringify(entries, null, 2) + '\n');
   else if (entries.length === 0) process.stdout.write('no overlayd mounts\n');
@@ -371,7 +411,7 @@ export async function run(argv: string[]): Promise<number> {
     .description('list overlayd mounts: layers, pid, uptime, counters (exit 3 if MERGED is a dead mount)')
     .argument('[merged]')
     .option('--json', 'print JSON')
-    .action((merged: string | undefined, flags: { json?: boolean }) => { code = statusCommand(merged, flags); });
+    .action(async (merged: string | undefined, flags: { json?: boolean }) => { code = await statusCommand(merged, flags); });
   try {
     await program.parseAsync(argv);
   } catch (err) {

@@ -180,6 +180,36 @@ export function listMounts(opts: { sameNamespace?: boolean } = {}): MountRecord[
   return out.sort((a, b) => a.started - b.started);
 }
 
+/**
+ * The record of the live daemon serving `mountpoint` in this mount namespace, wherever it keeps
+ * it: a daemon started with another OVERLAYD_RUN_DIR is found through its environment. Only a
+ * record its own daemon's user (or root) wrote counts.
+ */
+export function findDaemonRecord(mountpoint: string): MountRecord | undefined {
+  const ns = ownMountNamespace();
+  let pids: string[] = [];
+  try { pids = fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n)); } catch { return undefined; }
+  for (const n of pids) {
+    const pid = Number(n);
+    if (pid === process.pid || ownMountNamespace(pid) !== ns || !daemonAlive(pid)) continue;
+    let env: string[];
+    try { env = fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0'); } catch { continue; }
+    const dir = env.find((e) => e.startsWith('OVERLAYD_RUN_DIR='))?.slice('OVERLAYD_RUN_DIR='.length);
+    if (!dir) continue;
+    const file = path.join(dir, `${pid}.json`);
+    try {
+      const owner = fs.statSync(file).uid;
+      if (owner !== 0 && owner !== uidOf(pid)) continue;
+      const rec = JSON.parse(fs.readFileSync(file, 'utf8')) as MountRecord;
+      if (rec.pid === pid && rec.mountpoint === mountpoint && rec.mntns === ns) {
+        recordDirs.set(pid, dir);
+        return rec;
+      }
+    } catch { /* no record there */ }
+  }
+  return undefined;
+}
+
 /** Asks each daemon for fresh counters (SIGUSR1) and waits briefly for them to be written. */
 export function refreshRecords(recs: MountRecord[], waitMs = 1000): MountRecord[] {
   const pending = new Map<number, number>();

@@ -194,6 +194,36 @@ t.test('a killed daemon leaves a dead mount that overlayd umount clears', async 
   t.equal(cli(['umount', l.merged]).status, 0);
 });
 
+t.test('status asks the mount, not the record: a daemon with another OVERLAYD_RUN_DIR serves', async (t) => {
+  const l = withFiles(layout(2));
+  const runDir = tmpdir('overlayd-run-');
+  t.teardown(() => fs.rmSync(runDir, { recursive: true, force: true }));
+  const r = spawnSync(process.execPath, [BIN, 'mount', '-o', optionString(l), l.merged], { encoding: 'utf8', env: { ...process.env, OVERLAYD_RUN_DIR: runDir } });
+  t.equal(r.status, 0, `mounted with OVERLAYD_RUN_DIR=${runDir} (${r.stderr.trim()})`);
+  const pid = Number((fs.readdirSync(runDir).find((n) => /^\d+\.json$/.test(n)) ?? '0.json').slice(0, -5));
+  cleanup(t, l.merged, () => [pid]);
+  const [s] = status(l.merged);
+  t.equal(s?.state, 'serving', 'serving, from another run dir');
+  t.equal(s?.pid, pid, 'its daemon found');
+  t.same(s?.lowerdirs, l.lowers, 'with its record');
+  const text = cli(['status', l.merged]);
+  t.equal(text.status, 0, 'status MERGED exits 0');
+  t.match(text.stdout, new RegExp(`^${l.merged}: serving, pid ${pid}`));
+  const holder = await hold(t, l.merged);
+  const busy = cli(['umount', l.merged]);
+  t.equal(busy.status, 1, 'umount while busy: exit 1');
+  t.match(busy.stderr, /is busy/, 'says busy (not "its daemon is gone")');
+  t.ok(isMounted(l.merged) && alive(pid), 'still mounted and served');
+  holder.kill('SIGKILL');
+  await new Promise((r) => holder.once('exit', r));
+  process.kill(pid, 'SIGKILL');
+  await until(t, 'the daemon is gone', () => !alive(pid));
+  const dead = cli(['status', l.merged]);
+  t.equal(dead.status, 3, 'killed: dead, exit 3');
+  t.match(dead.stdout, /: dead \(no daemon serves it/);
+  t.equal(cli(['umount', l.merged]).status, 0, 'cleared');
+});
+
 t.test('a killed daemon whose mount is still in use: overlayd umount detaches it', async (t) => {
   const l = withFiles(layout(2));
   const pid = mountDetached(t, l);
