@@ -67,6 +67,9 @@ export const TRANSPORT: TransportName | undefined = ((): TransportName | undefin
   return t;
 })();
 
+/** Whether overlayd mounts through fuse-native here (TRANSPORT, else root's default, kernel): its limits are todo. */
+export const ON_FUSE_NATIVE = (TRANSPORT ?? 'kernel') === 'fuse-native';
+
 /**
  * Starts `overlayd mount -f` as a child process and resolves once the mount serves. `transport`
  * (default TRANSPORT) is added as -o transport= unless `extra` already names one.
