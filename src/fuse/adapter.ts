@@ -10,6 +10,7 @@ import { CopyUpPending } from '../core/copyup';
 import { E, errnoOf, fail } from '../core/errors';
 import type { Detached } from '../core/remove';
 import type { Attr, Overlay } from '../core/overlay';
+import { hasCapSysAdmin, inInitUserNs } from '../fuse-kernel/caller';
 import type { Logger } from '../log/logger';
 
 export interface FuseMountOptions {
@@ -253,6 +254,10 @@ export class FuseNativeTransport {
     const debug = this.log.isLevelEnabled('debug');
     const log = this.log;
     const self = this;
+    // The kernel lists trusted.* xattrs only to a caller with CAP_SYS_ADMIN. fuse-native does not
+    // say who calls (libfuse's fuse_get_context lives on its own threads), so they are listed
+    // only when everyone the mount admits has it: no allow_other, and a daemon that holds it.
+    const listTrusted = !this.opts.allowOther && hasCapSysAdmin() && inInitUserNs();
 
     // Every handler answers exactly once with a number (fuse-native dies on anything else).
     const wrap = <A extends unknown[]>(name: string, fn: (...args: A) => unknown, reply: (cb: Reply, v: unknown) => void) =>
@@ -342,7 +347,7 @@ export class FuseNativeTransport {
       truncate: wrap('truncate', (p: string, size: number) => ov.truncate(p, size), ok),
       ftruncate: wrap('ftruncate', (_p: string, fh: number, size: number) => ov.ftruncate(fh, size), ok),
       getxattr: wrap('getxattr', (p: string, name: string) => ov.getxattr(p, name), value),
-      listxattr: wrap('listxattr', (p: string) => textEntries(ov.listxattr(p), (n) => n, (_n, text) => text, omitted('file', p)), value),
+      listxattr: wrap('listxattr', (p: string) => textEntries(ov.listxattr(p, listTrusted), (n) => n, (_n, text) => text, omitted('file', p)), value),
       setxattr: wrap('setxattr', (p: string, name: string, value: Buffer, _pos: number, flags: number) => ov.setxattr(p, name, Buffer.from(value), flags), ok),
       removexattr: wrap('removexattr', (p: string, name: string) => ov.removexattr(p, name), ok),
       mkdir: wrap('mkdir', (p: string, mode: number) => ov.mkdir(p, mode, DAEMON_CALLER), ok),

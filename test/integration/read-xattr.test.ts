@@ -2,8 +2,9 @@
 // os.listxattr/os.getxattr start with a small buffer and grow it on ERANGE (getfattr asks for
 // the size first). The mount's own overlay.* xattrs stay hidden; opaque markers work in
 // trusted.overlay. and, with userxattr, user.overlay.; a layer root's opaque xattr means
-// nothing, as on the kernel.
+// nothing, as on the kernel. trusted.* xattrs are listed to root only.
 import t from 'tap';
+import fs from 'node:fs';
 import path from 'node:path';
 import { cloneLayout, layout, mountKernel, mountOverlayd } from '../lib/mounts';
 import { build } from '../lib/tree';
@@ -39,6 +40,7 @@ t.test('long xattr lists and values read whole, as on the kernel, and the daemon
   lsetxattr(path.join(l.lowers[1], 'low'), 'user.low', Buffer.from('low'));
   const k = cloneLayout(l);
   t.teardown(() => removeTree(path.dirname(k.merged)));
+  // On fuse-native, mountOverlayd makes the mount root's alone: root sees trusted.* there.
   const ours = await mountOverlayd(l);
   t.teardown(() => ours.unmount());
   const kern = mountKernel(k);
@@ -95,4 +97,25 @@ t.test("opaque markers in the mount's namespace; its overlay xattrs never show",
       await kern.unmount();
     }
   }
+});
+
+t.test('trusted.* xattrs are not listed to an unprivileged user, as on the kernel', async (t) => {
+  const l = layout(1);
+  const base = path.dirname(l.merged);
+  t.teardown(() => removeTree(base));
+  fs.chmodSync(base, 0o755);
+  build(l.lowers[0], { f: { file: 'f', xattrs: { 'trusted.secret': 's', 'user.open': 'o' } } });
+  const k = cloneLayout(l);
+  t.teardown(() => removeTree(path.dirname(k.merged)));
+  fs.chmodSync(path.dirname(k.merged), 0o755);
+  const ours = await mountOverlayd(l, ['allow_other']);
+  t.teardown(() => ours.unmount());
+  const kern = mountKernel(k);
+  t.teardown(() => kern.unmount());
+  const list = (cwd: string) => run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '/usr/bin/python3', '-c', 'import os; print(sorted(os.listxattr("f")))'], { cwd });
+  const [lo, lk] = await Promise.all([list(ours.merged), list(kern.merged)]);
+  t.equal(lk.stdout, "['user.open']\n", `the kernel lists user.* only to nobody ${lk.stderr}`);
+  t.equal(lo.stdout, lk.stdout, 'overlayd lists the same');
+  const root = await python('import os; print(sorted(os.listxattr("f")))', [], kern.merged);
+  t.equal(root, "['trusted.secret', 'user.open']\n", 'root sees both on the kernel');
 });

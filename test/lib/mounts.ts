@@ -76,6 +76,10 @@ export const ON_FUSE_NATIVE = (TRANSPORT ?? 'kernel') === 'fuse-native';
  */
 export async function mountOverlayd(l: Layout, extra: string[] = [], env: NodeJS.ProcessEnv = {}, transport: TransportName | undefined = TRANSPORT): Promise<Mounted> {
   if (transport !== undefined && !extra.some((o) => o.startsWith('transport='))) extra = [...extra, `transport=${transport}`];
+  // fuse-native cannot tell who lists xattrs, so it shows trusted.* only on a mount no one but
+  // root may use (README, fuse-native); tests that let other users in say allow_other.
+  const named = extra.find((o) => o.startsWith('transport='));
+  if ((named ? named === 'transport=fuse-native' : ON_FUSE_NATIVE) && !extra.some((o) => /^(no)?allow_other$/.test(o))) extra = [...extra, 'noallow_other'];
   const daemon = spawn(process.execPath, [BIN, 'mount', '-f', '-o', optionString(l, extra), l.merged], {
     stdio: ['ignore', 'inherit', 'pipe'],
     env: { ...process.env, ...env },
