@@ -363,9 +363,12 @@ export async function statusCommand(target: string | undefined, flags: { json?: 
 }
 
 const SUBCOMMANDS = new Set(['mount', 'umount', 'unmount', 'status', 'help']);
+const MOUNT_HELPER_FLAG = '--mount-helper';
 
 export async function run(argv: string[]): Promise<number> {
   const first = argv[2];
+  // scripts/mount.fuse.overlayd says which form it wants: mount(8)'s, whatever the arguments.
+  if (first === MOUNT_HELPER_FLAG) return helperMain(argv.slice(3));
   if (first !== undefined && !SUBCOMMANDS.has(first) && !first.startsWith('-')) return helperMain(argv.slice(2));
   if (first !== undefined && first.startsWith('-o')) return helperMain(argv.slice(2), true);
   let code = 0;

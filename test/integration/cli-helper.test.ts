@@ -109,6 +109,14 @@ t.test('install-helper.sh installs into /sbin, idempotently, and uninstalls only
   install(t);
   const v = sh('/sbin/overlayd', ['--version']);
   t.match(v.stdout, /^\d+\.\d+\.\d+\n$/, '/sbin/overlayd runs overlayd');
+  // mount(8)'s exit codes (the README): 1 for a bad command line, however bad, 32 for a failed mount.
+  for (const helper of ['/sbin/mount.fuse.overlayd', path.join(ROOT, 'scripts', 'mount.fuse.overlayd')]) {
+    const none = sh(helper, []);
+    t.equal(none.status, 1, `${helper} without arguments: exit 1`);
+    t.match(none.stderr, /^overlayd: usage: /, 'and a usage line');
+    t.equal(sh(helper, ['/nowhere']).status, 1, `${helper} MOUNTPOINT alone: exit 1`);
+    t.equal(sh(helper, ['overlayd', '/nowhere', '-o', 'lowerdir=/nonexistent-overlayd-layer']).status, 32, `${helper}: a mount that fails: exit 32`);
+  }
   const other = tmpdir('overlayd-prefix-');
   t.teardown(() => fs.rmSync(other, { recursive: true, force: true }));
   fs.writeFileSync(path.join(other, 'overlayd'), '#!/bin/sh\necho someone else\n');
