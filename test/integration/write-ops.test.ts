@@ -90,6 +90,7 @@ print(sorted(os.listxattr('data/x')))
 `);
   const c = await compareRun(layers, [`python3 ${py}`], { mtime: true });
   sameAsKernel(t, c);
+  t.match(c.ours.upper['data/x']?.xattrs?.['trusted.overlay.origin'], /flags 0 type \d+ uuid [0-9a-f]{32} -> l0\/data\/x$/, 'the copy-up origin names its lower file (compared with the kernel\'s above)');
 });
 
 t.test('hard links: link to a lower file copies it up; nlink on the new name', async (t) => {

@@ -20,10 +20,46 @@ function kernelOpts(extra: string[]): string[] {
 }
 
 /**
- * Bookkeeping xattrs the kernel writes for features overlayd leaves out (origin file handles
- * for inode numbers, impure dirs, the layer uuid). The kernel does not need them to read a layer.
+ * Bookkeeping xattrs the kernel writes for features overlayd leaves out (impure dirs, for
+ * index=on's readdir; the layer uuid; nlink, for index=on's hard links). The kernel does not
+ * need them to read a layer. The origin xattr overlayd writes: it is compared (see originOf).
  */
-const KERNEL_BOOKKEEPING = /^(trusted|user)\.overlay\.(origin|impure|uuid|nlink)$/;
+const KERNEL_BOOKKEEPING = /^(trusted|user)\.overlay\.(impure|uuid|nlink)$/;
+const ORIGIN = /^(trusted|user)\.overlay\.origin$/;
+
+interface LowerObject { path: string; nlink: bigint }
+
+/**
+ * An origin xattr (struct ovl_fb: version, magic 0xfb, length, flags, handle type, the lower
+ * filesystem's uuid, then the fid) as what it names: the two sides' layers are copies, so the
+ * handles differ in their inode numbers; the header and the lower object named must not.
+ * Undefined for the copy of a lower hard link: the kernel (index=off) writes no origin there,
+ * overlayd does, to follow open readers across the copy-up (README, Semantics).
+ */
+function originOf(hex: string, lowerInos: Map<bigint, LowerObject>): string | undefined {
+  const fb = Buffer.from(hex.replace(/^0x/, ''), 'hex');
+  if (fb.length < 25 || fb[1] !== 0xfb) return `not an origin: ${hex}`;
+  const head = `v${fb[0]} len ${fb[2]}/${fb.length} flags ${fb[3]} type ${fb[4]} uuid ${fb.subarray(5, 21).toString('hex')}`;
+  const ino = fb[4] === 1 || fb[4] === 2 ? BigInt(fb.readUInt32LE(21)) : fb.length >= 29 ? fb.readBigUInt64LE(21) : -1n;
+  const lower = lowerInos.get(ino);
+  if (lower && lower.nlink > 1n && !lower.path.endsWith('/')) return undefined;
+  return `${head} -> ${lower?.path ?? `ino ${ino}, in no lower layer`}`;
+}
+
+/** Every object of the lower layers by inode number: "l<i>/<path>" ("/" ends a directory's). */
+function lowerInodes(lowers: string[]): Map<bigint, LowerObject> {
+  const out = new Map<bigint, LowerObject>();
+  lowers.forEach((root, i) => {
+    const walk = (rel: string): void => {
+      const p = rel ? path.join(root, rel) : root;
+      const st = fs.lstatSync(p, { bigint: true });
+      out.set(st.ino, { path: `l${i}/${rel}${st.isDirectory() ? '/' : ''}`, nlink: st.nlink });
+      if (st.isDirectory()) for (const n of fs.readdirSync(p)) walk(rel ? path.join(rel, n) : n);
+    };
+    walk('');
+  });
+  return out;
+}
 
 export interface StepResult { status: number | null; out: string; err: string }
 
@@ -67,16 +103,22 @@ function runSteps(cwd: string, steps: string[], env: NodeJS.ProcessEnv): StepRes
   });
 }
 
-function normalize(snap: Record<string, Seen>, opts: CompareOptions): Record<string, Seen> {
+function normalize(snap: Record<string, Seen>, opts: CompareOptions, lowerInos?: Map<bigint, LowerObject>): Record<string, Seen> {
   for (const [p, s] of Object.entries(snap)) {
-    if (s.xattrs) for (const k of Object.keys(s.xattrs)) if (KERNEL_BOOKKEEPING.test(k)) delete s.xattrs[k];
+    for (const k of Object.keys(s.xattrs ?? {})) {
+      const x = s.xattrs as Record<string, string>;
+      const origin = ORIGIN.test(k) && lowerInos ? originOf(x[k], lowerInos) : x[k];
+      if (KERNEL_BOOKKEEPING.test(k) || origin === undefined) delete x[k];
+      else x[k] = origin;
+    }
     if (opts.ignoreContent?.some((i) => p === i || p.startsWith(i + '/'))) { delete s.content; delete s.size; delete s.mtimeMs; }
   }
   return snap;
 }
 
-function see(root: string, opts: CompareOptions): Record<string, Seen> {
-  return normalize(snapshot(root, { xattrs: opts.xattrs ?? true, mtime: opts.mtime ?? false }), opts);
+/** A snapshot of `root`; for an upper layer, with `lowers` to read its origin xattrs against. */
+function see(root: string, opts: CompareOptions, lowers?: string[]): Record<string, Seen> {
+  return normalize(snapshot(root, { xattrs: opts.xattrs ?? true, mtime: opts.mtime ?? false }), opts, lowers && lowerInodes(lowers));
 }
 
 async function side(l: Layout, m: Mounted, steps: string[], opts: CompareOptions): Promise<Side> {
@@ -89,7 +131,7 @@ async function side(l: Layout, m: Mounted, steps: string[], opts: CompareOptions
     await m.unmount();
   }
   const work = fs.readdirSync(path.join(l.work as string, 'work'));
-  return { steps: ran, merged, upper: see(l.upper as string, opts), work };
+  return { steps: ran, merged, upper: see(l.upper as string, opts, l.lowers), work };
 }
 
 /**
