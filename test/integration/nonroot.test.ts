@@ -10,11 +10,11 @@
 import t, { type Test } from 'tap';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { BIN, TRANSPORT, isMounted } from '../lib/mounts';
 import { run, type Ran } from '../lib/proc';
 import { removeTree } from '../lib/stack';
+import { tmpdir } from '../lib/tree';
 
 const USER = 'nobody';
 const id = (flag: string): number => Number(spawnSync('id', [flag, USER], { encoding: 'utf8' }).stdout.trim());
@@ -36,7 +36,7 @@ function bindOver(tt: Test, file: string, target: string): void {
   tt.teardown(() => { spawnSync('umount', ['-l', target]); });
 }
 
-const base = fs.mkdtempSync(path.join(os.tmpdir(), 'overlayd-nonroot-'));
+const base = tmpdir('overlayd-nonroot-');
 t.teardown(() => removeTree(base));
 fs.chmodSync(base, 0o755);
 /** The user's XDG_RUNTIME_DIR: where its daemons keep their records (see src/cli/registry.ts). */

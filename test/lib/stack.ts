@@ -1,12 +1,13 @@
 // Driving the core directly on real temporary layer dirs (unit tests): build the layers,
 // open `new Overlay(cfg)`, and remove everything again when the test ends.
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { OverlayConfig } from '../../src/core/config';
 import { Overlay } from '../../src/core/overlay';
 import type { UuidMode } from '../../src/core/origin';
-import { build, tmpdir, type Tree } from './tree';
+import { build, removeTree, tmpdir, type Tree } from './tree';
+
+export { removeTree };
 
 export interface CoreStack {
   ov: Overlay;
@@ -34,7 +35,7 @@ export interface StackOptions {
  * Pass `t` (anything with teardown) to close the overlay and delete the dirs afterwards.
  */
 export function coreStack(lowers: Tree[], opts: StackOptions = {}, t?: { teardown(fn: () => void): void }): CoreStack {
-  const base = opts.memory && fs.existsSync('/dev/shm') ? fs.mkdtempSync('/dev/shm/overlayd-unit-') : tmpdir('overlayd-unit-');
+  const base = opts.memory && fs.existsSync('/dev/shm') ? tmpdir('overlayd-unit-', '/dev/shm') : tmpdir('overlayd-unit-');
   const lowerdirs = lowers.map((tree, i) => {
     const d = path.join(base, `l${i}`);
     build(d, tree);
@@ -52,10 +53,3 @@ export function coreStack(lowers: Tree[], opts: StackOptions = {}, t?: { teardow
   return { ov, base, lowers: lowerdirs, upper: cfg.upperdir, work: cfg.workdir, cfg };
 }
 
-/**
- * rm -rf that never crosses into another filesystem (a mount left under it) and copes with
- * trees deeper than PATH_MAX, which fs.rmSync does not.
- */
-export function removeTree(p: string): void {
-  spawnSync('rm', ['-rf', '--one-file-system', '--', p]);
-}

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 
 export type Node =
   | string // a regular file with this content
@@ -15,8 +15,28 @@ export type Node =
 
 export interface Tree { [name: string]: Node }
 
-export function tmpdir(prefix = 'overlayd-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+/** Every directory tmpdir made in this process: what a test leaves, failing or not, goes at exit. */
+const made = new Set<string>();
+
+/** A fresh directory under `parent` (default the system's temp dir), removed at exit at the latest. */
+export function tmpdir(prefix = 'overlayd-test-', parent = os.tmpdir()): string {
+  const dir = fs.mkdtempSync(path.join(parent, prefix));
+  if (made.size === 0) process.on('exit', removeMade);
+  made.add(dir);
+  return dir;
+}
+
+function removeMade(): void {
+  for (const dir of made) if (fs.existsSync(dir)) removeTree(dir);
+  made.clear();
+}
+
+/**
+ * rm -rf that never crosses into another filesystem (a mount left under it) and copes with
+ * trees deeper than PATH_MAX, which fs.rmSync does not.
+ */
+export function removeTree(p: string): void {
+  spawnSync('rm', ['-rf', '--one-file-system', '--', p], { timeout: 60000 });
 }
 
 export function setXattr(p: string, name: string, value: string): void {

@@ -2,11 +2,11 @@
 // fusermount3 path: fuse.conf's user_allow_other, fusermount3's option escaping.
 import t from 'tap';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { parseMountOptions, UsageError } from '../../src/cli/options';
 import { applyPrivilegeDefaults, checkPrivileges } from '../../src/cli/privilege';
 import { escapeOption, userAllowOther } from '../../src/fuse-kernel/fusermount';
+import { tmpdir } from '../lib/tree';
 
 const RW = 'lowerdir=/l1:/l2,upperdir=/u,workdir=/w';
 const parse = (o: string) => parseMountOptions([o], { cwd: '/cwd' });
@@ -74,7 +74,7 @@ t.test('allow_other and allow_root need user_allow_other for a user', async (t) 
 });
 
 t.test('fuse.conf: user_allow_other on a line of its own, comments and blanks ignored', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'overlayd-fuseconf-'));
+  const dir = tmpdir('overlayd-fuseconf-');
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const conf = (text: string): boolean => { const p = path.join(dir, 'fuse.conf'); fs.writeFileSync(p, text); return userAllowOther(p); };
   t.equal(conf('user_allow_other\n'), true);

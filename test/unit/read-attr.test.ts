@@ -99,7 +99,7 @@ const shm = '/dev/shm';
 const noShm = !fs.existsSync(shm) || fs.statSync(shm).dev === fs.statSync(os.tmpdir()).dev ? 'no second filesystem at /dev/shm' : false;
 
 t.test('st_ino across filesystems: distinct and stable with a layer on tmpfs', { skip: noShm }, async (t) => {
-  const onTmpfs = fs.mkdtempSync(path.join(shm, 'overlayd-unit-'));
+  const onTmpfs = tmpdir('overlayd-unit-', shm);
   const onDisk = tmpdir('overlayd-unit-');
   t.teardown(() => { removeTree(onTmpfs); removeTree(onDisk); });
   const files: Record<string, string> = {};
@@ -228,7 +228,7 @@ t.test('open and read: the winner\'s data; directories are EISDIR', async (t) =>
 });
 
 t.test('statfs answers for the upper layer, or the top lower layer when read-only', { skip: noShm }, async (t) => {
-  const other = fs.mkdtempSync(path.join(shm, 'overlayd-unit-'));
+  const other = tmpdir('overlayd-unit-', shm);
   const disk = tmpdir('overlayd-unit-');
   t.teardown(() => { removeTree(other); removeTree(disk); });
   build(path.join(other, 'top'), {});
