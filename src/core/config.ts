@@ -1,5 +1,6 @@
 import type { IdMapping } from './idmap';
 import type { UuidMode } from './origin';
+import type { RedirectMode } from './redirect';
 
 // What the core needs to know about a mount; the CLI builds it from `-o` options.
 
@@ -18,6 +19,8 @@ export interface OverlayConfig {
   readonly: boolean;
   /** The kernel's uuid= (origin.ts; upper.ts keeps the overlay's own); absent means null. */
   uuid?: UuidMode;
+  /** redirect_dir=; absent: the kernel's default for the mount (see redirectModeOf). */
+  redirectDir?: RedirectMode;
   /** uidmapping=/gidmapping=/squash_to_*: ownership translation (see idmap.ts). */
   idmap?: IdMapping;
 }

@@ -87,9 +87,19 @@ export function createFile(ctx: WriteContext, path: string, mode: number, flags:
 }
 
 export function mkdir(ctx: WriteContext, path: string, mode: number, caller: Caller): void {
-  place(ctx, path, caller, (dirFd, name) => {
+  const parentFd = place(ctx, path, caller, (dirFd, name) => {
     check(sys.mkdirat(dirFd, name, masked(mode, caller) & 0o7777), 'mkdir', path);
   }, true);
+  // With redirect_dir=on the kernel marks a new directory in a merged one opaque (ovl_create_upper
+  // when offline changes to lower layers are not allowed); only an optimization, so it may fail.
+  const [parentPath, name] = splitPath(path);
+  if (ctx.resolver.redirects.mode === 'on' && ctx.resolver.dir(parentPath).merged) {
+    try {
+      ctx.upper.setOpaque(parentFd, name);
+    } catch {
+      // the kernel ignores a failure here too
+    }
+  }
 }
 
 export function mknod(ctx: WriteContext, path: string, mode: number, major: number, minor: number, caller: Caller): void {

@@ -4,7 +4,8 @@ import { isDir, lstatAt, type Stat } from '../host/stat';
 import { DirCache, DirNode, type LayerDir } from './dircache';
 import { E, check, fail } from './errors';
 import type { Layer, LayerStack } from './layers';
-import { WH_PREFIX, hasOpaqueMarker, hasWhiteoutFile, isOpaqueDir, isWhiteoutStat } from './whiteout';
+import { lookupAbsolute, parseRedirect, redirectXattr, type RedirectMode, type Redirects } from './redirect';
+import { WH_PREFIX, hasOpaqueMarker, hasWhiteoutFile, isWhiteoutStat, readDirMarks } from './whiteout';
 
 export const NAME_MAX = 255;
 
@@ -50,38 +51,57 @@ export function checkName(name: string): void {
  * - "a whiteout hides the name in all lower layers" (0/0 char device, or an OCI `.wh.` file);
  * - an entry in a higher layer hides the same name below; a non-directory hides everything;
  * - "directories merge only with directories": a non-directory under a directory ends the merge;
- * - "an opaque directory stops the merge below it".
+ * - "an opaque directory stops the merge below it";
+ * - a directory's redirect names where the layers below hold its content (see redirect.ts).
  * Returns undefined when nothing is visible (ENOENT). `from` skips layers known to lack the
  * name (see Overlay.getattrListed).
  */
-export function lookupIn(parent: DirNode, name: string, from = 0): Omit<Resolved, 'path'> | undefined {
+export function lookupIn(parent: DirNode, name: string, from = 0, rd?: Redirects): Omit<Resolved, 'path'> | undefined {
   checkName(name);
   if (name.startsWith(WH_PREFIX)) return undefined;
   const entries: Entry[] = [];
   let opaque = false;
+  // The name asked of the layers below, once a relative redirect renamed it.
+  let cur = name;
+  let redirected = false;
+  const bottom = rd && rd.mode !== 'nofollow' ? rd.roots[rd.roots.length - 1].layer : undefined;
   for (let i = from; i < parent.dirs.length; i++) {
     const d = parent.dirs[i];
     const names = parent.namesOf(i);
-    if (names && !names.has(name)) {
-      if (names.has(WH_PREFIX + name)) break;
+    if (names && !names.has(cur)) {
+      if (names.has(WH_PREFIX + cur)) break;
       continue;
     }
-    const st = lstatAt(d.fd, name);
+    const st = lstatAt(d.fd, cur);
     if (typeof st === 'number') {
       if (st !== -E.ENOENT) fail(-st, 'lookup', name);
-      if (names ? names.has(WH_PREFIX + name) : hasWhiteoutFile(d.fd, name)) break;
+      if (names ? names.has(WH_PREFIX + cur) : hasWhiteoutFile(d.fd, cur)) break;
       continue;
     }
     if (isWhiteoutStat(st)) break;
     const dir = isDir(st.mode);
     if (entries.length > 0 && !dir) break;
-    entries.push({ layer: d.layer, parentFd: d.fd, name, stat: st });
+    // redirect_dir=nofollow: content a redirect points to is refused, not merged (ovl_lookup).
+    if (redirected) fail(E.EPERM, 'lookup (redirect not followed)', name);
+    entries.push({ layer: d.layer, parentFd: d.fd, name: cur, stat: st });
     if (!dir) break;
-    // Below the last layer there is nothing for an opaque mark to stop.
-    if (i === parent.dirs.length - 1) break;
-    if (isOpaqueDir(d.fd, name) || hasOpaqueMarker(d.fd, name)) { opaque = true; break; }
+    // Below the last layer there is nothing for a mark to stop or redirect to. Following
+    // redirects, that is the bottom layer of the mount: an absolute one leaves this stack.
+    if (bottom ? d.layer === bottom : i === parent.dirs.length - 1) break;
+    const marks = readDirMarks(d.fd, cur, rd?.xattr);
+    if (marks.opaque || hasOpaqueMarker(d.fd, cur)) { opaque = true; break; }
     // OCI: a `.wh.name` beside the directory removed the name below; this one starts afresh.
-    if (names ? names.has(WH_PREFIX + name) : hasWhiteoutFile(d.fd, name)) { opaque = true; break; }
+    if (names ? names.has(WH_PREFIX + cur) : hasWhiteoutFile(d.fd, cur)) { opaque = true; break; }
+    if (marks.redirect === undefined || rd === undefined) continue;
+    const to = parseRedirect(marks.redirect, name);
+    if (to[0] === '/') {
+      const below = lookupAbsolute(to, d.layer, rd, name, !bottom);
+      entries.push(...below.entries);
+      opaque = below.opaque;
+      break;
+    }
+    cur = to;
+    redirected = !bottom;
   }
   if (entries.length === 0) return undefined;
   return { name, parent, entries, opaque };
@@ -102,11 +122,18 @@ function openDirIn(layer: Layer, parentFd: number, name: string): number {
 /** Resolves merged paths to layer entries, caching merged directories. */
 export class Resolver {
   readonly cache: DirCache;
+  readonly redirects: Redirects;
 
   /** `cacheFds`: how many fds the directory cache may hold (default: dirCacheFdBudget()). */
-  constructor(readonly stack: LayerStack, cacheFds?: number) {
+  constructor(readonly stack: LayerStack, cacheFds?: number, redirect: { mode: RedirectMode; xattr: string } = { mode: 'follow', xattr: redirectXattr(false) }) {
     const rootDirs: LayerDir[] = stack.layers.map((layer) => ({ layer, fd: layer.fd }));
     this.cache = new DirCache(new DirNode('/', rootDirs, false, false), cacheFds);
+    this.redirects = { ...redirect, roots: rootDirs };
+  }
+
+  /** lookupIn under this mount's redirect rules. */
+  lookup(parent: DirNode, name: string, from = 0): Omit<Resolved, 'path'> | undefined {
+    return lookupIn(parent, name, from, this.redirects);
   }
 
   /** The merged directory at `path`; ENOENT or ENOTDIR as the kernel would say. */
@@ -115,7 +142,7 @@ export class Resolver {
     if (cached) return cached;
     const [parentPath, name] = splitPath(path);
     const parent = this.dir(parentPath);
-    const r = lookupIn(parent, name);
+    const r = this.lookup(parent, name);
     if (!r) fail(E.ENOENT, 'lookup', path);
     if (!isDir(r.entries[0].stat.mode)) fail(E.ENOTDIR, 'lookup', path);
     return this.cacheDir(path, r.entries, r.opaque);
@@ -126,7 +153,7 @@ export class Resolver {
     if (path === '/') return this.rootResolved();
     const [parentPath, name] = splitPath(path);
     const parent = this.dir(parentPath);
-    const r = lookupIn(parent, name);
+    const r = this.lookup(parent, name);
     return r && { path, ...r };
   }
 

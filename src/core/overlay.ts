@@ -8,7 +8,8 @@ import { E, FsError, check, fail } from './errors';
 import { InodeNumbers } from './inode';
 import { LayerStack } from './layers';
 import type { DirNode } from './dircache';
-import { Resolver, joinPath, lookupIn, type Resolved } from './lookup';
+import { Resolver, joinPath, type Resolved } from './lookup';
+import { redirectModeOf, redirectXattr } from './redirect';
 import { listMerged, type DirEntry } from './readdir';
 import { XattrNames } from './xattrs';
 import { FileHandle, HandleTable } from './handles';
@@ -78,7 +79,7 @@ export class Overlay {
   constructor(readonly config: OverlayConfig, private readonly events: CoreEvents = silentEvents, stack?: LayerStack) {
     this.stack = stack ?? LayerStack.open(config);
     try {
-      this.resolver = new Resolver(this.stack);
+      this.resolver = new Resolver(this.stack, undefined, { mode: redirectModeOf(config.redirectDir, config.userxattr), xattr: redirectXattr(config.userxattr) });
       this.inodes = new InodeNumbers(this.stack, config.userxattr, config.uuid);
       this.xattrNames = new XattrNames(config.userxattr);
       this.ids = idMapOf(config.idmap);
@@ -164,7 +165,7 @@ export class Overlay {
   getattrListed(dir: string, e: DirEntry, listedAt: number): Attr {
     const path = joinPath(dir, e.name);
     if (listedAt !== this.changes || e.layer === 0) return this.getattr(path);
-    const r = lookupIn(this.resolver.dir(dir), e.name, e.layer);
+    const r = this.resolver.lookup(this.resolver.dir(dir), e.name, e.layer);
     if (!r) fail(E.ENOENT, 'lookup', path);
     return this.attrOf(r);
   }

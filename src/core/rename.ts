@@ -1,8 +1,10 @@
-// rename(2) over the union, as the kernel does without redirect_dir:
+// rename(2) over the union, as the kernel's ovl_rename does it:
 // - a non-directory is copied up, renamed in upper, and a whiteout is left at the old name
 //   when the old name still shows something below;
-// - a directory that has lower content cannot be moved: EXDEV, so mv(1) copies instead;
-// - a directory moved into a merged directory is made opaque, so nothing below merges in;
+// - a directory that has lower content moves with redirect_dir=on: its upper copy is renamed
+//   and records where its lower content lies (see redirect.ts); otherwise it cannot be moved:
+//   EXDEV, so mv(1) copies instead;
+// - an upper-only directory moved into a merged directory is made opaque, so nothing below merges in;
 // - RENAME_EXCHANGE swaps two copied-up objects under the same rules (see exchange).
 import { C, sys } from '../host/native';
 import { isDir, lstatAt } from '../host/stat';
@@ -10,6 +12,7 @@ import type { WriteContext } from './create';
 import { E, check, fail } from './errors';
 import { checkName, splitPath, type Resolved } from './lookup';
 import { listMerged } from './readdir';
+import { REDIRECT_MAX, redirectBytes, upperRedirect } from './redirect';
 import { WH_PREFIX, isOpaqueDir } from './whiteout';
 
 export function rename(ctx: WriteContext, from: string, to: string, flags: number): void {
@@ -36,9 +39,10 @@ export function rename(ctx: WriteContext, from: string, to: string, flags: numbe
     if (srcIsDir && !dstIsDir) fail(E.ENOTDIR, 'rename', to);
     if (!srcIsDir && dstIsDir) fail(E.EISDIR, 'rename', to);
   }
-  // ... then overlayfs's own: ovl_rename refuses to move a directory with lower content
-  // (EXDEV) before it looks at whether the target directory is empty.
-  if (srcIsDir && !isPureUpper(ctx, src)) fail(E.EXDEV, 'rename', from);
+  // ... then overlayfs's own: without redirects ovl_rename refuses to move a directory with
+  // lower content (EXDEV) before it looks at whether the target directory is empty.
+  const srcMerged = srcIsDir && !isPureUpper(ctx, src);
+  if (srcMerged && !canRedirect(ctx)) fail(E.EXDEV, 'rename', from);
   if (dst && isDir(dst.entries[0].stat.mode) && listMerged(ctx.resolver.dir(to)).length > 0) fail(E.ENOTEMPTY, 'rename', to);
 
   const [fromParent, fromName] = splitPath(from);
@@ -46,7 +50,9 @@ export function rename(ctx: WriteContext, from: string, to: string, flags: numbe
   const dstParentFd = ctx.upper.upperDir(toParent);
   const srcParentFd = ctx.upper.upperDir(fromParent);
   const oldNeedsWhiteout = ctx.upper.lowerPositive(ctx.resolver.dir(fromParent), fromName);
-  if (srcIsDir && ctx.resolver.dir(toParent).merged && !isOpaqueDir(srcParentFd, fromName)) {
+  if (srcMerged) {
+    setRedirect(ctx, from, fromParent === toParent);
+  } else if (srcIsDir && ctx.resolver.dir(toParent).merged && !isOpaqueDir(srcParentFd, fromName)) {
     ctx.upper.setOpaque(srcParentFd, fromName);
   }
 
@@ -82,10 +88,10 @@ export function rename(ctx: WriteContext, from: string, to: string, flags: numbe
 }
 
 /**
- * RENAME_EXCHANGE, as ovl_rename does it without redirect_dir: both names stay taken, so no
- * whiteout is involved; both objects are copied up and swapped in upper. A directory with
- * lower content cannot move (EXDEV); a directory that lands in a merged directory is made
- * opaque first, so nothing below merges into it at its new name.
+ * RENAME_EXCHANGE, as ovl_rename does it: both names stay taken, so no whiteout is involved;
+ * both objects are copied up and swapped in upper. A directory with lower content gets a
+ * redirect (redirect_dir=on) or cannot move (EXDEV); an upper-only directory that lands in a
+ * merged directory is made opaque first, so nothing below merges into it at its new name.
  */
 function exchange(ctx: WriteContext, from: string, to: string): void {
   const src = ctx.resolver.get(from);
@@ -96,7 +102,9 @@ function exchange(ctx: WriteContext, from: string, to: string): void {
   if (sameObject(ctx, src, dst)) return;
   const srcIsDir = isDir(src.entries[0].stat.mode);
   const dstIsDir = isDir(dst.entries[0].stat.mode);
-  if ((srcIsDir && !isPureUpper(ctx, src)) || (dstIsDir && !isPureUpper(ctx, dst))) fail(E.EXDEV, 'rename', from);
+  const srcMerged = srcIsDir && !isPureUpper(ctx, src);
+  const dstMerged = dstIsDir && !isPureUpper(ctx, dst);
+  if ((srcMerged || dstMerged) && !canRedirect(ctx)) fail(E.EXDEV, 'rename', from);
 
   const [fromParent, fromName] = splitPath(from);
   const [toParent, toName] = splitPath(to);
@@ -104,11 +112,53 @@ function exchange(ctx: WriteContext, from: string, to: string): void {
   ctx.upper.copyUp(ctx.resolver.get(to)); // resolved afresh: src's copy-up may have replaced shared parents
   const srcParentFd = ctx.upper.upperDir(fromParent);
   const dstParentFd = ctx.upper.upperDir(toParent);
-  if (srcIsDir && ctx.resolver.dir(toParent).merged && !isOpaqueDir(srcParentFd, fromName)) ctx.upper.setOpaque(srcParentFd, fromName);
-  if (dstIsDir && ctx.resolver.dir(fromParent).merged && !isOpaqueDir(dstParentFd, toName)) ctx.upper.setOpaque(dstParentFd, toName);
+  const samedir = fromParent === toParent;
+  if (srcMerged) setRedirect(ctx, from, samedir);
+  else if (srcIsDir && ctx.resolver.dir(toParent).merged && !isOpaqueDir(srcParentFd, fromName)) ctx.upper.setOpaque(srcParentFd, fromName);
+  if (dstMerged) setRedirect(ctx, to, samedir);
+  else if (dstIsDir && ctx.resolver.dir(fromParent).merged && !isOpaqueDir(dstParentFd, toName)) ctx.upper.setOpaque(dstParentFd, toName);
   check(sys.renameat2(srcParentFd, fromName, dstParentFd, toName, C.RENAME_EXCHANGE), 'rename', from);
   ctx.resolver.cache.invalidate(from);
   ctx.resolver.cache.invalidate(to);
+}
+
+function canRedirect(ctx: WriteContext): boolean {
+  return ctx.resolver.redirects.mode === 'on';
+}
+
+/**
+ * Records, on the upper copy of the directory at `path` (about to move), where its lower content
+ * lies, as ovl_set_redirect does: a redirect it has already stays when it still holds (it moves
+ * within its parent, or it is absolute); else its old name if it stays in its parent, or its
+ * old path as the layers below know it (each ancestor's own redirect standing for its name).
+ * A path longer than the kernel's redirect_max, or an upper that refuses the xattr, gives
+ * EXDEV: mv(1) then copies, as with the kernel.
+ */
+function setRedirect(ctx: WriteContext, path: string, samedir: boolean): void {
+  const xattr = ctx.resolver.redirects.xattr;
+  const [parentPath, name] = splitPath(path);
+  const own = upperRedirect(ctx.upper.upperDir(parentPath), name, xattr);
+  if (own !== undefined && (samedir || own[0] === '/')) return;
+  let value = name;
+  if (!samedir) {
+    const parts: string[] = [];
+    let p = path;
+    let r = own;
+    for (;;) {
+      const [pp, n] = splitPath(p);
+      if (r !== undefined && r[0] === '/') { parts.unshift(r.slice(1)); break; }
+      parts.unshift(r ?? n);
+      if (pp === '/') break;
+      p = pp;
+      const [gp, gn] = splitPath(p);
+      r = upperRedirect(ctx.upper.upperDir(gp), gn, xattr);
+    }
+    value = '/' + parts.join('/');
+  }
+  const bytes = redirectBytes(value);
+  if (!samedir && bytes.length > REDIRECT_MAX) fail(E.EXDEV, 'rename (redirect too long)', path);
+  const r = sys.setxattr(ctx.upper.upperDir(parentPath), name, xattr, bytes, 0);
+  if (r < 0) fail(E.EXDEV, 'rename (cannot set redirect)', path);
 }
 
 /** A directory that lives only in upper: no lower directory merges into it. */

@@ -24,6 +24,7 @@ export interface StackOptions {
   upper?: Tree | false;
   userxattr?: boolean;
   readonly?: boolean;
+  redirectDir?: OverlayConfig['redirectDir'];
   /** Build under /dev/shm (tmpfs, when it is there): for big trees, no disk I/O. */
   memory?: boolean;
   /** The kernel's uuid= (default: overlayd's, null). */
@@ -41,7 +42,7 @@ export function coreStack(lowers: Tree[], opts: StackOptions = {}, t?: { teardow
     build(d, tree);
     return d;
   });
-  const cfg: OverlayConfig = { lowerdirs, userxattr: opts.userxattr ?? false, volatile: false, readonly: opts.readonly ?? false, uuid: opts.uuid };
+  const cfg: OverlayConfig = { lowerdirs, userxattr: opts.userxattr ?? false, volatile: false, readonly: opts.readonly ?? false, uuid: opts.uuid, redirectDir: opts.redirectDir };
   if (opts.upper !== false) {
     cfg.upperdir = path.join(base, 'u');
     cfg.workdir = path.join(base, 'w');
