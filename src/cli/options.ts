@@ -13,6 +13,7 @@ import { compatOption, type CompatEffects } from './compat-options';
 import { idMapOption } from './idmap-options';
 import type { IdMapping } from '../core/idmap';
 import { UUID_MODES, type UuidMode } from '../core/origin';
+import type { RedirectMode } from '../core/redirect';
 
 export class UsageError extends Error {}
 
@@ -135,9 +136,12 @@ const VFS_FLAGS: Record<string, [string, boolean]> = {
   dirsync: ['dirsync', true],
 };
 
+/** redirect_dir= as the kernel takes it (see core/redirect.ts). */
+const REDIRECT_VALUES = ['on', 'follow', 'nofollow', 'off'];
+
 /** Kernel overlay features overlayd implements in their default form only. */
 const KERNEL_VALUES: Record<string, string[]> = {
-  redirect_dir: ['off', 'nofollow'], index: ['off'], metacopy: ['off'], nfs_export: ['off'],
+  index: ['off'], metacopy: ['off'], nfs_export: ['off'],
   xino: ['off', 'auto'], verity: ['off'],
 };
 
@@ -174,6 +178,7 @@ export function parseMountOptions(optionStrings: string[], ctx: ParseContext | s
   let userxattr = false;
   let volatile = false;
   let uuid: UuidMode | undefined;
+  let redirectDir: RedirectMode | undefined;
   let fsname: string | undefined;
   const idmap: IdMapping = { uids: [], gids: [] };
   // The kernel's overlay defaults: suid and dev allowed (libfuse's own default is nosuid,nodev).
@@ -217,6 +222,13 @@ export function parseMountOptions(optionStrings: string[], ctx: ParseContext | s
         case 'upperdir': onlyOnce(seen, key); upperdir = layerPath(needValue(), 'upperdir', cwd); break;
         case 'workdir': onlyOnce(seen, key); workdir = layerPath(needValue(), 'workdir', cwd); break;
         case 'userxattr': noValue(); userxattr = true; break;
+        case 'redirect_dir': {
+          const v = needValue();
+          if (!REDIRECT_VALUES.includes(v)) throw new UsageError(`redirect_dir "${v}" is not a mode (${REDIRECT_VALUES.join(', ')})`);
+          // off: redirects are not made but followed, as the kernel's default redirect_always_follow=Y has it.
+          redirectDir = v === 'off' ? 'follow' : (v as RedirectMode);
+          break;
+        }
         case 'volatile': noValue(); volatile = true; break;
         case 'allow_other': noValue(); fuse.allowOther = true; allowOtherGiven = true; break;
         // Restricts a root mount to the mounter, as FUSE mounts are without allow_other.
@@ -283,6 +295,9 @@ export function parseMountOptions(optionStrings: string[], ctx: ParseContext | s
     }
   }
   if (!lowerdirs) throw new UsageError('missing lowerdir= option');
+  // The kernel's rule (ovl_fs_params_verify): redirects in user.* xattrs, which a layer's owner
+  // may write, are never followed; asking for them beside userxattr is a conflict.
+  if (userxattr && redirectDir !== undefined && redirectDir !== 'nofollow') throw new UsageError(`conflicting options: userxattr,redirect_dir=${redirectDir}`);
   if (compat.volatile) volatile = true;
   if (compat.writeback !== undefined) fuse.writeback = compat.writeback;
   if (compat.timeout !== undefined) {
@@ -307,7 +322,7 @@ export function parseMountOptions(optionStrings: string[], ctx: ParseContext | s
   if (vfs.dirsync) fuse.extra.push('dirsync');
   const unusable = transportGiven || transport !== 'fuse-native' ? undefined : kernelUnusable();
   return {
-    overlay: { lowerdirs, upperdir, workdir, userxattr, volatile, readonly: vfs.ro, idmap, uuid },
+    overlay: { lowerdirs, upperdir, workdir, userxattr, volatile, readonly: vfs.ro, idmap, uuid, redirectDir },
     fuse, transport, daemon, ignored, allowOtherGiven, notes: compat.notes,
     transportNote: unusable === undefined ? undefined : `using the fuse-native transport: the kernel transport needs fusermount3 for a mount by a user, and ${unusable}`,
   };

@@ -94,7 +94,11 @@ t.test("overlayd's own options and the FUSE ones", async (t) => {
   t.equal(parseMountOptions([RW], { source: 'mydata' }).fuse.fsname, 'mydata', 'the SOURCE names the mount');
   t.equal(parseMountOptions([RW + ',fsname=x'], { source: 'mydata' }).fuse.fsname, 'x', 'fsname= wins over SOURCE');
   t.equal(parse(RW).fuse.fsname, 'overlayd');
-  for (const k of ['redirect_dir=off', 'redirect_dir=nofollow', 'index=off', 'metacopy=off', 'nfs_export=off', 'xino=off', 'xino=auto', 'uuid=null', 'uuid=on', 'verity=off']) {
+  t.equal(parse(RW).overlay.redirectDir, undefined, 'no redirect_dir: the kernel\'s default (core/redirect.ts)');
+  t.equal(parse(`${RW},redirect_dir=on`).overlay.redirectDir, 'on');
+  t.equal(parse(`${RW},redirect_dir=off`).overlay.redirectDir, 'follow', 'off follows, as with redirect_always_follow=Y');
+  t.equal(parse(`${RW},redirect_dir=nofollow,userxattr`).overlay.redirectDir, 'nofollow');
+  for (const k of ['redirect_dir=off', 'redirect_dir=nofollow', 'redirect_dir=follow', 'redirect_dir=on', 'index=off', 'metacopy=off', 'nfs_export=off', 'xino=off', 'xino=auto', 'uuid=null', 'uuid=on', 'verity=off']) {
     t.doesNotThrow(() => parse(`${RW},${k}`), `kernel option ${k} in the form overlayd implements`);
   }
 });
@@ -167,7 +171,9 @@ t.test('malformed -o: one clear usage error each', async (t) => {
   fails(t, [`${RW},spin`], /option spin needs a value/);
   fails(t, [`${RW},negative_timeout=`], /negative_timeout needs a number/);
   fails(t, [`${RW},metacopy=on`], /metacopy=on is not supported by overlayd/);
-  fails(t, [`${RW},redirect_dir=on`], /redirect_dir=on is not supported/);
+  fails(t, [`${RW},redirect_dir=yes`], /redirect_dir "yes" is not a mode \(on, follow, nofollow, off\)/);
+  fails(t, [`${RW},userxattr,redirect_dir=on`], /conflicting options: userxattr,redirect_dir=on/);
+  fails(t, [`${RW},redirect_dir=off,userxattr`], /conflicting options: userxattr,redirect_dir=follow/);
   fails(t, [`${RW},index`], /index needs a value/);
   fails(t, [`${RW},transport=carrier-pigeon`], /transport "carrier-pigeon" is not available/);
   fails(t, [`${RW},log_level=loud`], /log_level "loud" is not a level/);
