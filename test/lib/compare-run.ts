@@ -10,13 +10,17 @@ import { cloneLayout, layout, mountKernel, mountOverlayd, type Layout, type Moun
 import { removeTree } from './stack';
 import { build, snapshot, tmpdir, type Seen, type Tree } from './tree';
 
-/** The kernel's modes without redirect_dir/index/metacopy, which overlayd implements. */
+/** The kernel's modes without index/metacopy, and without making redirects unless a test asks. */
 export const KERNEL_OPTS = ['redirect_dir=off', 'index=off', 'metacopy=off'];
 
-/** userxattr implies redirect_dir=nofollow, and the kernel refuses redirect_dir=off beside it. */
-function kernelOpts(extra: string[]): string[] {
-  const o = [...extra, ...KERNEL_OPTS];
-  return extra.includes('userxattr') ? o.filter((x) => !x.startsWith('redirect_dir=')) : o;
+/**
+ * userxattr implies redirect_dir=nofollow, and the kernel refuses redirect_dir=off beside it;
+ * a redirect_dir= in `extra` replaces the default one.
+ */
+export function kernelOpts(extra: string[]): string[] {
+  const own = extra.some((x) => x.startsWith('redirect_dir='));
+  const o = [...extra, ...KERNEL_OPTS.filter((x) => !own || !x.startsWith('redirect_dir='))];
+  return extra.includes('userxattr') && !own ? o.filter((x) => !x.startsWith('redirect_dir=')) : o;
 }
 
 /**
