@@ -18,7 +18,7 @@ interface Args {
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`fuzz: ${msg}\nusage: npm run fuzz -- [--seeds N] [--start S] [--seed S] [--ops N] [--replay FILE] [--no-minimize] [--strict-upper] [--known-limits] [--weights op=w,...] [--seconds] [--root-only] [--utf8-names] [--ns] [--as-user] [--byte-names] [--trace] [--tmpfs] [--out DIR]\n`);
+  process.stderr.write(`fuzz: ${msg}\nusage: npm run fuzz -- [--seeds N] [--start S] [--seed S] [--ops N] [--replay FILE] [--no-minimize] [--strict-upper] [--known-limits] [--weights op=w,...] [--seconds] [--root-only] [--utf8-names] [--ns] [--as-user] [--byte-names] [--redirect-dir] [--trace] [--tmpfs] [--out DIR]\n`);
   process.exit(2);
 }
 
@@ -46,6 +46,7 @@ function parse(argv: string[]): Args {
       case '--ns': mode.ns = true; break;
       case '--as-user': mode.user = true; break;
       case '--byte-names': mode.bytes = true; break;
+      case '--redirect-dir': mode.redirect = true; break;
       case '--trace': a.opts.trace = (i, op, rk, ro) => process.stdout.write(`  ${String(i).padStart(3)} ${JSON.stringify(op)}\n      kernel ${JSON.stringify(rk)}${JSON.stringify(rk) === JSON.stringify(ro) ? '' : `, overlayd ${JSON.stringify(ro)}`}\n`); break;
       case '--no-minimize': a.minimize = false; break;
       case '--strict-upper': a.opts.strictUpper = true; break;

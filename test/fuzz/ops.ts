@@ -57,9 +57,10 @@ export interface Cred { uid: number; gid: number; groups: number[]; umask: numbe
  * and distinct atime and mtime; `user` — operations (a share per seed) run as an unprivileged
  * user, through an allow_other mount; `byPath` — the transport reaches files by path (libfuse
  * 2's high-level API, fuse-native), so no rename lands on the name of an open file (README);
- * `bytes` — names and link targets that are no UTF-8 (fuse-native refuses them by design).
+ * `bytes` — names and link targets that are no UTF-8 (fuse-native refuses them by design);
+ * `redirect` — both mounts with redirect_dir=on, so directories with lower content move.
  */
-export interface FuzzMode { ns: boolean; user: boolean; byPath?: boolean; bytes?: boolean }
+export interface FuzzMode { ns: boolean; user: boolean; byPath?: boolean; bytes?: boolean; redirect?: boolean }
 /** fuse-native's. */
 export const ROOT_SECONDS: FuzzMode = { ns: false, user: false, byPath: true };
 

@@ -14,6 +14,11 @@ import { HangError, Worker, type Op, type Reply } from './worker';
 
 /** The kernel features overlayd implements, in the form it implements them. */
 export const KERNEL_OPTIONS = ['redirect_dir=off', 'index=off', 'metacopy=off'];
+
+/** The kernel's options for a mode: redirect_dir=on where the mode moves directories. */
+export function kernelOptions(mode: FuzzMode): string[] {
+  return mode.redirect ? ['redirect_dir=on', ...KERNEL_OPTIONS.filter((o) => !o.startsWith('redirect_dir='))] : KERNEL_OPTIONS;
+}
 /**
  * libfuse 2's high-level API gives each path its own node, so two hard links to one file are
  * two inodes to the FUSE kernel: a change through one leaves the other's cached attributes
@@ -22,7 +27,7 @@ export const KERNEL_OPTIONS = ['redirect_dir=off', 'index=off', 'metacopy=off'];
  * fuzzed with its default caches (a day, kept exact by invalidations).
  */
 export function overlaydOptions(mode: FuzzMode): string[] {
-  return [...(mode.byPath ? ['attr_timeout=0'] : []), ...(mode.user ? ['allow_other'] : [])];
+  return [...(mode.byPath ? ['attr_timeout=0'] : []), ...(mode.user ? ['allow_other'] : []), ...(mode.redirect ? ['redirect_dir=on'] : [])];
 }
 
 /**
@@ -96,7 +101,7 @@ export interface SeedResult {
 }
 
 /** The kernel's own bookkeeping in an upper layer, which overlayd need not write alike. */
-const KERNEL_PRIVATE = (n: string): boolean => n.startsWith('trusted.overlay.') && n !== 'trusted.overlay.opaque';
+const KERNEL_PRIVATE = (n: string): boolean => n.startsWith('trusted.overlay.') && n !== 'trusted.overlay.opaque' && n !== 'trusted.overlay.redirect';
 
 async function walk(w: Worker, p = '', raw = false): Promise<Snapshot> {
   return w.value<Snapshot>({ op: 'walk', p, raw });
@@ -134,7 +139,7 @@ export async function runSeed(seed: number, opts: FuzzOptions, replay?: Op[]): P
     // allow_other: without it the FUSE kernel refuses every process but the daemon's uid.
     const od = await mountOverlayd(ours, opts.overlaydOptions ?? overlaydOptions(mode));
     mounts.push(od);
-    mounts.push(mountKernel(theirs, KERNEL_OPTIONS));
+    mounts.push(mountKernel(theirs, kernelOptions(mode)));
     const wo = new Worker(ours.merged);
     const wk = new Worker(theirs.merged);
     workers.push(wo, wk);
@@ -193,7 +198,7 @@ export async function runSeed(seed: number, opts: FuzzOptions, replay?: Op[]): P
     if (opts.strictUpper && result.upperDiffs.length) { result.divergence = { stage: 'upper', diffs: result.upperDiffs }; return result; }
 
     // overlayd's upper under the kernel: the view must be the kernel's own result.
-    mounts.push(mountKernel(ours, KERNEL_OPTIONS));
+    mounts.push(mountKernel(ours, kernelOptions(mode)));
     const again = new Worker(ours.merged);
     workers.push(again);
     const remount = diffSnapshots(kernelFinal, await walk(again), { ns, links: true }, ['kernel run', 'kernel over overlayd upper']);
