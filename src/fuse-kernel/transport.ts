@@ -28,6 +28,7 @@ import {
   KERNEL_VERSION, NOTIFY, OPEN_OUT, OP_NAMES, OUT_HEADER, Op, STATFS_OUT, cstring, decodeDev, direntSize,
   putAttr, putEntry, putU64, s64, u64, validity, type Validity,
 } from './protocol';
+import { describe, type Described } from './describe';
 
 /** What a handler returns: a payload length already in `out`, or that it answers later/never. */
 const LATER = -1;
@@ -125,6 +126,8 @@ export class KernelTransport {
   private readonly attrValid: Validity;
   private readonly negValid: Validity;
   private readonly debug: boolean;
+  /** The current request's names and arguments, for its debug line (only when debug is on). */
+  private args: Described | undefined;
   private readonly daemonUid = process.getuid?.() ?? 0;
   private readonly daemonGid = process.getgid?.() ?? 0;
   private initDone: ((err?: Error) => void) | undefined;
@@ -392,6 +395,7 @@ export class KernelTransport {
     this.counters.ops++;
     const unique = this.unique;
     const t0 = this.debug ? process.hrtime.bigint() : 0n;
+    if (this.debug) this.args = describe(opcode, b, this.len);
     let result: number;
     if (this.opts.allowRoot && this.uid !== 0 && this.uid !== this.daemonUid && !ALWAYS_ALLOWED.has(opcode)) {
       this.replyError(unique, E.EACCES);
@@ -416,7 +420,7 @@ export class KernelTransport {
   }
 
   private trace(opcode: number, t0: bigint, result: number): void {
-    this.log.debug({ op: OP_NAMES[opcode] ?? opcode, node: this.nodeid, result, us: Number((process.hrtime.bigint() - t0) / 1000n) }, 'fuse op');
+    this.log.debug({ op: OP_NAMES[opcode] ?? opcode, node: this.nodeid, ...this.args, result, us: Number((process.hrtime.bigint() - t0) / 1000n) }, 'fuse op');
   }
 
   private handle(op: number): number {
@@ -507,6 +511,7 @@ export class KernelTransport {
     const unique = this.unique;
     const t0 = this.debug ? process.hrtime.bigint() : 0n;
     const nodeid = this.nodeid;
+    const args = this.args;
     this.inFlight++;
     work().then(
       ({ b, n }) => {
@@ -514,13 +519,13 @@ export class KernelTransport {
         this.replyData(unique, b, n);
         // read and write report the bytes moved, as their syscalls do
         const result = opcode === Op.READ ? n : opcode === Op.WRITE ? b.readUInt32LE(OUT_HEADER) : 0;
-        if (this.debug) this.log.debug({ op: OP_NAMES[opcode], node: nodeid, result, us: Number((process.hrtime.bigint() - t0) / 1000n) }, 'fuse op');
+        if (this.debug) this.log.debug({ op: OP_NAMES[opcode], node: nodeid, ...args, result, us: Number((process.hrtime.bigint() - t0) / 1000n) }, 'fuse op');
       },
       (err: unknown) => {
         this.inFlight--;
         const errno = errnoOf(err);
         this.replyError(unique, errno);
-        if (this.debug) this.log.debug({ op: OP_NAMES[opcode], node: nodeid, result: -errno }, 'fuse op');
+        if (this.debug) this.log.debug({ op: OP_NAMES[opcode], node: nodeid, ...args, result: -errno }, 'fuse op');
       },
     );
     return LATER;

@@ -6,7 +6,7 @@ import t, { type Test } from 'tap';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BIN, isMounted, layout, optionString, type Layout } from '../lib/mounts';
+import { BIN, TRANSPORT, isMounted, layout, optionString, type Layout } from '../lib/mounts';
 import { tmpdir } from '../lib/tree';
 
 interface Run { status: number | null; stdout: string; stderr: string }
@@ -273,6 +273,10 @@ t.test('logs: JSON lines; debug shows each FUSE op with result and duration; war
   mountDetached(t, l, [], ['--log-level', 'debug', '--log-file', dbg]);
   fs.statSync(path.join(l.merged, 'top'));
   t.throws(() => fs.statSync(path.join(l.merged, 'absent')), { code: 'ENOENT' });
+  fs.mkdirSync(path.join(l.merged, 'a dir'));
+  fs.writeFileSync(path.join(l.merged, 'a dir', 'old näme'), 'twelve bytes');
+  fs.renameSync(path.join(l.merged, 'a dir', 'old näme'), path.join(l.merged, 'new name'));
+  fs.readFileSync(path.join(l.merged, 'top'));
   t.equal(cli(['umount', l.merged]).status, 0);
   const lines = fs.readFileSync(dbg, 'utf8').trim().split('\n').map((x) => JSON.parse(x) as Record<string, unknown>);
   t.ok(lines.every((x) => typeof x.level === 'number' && typeof x.time === 'string' && x.name === 'overlayd'), 'every line is a pino JSON object');
@@ -282,6 +286,14 @@ t.test('logs: JSON lines; debug shows each FUSE op with result and duration; war
   const named = (x: { op?: unknown }): boolean => x.op === 'getattr' || x.op === 'lookup';
   t.ok(ops.some((x) => named(x) && x.result === 0 && typeof x.us === 'number'), 'a getattr or lookup with its result and duration');
   t.ok(ops.some((x) => named(x) && x.result === -2), 'a failed lookup with -ENOENT');
+  // The op's names and main arguments: the FUSE protocol's fields on the kernel transport,
+  // libfuse 2's paths and arguments on fuse-native.
+  const said = (x: Record<string, unknown>, ...parts: string[]): boolean => parts.every((p) => JSON.stringify(x).includes(p));
+  const renamed = ops.filter((x) => typeof x.op === 'string' && /^rename2?$/.test(x.op));
+  t.ok(renamed.some((x) => said(x, 'old näme', 'new name')), `a rename shows both names: ${JSON.stringify(renamed)}`);
+  t.ok(ops.some((x) => x.op === 'mkdir' && said(x, 'a dir')), 'a mkdir its name');
+  // A lower file's read goes through the daemon on both (passthrough serves upper files).
+  t.ok(ops.some((x) => x.op === 'read' && (TRANSPORT === 'fuse-native' ? said(x, '/top') : x.offset === 0 && typeof x.size === 'number')), 'a read its file, offset and size');
 
   const quiet = path.join(base, 'quiet.log');
   const l2 = withFiles(layout(2));
