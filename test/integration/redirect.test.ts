@@ -1,7 +1,8 @@
 // redirect_dir through the mount, against kernel overlayfs on a clone of the same layers: with
 // redirect_dir=on directories with lower content move (what unionmount-testsuite's rename and
 // dir-move tests do: rename in place and across parents, again and back, over whiteouts and
-// empty directories, nested, en masse, exchanged, removed), the merged view, the upper layer on
+// empty directories, nested, en masse, exchanged, removed, new directories into lower ones,
+// hard links renamed in a ring), the merged view, the upper layer on
 // disk (redirect and opaque xattrs included) and the kernel reading overlayd's upper all match;
 // and overlayd with default options reads a tree the kernel wrote with redirect_dir=on as the
 // kernel does.
@@ -83,6 +84,25 @@ const NO_FLAGS = 'fuse-native: libfuse 2\'s high-level rename carries no flags, 
 t.test('redirect_dir=on: RENAME_EXCHANGE of directories with lower content', { todo: TRANSPORT === 'fuse-native' && NO_FLAGS }, async (t) => {
   const c = await compareRun(LAYERS, [
     mv('x1', 'x2', 'exchange'), mv('x1', 'p/x1'), mv('p/x1', 'x2', 'exchange'), mv('a', 'emptylow', 'exchange'), 'ls x2 p/x1 a emptylow',
+  ], { extra: ['redirect_dir=on'] });
+  sameAsKernel(t, c, true);
+});
+
+t.test('redirect_dir=on: new directories into and over lower ones, hard links renamed in a ring', async (t) => {
+  const lower: Tree = {
+    el: { dir: { e1: { dir: {} }, e2: { dir: {} } } },
+    pop: { dir: { a: 'a', pop: { dir: { b: 'b' } } } },
+    ring: { dir: Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`f${100 + i}`, String(i)])) },
+  };
+  const c = await compareRun([lower], [
+    'mkdir el/e1-new', mv('el/e1-new', 'el/e1/new'), 'ls el/e1',
+    'mkdir el/e2/new', mv('el/e2/new', 'nodir'),
+    'mkdir -p el/newp/new', mv('el/newp/new', 'nodir2'), mv('el/newp', 'nodir3'),
+    'mkdir el/e2/new', mv('pop', 'el/e2/new/pop'), 'cat el/e2/new/pop/a el/e2/new/pop/pop/b',
+    mv('el/e2/new/pop/pop', 'el/e2/new/pop/popx'), mv('el/e2/new/pop', 'el/popx'), mv('el/popx/popx', 'el/e1/popx'),
+    'cd ring && for i in $(seq 100 107); do ln f$i g$i; done',
+    'cd ring && gap=6; for i in $(seq 1 31); do n=$(( (gap + 6) % 7 )); mv g$((100 + n)) g$((100 + gap)); gap=$n; done',
+    'cd ring && stat -c "%n %h %s" * | sort && cat g10?',
   ], { extra: ['redirect_dir=on'] });
   sameAsKernel(t, c, true);
 });
