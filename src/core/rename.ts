@@ -43,8 +43,15 @@ export function rename(ctx: WriteContext, from: string, to: string, flags: numbe
   // lower content (EXDEV) before it looks at whether the target directory is empty.
   const srcMerged = srcIsDir && !isPureUpper(ctx, src);
   if (srcMerged && !canRedirect(ctx)) fail(E.EXDEV, 'rename', from);
-  if (dst && isDir(dst.entries[0].stat.mode) && listMerged(ctx.resolver.dir(to)).length > 0) fail(E.ENOTEMPTY, 'rename', to);
 
+  // Then in ovl_rename's order, so that a rename refused for a non-empty target leaves in upper
+  // what the kernel's leaves: a merged target is checked before anything is copied up; one that
+  // lives only in upper is found non-empty by the rename itself, after the source was copied up
+  // and given its redirect or opaque mark.
+  const dstIsDir = dst !== undefined && isDir(dst.entries[0].stat.mode);
+  const dstPure = dst !== undefined && isPureUpper(ctx, dst);
+  const dstEmpty = (): boolean => listMerged(ctx.resolver.dir(to)).length === 0;
+  if (dstIsDir && !dstPure && !dstEmpty()) fail(E.ENOTEMPTY, 'rename', to);
   const [fromParent, fromName] = splitPath(from);
   ctx.upper.copyUp(src);
   const dstParentFd = ctx.upper.upperDir(toParent);
@@ -55,9 +62,10 @@ export function rename(ctx: WriteContext, from: string, to: string, flags: numbe
   } else if (srcIsDir && ctx.resolver.dir(toParent).merged && !isOpaqueDir(srcParentFd, fromName)) {
     ctx.upper.setOpaque(srcParentFd, fromName);
   }
+  if (dstIsDir && dstPure && !dstEmpty()) fail(E.ENOTEMPTY, 'rename', to);
 
   let exchangeWithWhiteout = false;
-  if (dst && isDir(dst.entries[0].stat.mode) && ctx.upper.isUpper(dst.entries[0])) {
+  if (dstIsDir && dst && ctx.upper.isUpper(dst.entries[0])) {
     // An empty merged directory: its upper part holds only whiteouts. Take it out of the way.
     const tmp = ctx.upper.tempName();
     check(sys.renameat2(dstParentFd, toName, ctx.upper.work, tmp, 0), 'rename', to);

@@ -147,3 +147,16 @@ t.test('userxattr with redirect_dir=on: user.overlay.redirect', async (t) => {
   t.equal(xattrOf(path.join(s.upper as string, 'p/a'), RD), undefined);
   t.same(names(s.ov, '/p/a'), ['f', 'sub']);
 });
+
+t.test('a move refused for a non-empty target leaves in upper what the kernel\'s leaves', async (t) => {
+  const s = coreStack([{ c: { dir: { f: 'f' } }, d: { dir: { g: 'g' } }, m: { dir: { below: 'b' } } }], { redirectDir: 'on', upper: { a: { dir: { b: { dir: { full: 'x' } } } } } }, t);
+  t.throws(() => s.ov.rename('/c', '/a/b'), { code: 'ENOTEMPTY' });
+  const u = s.upper as string;
+  t.ok(fs.statSync(path.join(u, 'c')).isDirectory(), 'the source was copied up first');
+  t.equal(xattrOf(path.join(u, 'c'), RD), '/c', 'and its redirect set before the rename found the upper target full (ovl_rename)');
+  t.throws(() => s.ov.rename('/a', '/m'), { code: 'ENOTEMPTY' });
+  t.equal(xattrOf(path.join(u, 'a'), 'trusted.overlay.opaque'), undefined, 'a merged target is found full before any mark is set');
+  t.throws(() => s.ov.rename('/d', '/m'), { code: 'ENOTEMPTY' });
+  t.notOk(fs.existsSync(path.join(u, 'd')), 'and before anything is copied up');
+  t.same(names(s.ov, '/c'), ['f']);
+});
