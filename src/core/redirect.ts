@@ -44,9 +44,9 @@ export function redirectModeOf(mode: RedirectMode | undefined, userxattr: boolea
   return mode ?? (userxattr ? 'nofollow' : 'follow');
 }
 
-/** Layer names are stored as the bytes of the names, and so are redirects. */
+/** A redirect is stored as the bytes of its names (binary strings, host/bytes.ts). */
 export function redirectBytes(value: string): Buffer {
-  return Buffer.from(value, 'utf8');
+  return Buffer.from(value, 'latin1');
 }
 
 /**
@@ -54,7 +54,7 @@ export function redirectBytes(value: string): Buffer {
  * absolute ones have no empty component. Anything else makes the lookup fail with EINVAL.
  */
 export function parseRedirect(raw: Buffer, where: string): string {
-  const s = raw.toString('utf8');
+  const s = raw.toString('latin1');
   const ok = s[0] === '/' ? s.split('/').every((c, i) => i === 0 || c !== '') : s !== '' && !s.includes('/');
   if (!ok) fail(E.EINVAL, 'lookup (invalid redirect)', where);
   return s;

@@ -4,6 +4,7 @@
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { C } from '../../src/host/native';
 import { DAEMON_CALLER } from '../../src/core/config';
 import { coreStack } from '../lib/stack';
@@ -159,4 +160,17 @@ t.test('a move refused for a non-empty target leaves in upper what the kernel\'s
   t.throws(() => s.ov.rename('/d', '/m'), { code: 'ENOTEMPTY' });
   t.notOk(fs.existsSync(path.join(u, 'd')), 'and before anything is copied up');
   t.same(names(s.ov, '/c'), ['f']);
+});
+
+t.test('a redirect holds the bytes of the names, UTF-8 or not', async (t) => {
+  const s = coreStack([{ p: { dir: {} } }], { redirectDir: 'on' }, t);
+  const raw = Buffer.from([0x63, 0x61, 0x66, 0xe9]); // "caf\xe9": latin1, no UTF-8
+  const dir = Buffer.concat([Buffer.from(s.lowers[0] + '/'), raw]);
+  fs.mkdirSync(dir);
+  fs.writeFileSync(Buffer.concat([dir, Buffer.from('/f')]), 'f');
+  const name = raw.toString('latin1'); // the core's binary string for it (host/bytes.ts)
+  s.ov.rename('/' + name, '/p/x');
+  const stored = spawnSync('getfattr', ['-h', '--absolute-names', '--only-values', '-n', RD, path.join(s.upper as string, 'p/x')]).stdout;
+  t.same(stored, Buffer.concat([Buffer.from('/'), raw]), 'byte for byte');
+  t.same(names(s.ov, '/p/x'), ['f'], 'and followed');
 });
