@@ -2,18 +2,18 @@
 // request as include/uapi/linux/fuse.h lays it out. Called only when the debug level is on,
 // before the handler runs (a deferred reply's buffer is reused by then). A name in its directory
 // is `entry` (pino's own `name` names the logger), an xattr's name `xattr`.
-import { showBytes } from '../log/show';
+import { shown } from '../host/bytes';
 import { FATTR, GETATTR_FH, IN_HEADER, Op, u64 } from './protocol';
 
 export type Described = Record<string, string | number>;
 
 const B = IN_HEADER;
 
-/** The NUL-terminated name at `off` (shown through showBytes), and where the next field starts. */
+/** The NUL-terminated name at `off` as a log shows names (host/bytes.ts), and where the next field starts. */
 function name(b: Buffer, off: number, end: number): [string, number] {
   let z = b.indexOf(0, off);
   if (z < 0 || z > end) z = end;
-  return [showBytes(b, off, z), z + 1];
+  return [shown(b.toString('latin1', off, z)), z + 1];
 }
 
 const octal = (n: number): string => '0' + n.toString(8);
