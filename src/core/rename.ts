@@ -46,8 +46,8 @@ export function rename(ctx: WriteContext, from: string, to: string, flags: numbe
 
   // Then in ovl_rename's order, so that a rename refused for a non-empty target leaves in upper
   // what the kernel's leaves: a merged target is checked before anything is copied up; one that
-  // lives only in upper is found non-empty by the rename itself, after the source was copied up
-  // and given its redirect or opaque mark.
+  // lives only in upper is left to the upper filesystem's rename, after the source was copied up
+  // and given its redirect or opaque mark (it replaces an empty one, or says ENOTEMPTY).
   const dstIsDir = dst !== undefined && isDir(dst.entries[0].stat.mode);
   const dstPure = dst !== undefined && isPureUpper(ctx, dst);
   const dstEmpty = (): boolean => listMerged(ctx.resolver.dir(to)).length === 0;
@@ -62,10 +62,9 @@ export function rename(ctx: WriteContext, from: string, to: string, flags: numbe
   } else if (srcIsDir && ctx.resolver.dir(toParent).merged && !isOpaqueDir(srcParentFd, fromName)) {
     ctx.upper.setOpaque(srcParentFd, fromName);
   }
-  if (dstIsDir && dstPure && !dstEmpty()) fail(E.ENOTEMPTY, 'rename', to);
 
   let exchangeWithWhiteout = false;
-  if (dstIsDir && dst && ctx.upper.isUpper(dst.entries[0])) {
+  if (dstIsDir && !dstPure && dst && ctx.upper.isUpper(dst.entries[0])) {
     // An empty merged directory: its upper part holds only whiteouts. Take it out of the way.
     const tmp = ctx.upper.tempName();
     check(sys.renameat2(dstParentFd, toName, ctx.upper.work, tmp, 0), 'rename', to);
