@@ -9,6 +9,7 @@ import { FuseNativeTransport } from '../fuse/adapter';
 import { KernelTransport } from '../fuse-kernel/transport';
 import { shown } from '../host/bytes';
 import { sys } from '../host/native';
+import type { Transport } from '../transport';
 import { createDaemonLogger, openLogFile, type LogLevel, type Logger, type SafeDestination } from '../log/logger';
 import type { MountOptions } from './options';
 import { lockUpperAndWork, type LayerLock } from './layer-lock';
@@ -94,7 +95,7 @@ export async function serve(run: RunOptions): Promise<number> {
     lowerdirs: cfg.lowerdirs, upperdir: cfg.upperdir, workdir: cfg.workdir,
     options: run.optionStrings, started: Date.now(), updated: Date.now(), mntns: ownMountNamespace(),
     logFile: run.logFile ?? (run.readyFd === undefined ? 'stderr' : 'none (detached without --log-file)'), logLevel: run.logLevel, counters: countersOf(transport, overlay),
-    transport: transport instanceof KernelTransport ? `kernel (${transport.viaFusermount ? 'fusermount3' : 'mount(2)'})` : 'fuse-native',
+    transport: transport.describe(),
   };
   registerMount(record);
   log.info({ nofile, dirCacheFds: overlay.resolver.cache.maxFds }, 'fd limits');
@@ -113,9 +114,6 @@ export async function serve(run: RunOptions): Promise<number> {
   process.off('SIGINT', onEarly);
   return waitForEnd({ transport, overlay, mountpoint, mountId, log, dest, refresh, interactive: run.readyFd === undefined, early });
 }
-
-/** The two ways of speaking FUSE (-o transport=): what the daemon needs of either. */
-type Transport = FuseNativeTransport | KernelTransport;
 
 function countersOf(transport: Transport, overlay: Overlay): Counters {
   const up = overlay.upperStats;
@@ -136,13 +134,7 @@ function countersOf(transport: Transport, overlay: Overlay): Counters {
   };
   // Less the one readdir itself holds open while it lists.
   try { c.fds = fs.readdirSync('/proc/self/fd').length - 1; } catch { /* no /proc */ }
-  if (transport instanceof KernelTransport) {
-    const k = transport.snapshot();
-    Object.assign(c, { nodes: k.nodes, fuseOpenFiles: k.openFiles, openDirs: k.openDirs, backingIds: k.backingIds, backedNodes: k.backedNodes });
-  } else {
-    c.hiddenFiles = transport.hiddenCount;
-  }
-  return c;
+  return Object.assign(c, transport.counters());
 }
 
 interface Serving {

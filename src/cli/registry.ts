@@ -6,6 +6,7 @@
 // to be the user's own), and root's `status` reads those too.
 import fs from 'node:fs';
 import path from 'node:path';
+import type { TransportCounters } from '../transport';
 
 const SYSTEM_RUN_DIR = '/run/overlayd';
 
@@ -62,7 +63,7 @@ function uidOf(pid: number): number {
 /** The directory each listed record was read from. */
 const recordDirs = new Map<number, string>();
 
-export interface Counters {
+export interface Counters extends TransportCounters {
   /** FUSE operations served. */
   ops: number;
   openFiles: number;
@@ -77,15 +78,6 @@ export interface Counters {
   /** V8's heap in use, and memory outside it held by JS objects (Buffers). */
   heapUsedBytes?: number;
   externalBytes?: number;
-  /** Kernel transport: nodes the kernel holds, its open file and directory handles, live backing ids. */
-  nodes?: number;
-  fuseOpenFiles?: number;
-  openDirs?: number;
-  backingIds?: number;
-  /** Nodes bound to a backing file: equals backingIds unless an id leaked. */
-  backedNodes?: number;
-  /** fuse-native: unlinked-but-open files parked in the work directory. */
-  hiddenFiles?: number;
 }
 
 export interface MountRecord {

@@ -20,6 +20,7 @@ import type { Attr, Overlay } from '../core/overlay';
 import type { DirEntry } from '../core/readdir';
 import type { FuseMountOptions } from '../fuse/adapter';
 import type { Logger } from '../log/logger';
+import type { Transport, TransportCounters } from '../transport';
 import { Node, NodeTable, type Backing } from './inodes';
 import { CAP_FSETID, CAP_SYS_ADMIN, callerCapable, callerDying, callerInGroup, hasCapSysAdmin, inInitUserNs } from './caller';
 import { escapeOption, fusermountMount, fusermountUnmount, fusermountUnusable } from './fusermount';
@@ -104,9 +105,9 @@ export interface KernelCounters {
   backedNodes: number;
 }
 
-export class KernelTransport {
+export class KernelTransport implements Transport {
   ops = 0;
-  readonly counters: KernelCounters = { ops: 0, reads: 0, writes: 0, passthroughOpens: 0, cachedOpens: 0, nodes: 0, invalidations: 0, openFiles: 0, openDirs: 0, backingIds: 0, backedNodes: 0 };
+  readonly stats: KernelCounters = { ops: 0, reads: 0, writes: 0, passthroughOpens: 0, cachedOpens: 0, nodes: 0, invalidations: 0, openFiles: 0, openDirs: 0, backingIds: 0, backedNodes: 0 };
   /** Whether the kernel took FUSE_PASSTHROUGH at INIT. */
   passthrough = false;
   /** Whether the kernel caches writes (FUSE_WRITEBACK_CACHE), where there is no passthrough. */
@@ -342,8 +343,8 @@ export class KernelTransport {
     this.files.clear();
     this.dirs.clear();
     if (this.fd >= 0) { fs.closeSync(this.fd); this.fd = -1; }
-    this.counters.nodes = this.table.size;
-    this.log.info({ counters: this.counters }, 'FUSE session ended');
+    this.stats.nodes = this.table.size;
+    this.log.info({ counters: this.stats }, 'FUSE session ended');
     this.initDone?.(new Error('the kernel ended the session before INIT'));
     this.initDone = undefined;
     for (const w of this.endWaiters.splice(0)) w();
@@ -392,7 +393,7 @@ export class KernelTransport {
     this.pid = b.readUInt32LE(32);
     this.len = len - b.readUInt16LE(36) * 8;
     this.ops++;
-    this.counters.ops++;
+    this.stats.ops++;
     const unique = this.unique;
     const t0 = this.debug ? process.hrtime.bigint() : 0n;
     if (this.debug) this.args = describe(opcode, b, this.len);
@@ -551,7 +552,7 @@ export class KernelTransport {
         // was counted when it first came.
         req.copy(this.rbuf);
         this.ops--;
-        this.counters.ops--;
+        this.stats.ops--;
         this.dispatch(n);
       },
       (err: unknown) => {
@@ -582,7 +583,7 @@ export class KernelTransport {
     putU64(b, OUT_HEADER, parent.id);
     b.writeUInt32LE(nb.length, OUT_HEADER + 8);
     nb.copy(b, OUT_HEADER + 16);
-    this.counters.invalidations++;
+    this.stats.invalidations++;
     this.notify(b);
   }
 
@@ -597,7 +598,7 @@ export class KernelTransport {
     b.writeInt32LE(NOTIFY.INVAL_INODE, 4);
     putU64(b, OUT_HEADER, node.id);
     b.writeBigInt64LE(-1n, OUT_HEADER + 8);
-    this.counters.invalidations++;
+    this.stats.invalidations++;
     if (this.fd >= 0) this.send(b, b.length);
   }
 
@@ -954,7 +955,7 @@ export class KernelTransport {
       } else if (node.cachedOpens === 0 && key !== '') {
         const id = this.dev.backingOpen(this.fd, h.fd);
         if (id > 0) {
-          this.counters.backingIds++;
+          this.stats.backingIds++;
           node.backing = { id, key, refs: 1 };
           backingId = id;
           passthrough = true;
@@ -966,10 +967,10 @@ export class KernelTransport {
     }
     if (passthrough) {
       flags |= FOPEN.PASSTHROUGH;
-      this.counters.passthroughOpens++;
+      this.stats.passthroughOpens++;
     } else {
       node.cachedOpens++;
-      this.counters.cachedOpens++;
+      this.stats.cachedOpens++;
     }
     node.addFile(fh);
     this.files.set(fh, { node, passthrough });
@@ -1079,7 +1080,7 @@ export class KernelTransport {
     if (--b.refs > 0) return;
     node.backing = undefined;
     if (this.fd >= 0) this.dev.backingClose(this.fd, b.id);
-    this.counters.backingIds--;
+    this.stats.backingIds--;
   }
 
   private read(): number {
@@ -1087,7 +1088,7 @@ export class KernelTransport {
     const fh = u64(b, IN_HEADER);
     const offset = u64(b, IN_HEADER + 8);
     const size = b.readUInt32LE(IN_HEADER + 16);
-    this.counters.reads++;
+    this.stats.reads++;
     const out = Buffer.allocUnsafe(OUT_HEADER + size);
     // What the page cache holds is read here and now; only what needs the disk goes to the
     // thread pool. A short reply would mean end of file, so a partial read is completed there.
@@ -1120,7 +1121,7 @@ export class KernelTransport {
     const offset = u64(b, IN_HEADER + 8);
     const size = b.readUInt32LE(IN_HEADER + 16);
     const data = Buffer.from(b.subarray(IN_HEADER + 40, IN_HEADER + 40 + size));
-    this.counters.writes++;
+    this.stats.writes++;
     return this.later(Op.WRITE, async () => {
       const n = await this.overlay.write(fh, data, data.length, offset);
       const out = Buffer.allocUnsafe(OUT_HEADER + 8);
@@ -1342,18 +1343,11 @@ export class KernelTransport {
     return 8;
   }
 
-  /** For status: nodes the kernel holds. */
-  get nodeCount(): number {
-    return this.table.size;
+  describe(): string {
+    return `kernel (${this.viaFusermount ? 'fusermount3' : 'mount(2)'})`;
   }
 
-  /** The counters with the table's sizes filled in now (status, the stress run). */
-  snapshot(): KernelCounters {
-    const c = this.counters;
-    c.nodes = this.table.size;
-    c.openFiles = this.files.size;
-    c.openDirs = this.dirs.size;
-    c.backedNodes = this.table.backedNodes();
-    return { ...c };
+  counters(): TransportCounters {
+    return { nodes: this.table.size, fuseOpenFiles: this.files.size, openDirs: this.dirs.size, backingIds: this.stats.backingIds, backedNodes: this.table.backedNodes() };
   }
 }

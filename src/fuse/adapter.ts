@@ -12,6 +12,7 @@ import type { Detached } from '../core/remove';
 import type { Attr, Overlay } from '../core/overlay';
 import { hasCapSysAdmin, inInitUserNs } from '../fuse-kernel/caller';
 import type { Logger } from '../log/logger';
+import type { Transport, TransportCounters } from '../transport';
 
 export interface FuseMountOptions {
   allowOther: boolean;
@@ -185,7 +186,7 @@ class OverlaydFuse extends Fuse {
 
 type Signal = (code: number, ...rest: unknown[]) => void;
 
-export class FuseNativeTransport {
+export class FuseNativeTransport implements Transport {
   /** libfuse reports real inode numbers only when they fit its 32-bit field without clashing. */
   readonly useIno: boolean;
   ops = 0;
@@ -228,13 +229,17 @@ export class FuseNativeTransport {
   }
 
   /** Unmounts; EBUSY (a process still inside) is returned to the caller to decide. */
-  unmount(lazy = false): number {
-    return sys.umount2(toBinary(this.mountpoint), lazy ? sys.constants.MNT_DETACH : 0);
+  unmount(lazy = false): Promise<number> {
+    return Promise.resolve(sys.umount2(toBinary(this.mountpoint), lazy ? sys.constants.MNT_DETACH : 0));
   }
 
-  /** Unlinked-but-open files parked in the work directory (for counters). */
-  get hiddenCount(): number {
-    return this.hidden.size;
+  describe(): string {
+    return 'fuse-native';
+  }
+
+  /** Unlinked-but-open files parked in the work directory. */
+  counters(): TransportCounters {
+    return { hiddenFiles: this.hidden.size };
   }
 
   /** Lets go of objects still parked for open files (call once the mount is gone). */

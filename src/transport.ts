@@ -1,0 +1,30 @@
+// What the daemon needs of a way of speaking FUSE (-o transport=): the kernel transport
+// (src/fuse-kernel) and fuse-native (src/fuse) both are one, so src/cli knows neither.
+
+/** Figures a transport adds to `overlayd status` (see cli/registry Counters). */
+export interface TransportCounters {
+  /** Kernel transport: nodes the kernel holds, its open file and directory handles, live backing ids. */
+  nodes?: number;
+  fuseOpenFiles?: number;
+  openDirs?: number;
+  backingIds?: number;
+  backedNodes?: number;
+  /** fuse-native: unlinked-but-open files parked in the work directory. */
+  hiddenFiles?: number;
+}
+
+export interface Transport {
+  /** Requests served so far. */
+  readonly ops: number;
+  /** Resolves once the kernel has sent INIT, i.e. the mount serves. */
+  mount(): Promise<void>;
+  /** Unmounts; resolves with 0 or -errno (EBUSY: a process still inside, the caller decides). */
+  unmount(lazy?: boolean): Promise<number>;
+  /** Stops serving and lets go of what the session holds (after unmount, or to give up). */
+  close(): void;
+  /** The mount options as given to the kernel or libfuse, for logs. */
+  fuseOptions(): string[];
+  /** How it is mounted, for status: `kernel (mount(2))`, `fuse-native`. */
+  describe(): string;
+  counters(): TransportCounters;
+}
