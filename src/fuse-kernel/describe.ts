@@ -3,7 +3,8 @@
 // before the handler runs (a deferred reply's buffer is reused by then). A name in its directory
 // is `entry` (pino's own `name` names the logger), an xattr's name `xattr`.
 import { shown } from '../host/bytes';
-import { FATTR, GETATTR_FH, IN_HEADER, Op, u64 } from './protocol';
+import { GETATTR_FH, IN_HEADER } from './abi';
+import { FATTR, Op, u64 } from './protocol';
 
 export type Described = Record<string, string | number>;
 

@@ -1,7 +1,6 @@
 // The FUSE kernel protocol (include/uapi/linux/fuse.h), as much of it as overlayd speaks:
-// opcodes, flags, struct layouts, and the few encoders every reply needs. Little-endian, as the
+// opcodes, flags, and the field primitives; the structs are in abi.ts. Little-endian, as the
 // kernel on every architecture Node runs Linux on.
-import type { Attr } from '../core/overlay';
 
 export const KERNEL_VERSION = 7;
 /** The minor we implement: passthrough's fuse_open_out.backing_id and init flags2 (7.40+). */
@@ -56,19 +55,7 @@ export const FATTR = {
   ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8, LOCKOWNER: 1 << 9, CTIME: 1 << 10, KILL_SUIDGID: 1 << 11,
 } as const;
 
-export const GETATTR_FH = 1 << 0;
-
 export const NOTIFY = { INVAL_INODE: 2, INVAL_ENTRY: 3, DELETE: 6 } as const;
-
-export const IN_HEADER = 40;
-export const OUT_HEADER = 16;
-export const ATTR_SIZE = 88;
-export const ENTRY_OUT = 40 + ATTR_SIZE; // 128
-export const ATTR_OUT = 16 + ATTR_SIZE; // 104
-export const OPEN_OUT = 16;
-export const INIT_OUT = 64;
-export const STATFS_OUT = 80;
-export const DIRENT_BASE = 24;
 
 const TWO32 = 4294967296;
 
@@ -93,58 +80,4 @@ export function cstring(b: Buffer, off: number, end: number): [string, number] {
   let z = b.indexOf(0, off);
   if (z < 0 || z > end) z = end;
   return [b.toString('latin1', off, z), z + 1];
-}
-
-/** The kernel's new_encode_dev: the 32-bit rdev of struct fuse_attr. */
-export function encodeDev(major: number, minor: number): number {
-  return ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12)) >>> 0;
-}
-
-export function decodeDev(dev: number): [number, number] {
-  return [(dev & 0xfff00) >>> 8, (dev & 0xff) | ((dev >>> 12) & 0xfff00)];
-}
-
-/** struct fuse_attr at `off`. */
-export function putAttr(b: Buffer, off: number, a: Attr): void {
-  b.writeBigUInt64LE(a.ino, off);
-  putU64(b, off + 8, a.size);
-  putU64(b, off + 16, a.blocks);
-  putU64(b, off + 24, a.atime.sec);
-  putU64(b, off + 32, a.mtime.sec);
-  putU64(b, off + 40, a.ctime.sec);
-  b.writeUInt32LE(a.atime.nsec, off + 48);
-  b.writeUInt32LE(a.mtime.nsec, off + 52);
-  b.writeUInt32LE(a.ctime.nsec, off + 56);
-  b.writeUInt32LE(a.mode >>> 0, off + 60);
-  b.writeUInt32LE(a.nlink >>> 0, off + 64);
-  b.writeUInt32LE(a.uid >>> 0, off + 68);
-  b.writeUInt32LE(a.gid >>> 0, off + 72);
-  b.writeUInt32LE(encodeDev(a.rdevMajor, a.rdevMinor), off + 76);
-  b.writeUInt32LE(a.blksize >>> 0, off + 80);
-  b.writeUInt32LE(0, off + 84);
-}
-
-/** A timeout in seconds as the (u64 sec, u32 nsec) pair replies carry. */
-export interface Validity { sec: number; nsec: number }
-
-export function validity(seconds: number): Validity {
-  const sec = Math.floor(seconds);
-  return { sec, nsec: Math.min(999999999, Math.round((seconds - sec) * 1e9)) };
-}
-
-/** struct fuse_entry_out at `off`; nodeid 0 with an entry timeout is a cached negative entry. */
-export function putEntry(b: Buffer, off: number, nodeid: number, a: Attr | undefined, entry: Validity, attr: Validity): void {
-  putU64(b, off, nodeid);
-  putU64(b, off + 8, 0); // generation: node ids are never reused within a mount
-  putU64(b, off + 16, entry.sec);
-  putU64(b, off + 24, attr.sec);
-  b.writeUInt32LE(entry.nsec, off + 32);
-  b.writeUInt32LE(attr.nsec, off + 36);
-  if (a) putAttr(b, off + 40, a);
-  else b.fill(0, off + 40, off + ENTRY_OUT);
-}
-
-/** struct fuse_dirent (without the name) at `off`; returns the record's padded length. */
-export function direntSize(nameLen: number): number {
-  return (DIRENT_BASE + nameLen + 7) & ~7;
 }

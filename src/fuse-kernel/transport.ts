@@ -25,10 +25,12 @@ import { Node, NodeTable, type Backing } from './inodes';
 import { CAP_FSETID, CAP_SYS_ADMIN, callerCapable, callerDying, callerInGroup, hasCapSysAdmin, inInitUserNs } from './caller';
 import { escapeOption, fusermountMount, fusermountUnmount, fusermountUnusable } from './fusermount';
 import {
-  ATTR_OUT, DIRENT_BASE, ENTRY_OUT, FATTR, FOPEN, GETATTR_FH, INIT, INIT2, INIT_OUT, IN_HEADER, KERNEL_MINOR, KERNEL_MINOR_KNOWN,
-  KERNEL_VERSION, NOTIFY, OPEN_OUT, OP_NAMES, OUT_HEADER, Op, STATFS_OUT, cstring, decodeDev, direntSize,
-  putAttr, putEntry, putU64, s64, u64, validity, type Validity,
+  FATTR, FOPEN, INIT, INIT2, KERNEL_MINOR, KERNEL_MINOR_KNOWN, KERNEL_VERSION, NOTIFY, OP_NAMES, Op, cstring, putU64, s64, u64,
 } from './protocol';
+import {
+  ATTR_OUT, DIRENT_BASE, ENTRY_OUT, INIT_OUT, IN_HEADER, OPEN_OUT, OUT_HEADER, STATFS_OUT, decodeDev, direntSize,
+  encodeAttr as putAttr, encodeEntry as putEntry, validity, type Validity,
+} from './abi';
 import { describe, type Described } from './describe';
 
 /** What a handler returns: a payload length already in `out`, or that it answers later/never. */
@@ -791,7 +793,7 @@ export class KernelTransport implements Transport {
   private getattr(): number {
     const node = this.node();
     const flags = this.rbuf.readUInt32LE(IN_HEADER);
-    const fh = flags & GETATTR_FH ? u64(this.rbuf, IN_HEADER + 8) : undefined;
+    const fh = flags & 1 /* FUSE_GETATTR_FH */ ? u64(this.rbuf, IN_HEADER + 8) : undefined;
     return this.attrReply(this.attrOf(node, fh));
   }
 

@@ -3,7 +3,8 @@
 // of a name that is no UTF-8).
 import t from 'tap';
 import { describe } from '../../src/fuse-kernel/describe';
-import { IN_HEADER, Op } from '../../src/fuse-kernel/protocol';
+import { IN_HEADER } from '../../src/fuse-kernel/abi';
+import { Op } from '../../src/fuse-kernel/protocol';
 
 /** A request: header (zeros) and body. */
 const req = (body: Buffer): Buffer => Buffer.concat([Buffer.alloc(IN_HEADER), body]);
