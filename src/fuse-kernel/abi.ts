@@ -469,7 +469,7 @@ export function encodeDirent(b: Buffer, off: number, ino: bigint, next: number, 
   putU64(b, off + s.off, next);
   b.writeUInt32LE(nameLen, off + s.namelen);
   b.writeUInt32LE(type, off + s.type);
-  b.write(name, off + s.size, 'utf8');
+  b.write(name, off + s.size, 'latin1');
   const padded = direntSize(nameLen);
   b.fill(0, off + s.size + nameLen, off + padded);
   return padded;

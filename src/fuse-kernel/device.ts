@@ -1,0 +1,64 @@
+// The /dev/fuse connection a session reads requests from and writes replies to, behind the
+// few calls the session and the passthrough policy make, so a test can stand a fake in for it
+// (test/lib/fake-fuse.ts) and drive the whole transport without a mount.
+import fs from 'node:fs';
+import type { FuseDeviceAddon, FusePollHandle } from '../host/native';
+
+export interface FuseDevice {
+  /**
+   * One whole request into `buf`: its length; -EAGAIN when none waits; else -errno (ENODEV: the
+   * mount is gone; ENOENT, EINTR: a request interrupted before it was read). With spinNs, the
+   * device may ask again for up to that long before saying EAGAIN.
+   */
+  read(buf: Buffer, spinNs: number): number;
+  /** A reply or a notification, now, from this thread: 0 or -errno. */
+  write(buf: Buffer, len: number): number;
+  /** A notification from the thread pool (the kernel may hold a lock a pending request needs). */
+  writeAsync(buf: Buffer): void;
+  /** Calls `onEvents` on this thread while requests wait: bit 1 readable, bit 2 hung up. */
+  watch(onEvents: (events: number) => void): void;
+  /** FUSE_DEV_IOC_BACKING_OPEN for FOPEN_PASSTHROUGH: an id > 0, or -errno. */
+  backingOpen(fd: number): number;
+  backingClose(id: number): void;
+  /** Stops watching and closes the connection; later writes are dropped. */
+  close(): void;
+}
+
+/** The real device: an fd on /dev/fuse, watched on the libuv loop by our addon. */
+export class DevFuse implements FuseDevice {
+  private poller: FusePollHandle | undefined;
+
+  constructor(private readonly addon: FuseDeviceAddon, private fd: number) {}
+
+  read(buf: Buffer, spinNs: number): number {
+    return this.fd < 0 ? -this.addon.constants.ENODEV : this.addon.read(this.fd, buf, buf.length, spinNs);
+  }
+
+  write(buf: Buffer, len: number): number {
+    return this.fd < 0 ? -this.addon.constants.ENODEV : this.addon.write(this.fd, buf, len);
+  }
+
+  writeAsync(buf: Buffer): void {
+    const fd = this.fd;
+    if (fd >= 0) fs.write(fd, buf, 0, buf.length, null, () => undefined);
+  }
+
+  watch(onEvents: (events: number) => void): void {
+    const p = this.addon.poll(this.fd, onEvents);
+    if (typeof p === 'number') throw new Error(`cannot watch /dev/fuse (libuv error ${p})`);
+    this.poller = p;
+  }
+
+  backingOpen(fd: number): number {
+    return this.fd < 0 ? -this.addon.constants.ENODEV : this.addon.backingOpen(this.fd, fd);
+  }
+
+  backingClose(id: number): void {
+    if (this.fd >= 0) this.addon.backingClose(this.fd, id);
+  }
+
+  close(): void {
+    if (this.poller) { this.addon.pollStop(this.poller); this.poller = undefined; }
+    if (this.fd >= 0) { fs.closeSync(this.fd); this.fd = -1; }
+  }
+}

@@ -1,0 +1,320 @@
+// One FUSE session on a device: reads requests, hands each to the ops, encodes what they
+// answer, and sends notifications; knows nothing of the overlay.
+//
+// One thread: the device is non-blocking and watched on the libuv loop; each wake-up reads
+// requests until none waits, answers the synchronous ones at once and the others (read, write,
+// fsync) when their promise settles; one the handler says must wait (for a copy-up of file data
+// in the worker threads) is parked and then handled again from the start. Synchronous replies
+// are all encoded into one buffer, sent before the next request is read.
+import { E, FsError, errnoOf } from '../core/errors';
+import { shown } from '../host/bytes';
+import type { Attr } from '../core/overlay';
+import type { Logger } from '../log/logger';
+import {
+  OUT_HEADER, Request, decodeHeader, encodeAttrOut, encodeCount, encodeEntry, encodeInitMajor, encodeInitOut,
+  encodeInvalEntry, encodeInvalInode, encodeLseekOut, encodeNotifyHeader, encodeOpenOut, encodeOutHeader, encodeStatfsOut,
+  type InitOut, type StatfsOut, type Validity,
+} from './abi';
+import { describe, type Described } from './describe';
+import type { FuseDevice } from './device';
+import { NOTIFY, OP_NAMES, Op } from './protocol';
+
+/** What an op answers; an errno is thrown as FsError. */
+export type Reply =
+  /** FORGET, BATCH_FORGET, INTERRUPT: the kernel waits for no answer. */
+  | { kind: 'none' }
+  | { kind: 'empty' }
+  /** nodeid 0: a cached miss (negative entry). */
+  | { kind: 'entry'; nodeid: number; attr: Attr | undefined; entryValid: Validity; attrValid: Validity }
+  | { kind: 'attr'; attr: Attr; valid: Validity }
+  | { kind: 'open'; fh: number; flags: number; backingId: number }
+  | { kind: 'create'; nodeid: number; attr: Attr; entryValid: Validity; attrValid: Validity; fh: number; flags: number; backingId: number }
+  /** fuse_write_out, fuse_getxattr_out (a size), copy_file_range's count. */
+  | { kind: 'count'; n: number }
+  | { kind: 'offset'; offset: number }
+  | { kind: 'statfs'; statfs: StatfsOut }
+  | { kind: 'init'; init: InitOut }
+  | { kind: 'initMajor'; major: number; minor: number }
+  /** `n` payload bytes at buf[OUT_HEADER..], the header's room left free before them. */
+  | { kind: 'bytes'; buf: Buffer; n: number };
+
+export const NONE: Reply = Object.freeze({ kind: 'none' });
+export const EMPTY: Reply = Object.freeze({ kind: 'empty' });
+
+/** What the session hands each request to. */
+export interface Handler {
+  handle(req: Request): Reply | Promise<Reply>;
+  /**
+   * For an error `handle` threw: what to wait for before the request is handled again (it
+   * changed nothing yet), or undefined where the error is the answer. The wait rejects with
+   * the request's answer where it ends otherwise (aborted: the caller is gone).
+   */
+  retryAfter(err: unknown): ((signal: AbortSignal) => Promise<void>) | undefined;
+}
+
+/** A request waiting to be handled again: its caller, and how to give up on it. */
+interface Parked {
+  pid: number;
+  abort: AbortController;
+}
+
+/** Requests handled per wake-up before the loop gets a turn (level-triggered: it comes back). */
+const BATCH = 64;
+/** The largest request: max_write of data and its headers. */
+export const MAX_WRITE = 1 << 20;
+const READ_BUF = MAX_WRITE + 4096;
+
+export class Session {
+  /** Requests read. */
+  ops = 0;
+  /** Notifications sent to keep the kernel's caches exact. */
+  invalidations = 0;
+  private readonly req = new Request(Buffer.allocUnsafe(READ_BUF));
+  /** Synchronous replies are encoded here (see room). */
+  private out = Buffer.allocUnsafe(OUT_HEADER + 128 * 1024);
+  private readonly small = Buffer.allocUnsafe(OUT_HEADER + 24);
+  private handler: Handler | undefined;
+  /** Requests being answered later: their callers wait on them, not on us. */
+  private inFlight = 0;
+  private ended = false;
+  private readonly endHooks: (() => void)[] = [];
+  private readonly debug: boolean;
+  /** Requests waiting to be handled again (see park), by unique. */
+  private readonly parked = new Map<number, Parked>();
+
+  constructor(private readonly dev: FuseDevice, private readonly log: Logger, private readonly spinNs: number) {
+    this.debug = log.isLevelEnabled('debug');
+  }
+
+  /** Starts serving: requests go to `handler` from the next turn of the loop. */
+  start(handler: Handler): void {
+    this.handler = handler;
+    this.dev.watch((ev) => this.onEvents(ev));
+  }
+
+  /** -o spin=, for the logs. */
+  get spinUs(): number {
+    return this.spinNs / 1000;
+  }
+
+  get isEnded(): boolean {
+    return this.ended;
+  }
+
+  /** Runs once the session ends, before the device closes (in the order added). */
+  onEnd(hook: () => void): void {
+    if (this.ended) hook();
+    else this.endHooks.push(hook);
+  }
+
+  /** Stops serving and closes the device (unmounted, DESTROY, given up). */
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    for (const h of this.endHooks.splice(0)) {
+      try { h(); } catch (err) { this.log.warn({ err: String(err) }, 'ending the FUSE session'); }
+    }
+    this.dev.close();
+  }
+
+  // ---- the request loop ----
+
+  private onEvents(ev: number): void {
+    if (this.ended) return;
+    for (let i = 0; i < BATCH; i++) {
+      // No spinning while a reply is pending: its caller sends nothing meanwhile.
+      const n = this.dev.read(this.req.buf, this.inFlight === 0 ? this.spinNs : 0);
+      if (n < 0) {
+        if (n === -E.EAGAIN) {
+          if (ev & 2) this.end();
+          return;
+        }
+        if (n === -E.ENOENT || n === -E.EINTR) continue; // a request interrupted before we read it
+        if (n !== -E.ENODEV) this.log.error({ errno: -n }, 'reading /dev/fuse failed; ending the session');
+        this.end();
+        return;
+      }
+      this.dispatch(n);
+      if (this.ended) return;
+    }
+  }
+
+  /** Handles the `n` request bytes in the request buffer; `again`: a parked one, counted when it came. */
+  private dispatch(n: number, again = false): void {
+    const req = this.req;
+    if (!decodeHeader(req, n) || !this.handler) return;
+    if (!again) this.ops++;
+    const { unique, opcode } = req;
+    const t0 = this.debug ? process.hrtime.bigint() : 0n;
+    // Read now: a reply given later finds the buffer holding another request.
+    const args = this.debug ? describe(opcode, req.buf, req.end) : undefined;
+    let r: Reply | Promise<Reply>;
+    try {
+      r = this.handler.handle(req);
+    } catch (err) {
+      const wait = this.handler.retryAfter(err);
+      if (wait) this.park(n, wait);
+      else this.failed(opcode, unique, req.nodeid, err, t0, args);
+      return;
+    }
+    if (r instanceof Promise) {
+      this.later(opcode, unique, req.nodeid, t0, r, args);
+      return;
+    }
+    this.send(unique, r);
+    if (this.debug) this.trace(opcode, req.nodeid, t0, resultOf(opcode, r), args);
+  }
+
+  /**
+   * The request in the buffer (n bytes) waits, off the loop, and is handled again from the
+   * start once `wait` resolves; if it rejects, that is the answer.
+   */
+  private park(n: number, wait: (signal: AbortSignal) => Promise<void>): void {
+    const req = this.req;
+    const bytes = Buffer.from(req.buf.subarray(0, n));
+    const unique = req.unique;
+    const abort = new AbortController();
+    this.parked.set(unique, { pid: req.pid, abort });
+    this.inFlight++;
+    wait(abort.signal).then(
+      () => {
+        this.parked.delete(unique);
+        this.inFlight--;
+        if (this.ended) return;
+        // Nothing else runs on this thread now: the buffer is free until the next read.
+        bytes.copy(req.buf);
+        this.dispatch(n, true);
+      },
+      (err: unknown) => {
+        this.parked.delete(unique);
+        this.inFlight--;
+        this.replyError(unique, errnoOf(err));
+      },
+    );
+  }
+
+  /** The pid of the caller of parked request `unique`, if it is parked. */
+  parkedCaller(unique: number): number | undefined {
+    return this.parked.get(unique)?.pid;
+  }
+
+  /** Gives up waiting for parked request `unique` (its wait rejects, and that is the answer). */
+  cancel(unique: number): void {
+    this.parked.get(unique)?.abort.abort();
+  }
+
+  private later(opcode: number, unique: number, nodeid: number, t0: bigint, p: Promise<Reply>, args: Described | undefined): void {
+    this.inFlight++;
+    p.then(
+      (r) => {
+        this.inFlight--;
+        this.send(unique, r);
+        if (this.debug) this.trace(opcode, nodeid, t0, resultOf(opcode, r), args);
+      },
+      (err: unknown) => {
+        this.inFlight--;
+        this.failed(opcode, unique, nodeid, err, t0, args);
+      },
+    );
+  }
+
+  private failed(opcode: number, unique: number, nodeid: number, err: unknown, t0: bigint, args?: Described): void {
+    const errno = errnoOf(err);
+    if (!(err instanceof FsError) && errno === E.EIO) this.log.error({ op: OP_NAMES[opcode] ?? opcode, err: shown(String(err)) }, 'request failed unexpectedly');
+    if (this.debug) this.trace(opcode, nodeid, t0, -errno, args);
+    this.replyError(unique, errno);
+  }
+
+  /** The request's debug line: its op, node, names and arguments (describe.ts), result and time. */
+  private trace(opcode: number, nodeid: number, t0: bigint, result: number, args: Described | undefined): void {
+    this.log.debug({ op: OP_NAMES[opcode] ?? opcode, node: nodeid, ...args, result, us: Number((process.hrtime.bigint() - t0) / 1000n) }, 'fuse op');
+  }
+
+  // ---- replies ----
+
+  /**
+   * The reply buffer with room for `n` payload bytes after the header, grown if needed: for an
+   * op building a `bytes` reply it returns at once (the next reply reuses it).
+   */
+  room(n: number): Buffer {
+    if (this.out.length < OUT_HEADER + n) this.out = Buffer.allocUnsafe(OUT_HEADER + n);
+    return this.out;
+  }
+
+  /** Encodes and sends a reply to request `unique`. */
+  send(unique: number, r: Reply): void {
+    if (r.kind === 'none') return;
+    let b: Buffer = this.out;
+    const o = OUT_HEADER;
+    let n: number;
+    switch (r.kind) {
+      case 'empty': n = 0; break;
+      case 'entry': n = encodeEntry(b, o, r.nodeid, r.attr, r.entryValid, r.attrValid); break;
+      case 'attr': n = encodeAttrOut(b, o, r.attr, r.valid); break;
+      case 'open': n = encodeOpenOut(b, o, r.fh, r.flags, r.backingId); break;
+      case 'create':
+        n = encodeEntry(b, o, r.nodeid, r.attr, r.entryValid, r.attrValid);
+        n += encodeOpenOut(b, o + n, r.fh, r.flags, r.backingId);
+        break;
+      case 'count': n = encodeCount(b, o, r.n); break;
+      case 'offset': n = encodeLseekOut(b, o, r.offset); break;
+      case 'statfs': n = encodeStatfsOut(b, o, r.statfs); break;
+      case 'init': n = encodeInitOut(b, o, r.init); break;
+      case 'initMajor': n = encodeInitMajor(b, o, r.major, r.minor); break;
+      case 'bytes': b = r.buf; n = r.n; break;
+    }
+    encodeOutHeader(b, n, 0, unique);
+    this.write(b, OUT_HEADER + n);
+  }
+
+  replyError(unique: number, errno: number): void {
+    encodeOutHeader(this.small, 0, errno, unique);
+    this.write(this.small, OUT_HEADER);
+  }
+
+  private write(b: Buffer, n: number): void {
+    if (this.ended) return;
+    const r = this.dev.write(b, n);
+    // ENOENT: the request was interrupted and is gone; ENODEV: the mount is gone.
+    if (r < 0 && r !== -E.ENOENT && r !== -E.ENODEV) this.log.warn({ errno: -r }, 'writing a FUSE reply failed');
+  }
+
+  // ---- notifications ----
+
+  /**
+   * FUSE_NOTIFY_INVAL_INODE for the attributes only (the page cache kept). Sent at once, before
+   * the reply of the request that caused it, so the caller's next stat sees the change: for
+   * attributes alone the kernel takes no lock a pending request could hold.
+   */
+  invalAttr(nodeid: number): void {
+    const b = this.small;
+    const n = encodeInvalInode(b, OUT_HEADER, nodeid, -1n, 0n);
+    encodeNotifyHeader(b, n, NOTIFY.INVAL_INODE);
+    this.invalidations++;
+    this.write(b, OUT_HEADER + n);
+  }
+
+  /**
+   * FUSE_NOTIFY_INVAL_ENTRY: the kernel looks parent/name up again when next used. Sent from the
+   * thread pool once the current reply is out: the kernel takes the directory's lock for it,
+   * which a request still waiting for our answer may hold.
+   */
+  invalEntry(parent: number, name: string): void {
+    const nb = Buffer.from(name, 'latin1');
+    const b = Buffer.allocUnsafe(OUT_HEADER + 16 + nb.length + 1);
+    const n = encodeInvalEntry(b, OUT_HEADER, parent, nb);
+    encodeNotifyHeader(b, n, NOTIFY.INVAL_ENTRY);
+    this.invalidations++;
+    setImmediate(() => {
+      if (!this.ended) this.dev.writeAsync(b);
+    });
+  }
+}
+
+/** What the debug log shows as a request's result: bytes moved by read and write, -ENOENT for a cached miss. */
+function resultOf(opcode: number, r: Reply): number {
+  if (r.kind === 'entry' && r.nodeid === 0) return -E.ENOENT;
+  if (opcode === Op.READ && r.kind === 'bytes') return r.n;
+  if (opcode === Op.WRITE && r.kind === 'count') return r.n;
+  return 0;
+}
