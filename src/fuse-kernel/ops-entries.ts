@@ -23,7 +23,7 @@ export function lookup(o: KernelOps, req: Request): Reply {
   } catch (err) {
     const neg = o.cfg.negValid;
     if (errnoOf(err) === E.ENOENT && (neg.sec > 0 || neg.nsec > 0)) {
-      return { kind: 'entry', nodeid: 0, attr: undefined, entryValid: neg, attrValid: neg };
+      return o.session.entryReply(0, undefined, neg, neg);
     }
     throw err;
   }

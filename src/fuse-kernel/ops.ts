@@ -191,15 +191,18 @@ export class KernelOps implements Handler {
     return this.overlay.fgetattr(id);
   }
 
-  /** The entry reply for parent/name, just resolved to `attr`; counts the kernel's lookup. */
+  /**
+   * The entry reply for parent/name, just resolved to `attr`; counts the kernel's lookup. Like
+   * attrReply, only to be returned synchronously (see Session.attrReply).
+   */
   entry(parent: Node, name: string, attr: Attr): Reply {
     const node = this.table.entry(parent, name, attr);
     node.lookups++;
-    return { kind: 'entry', nodeid: node.id, attr, entryValid: this.cfg.entryValid, attrValid: this.cfg.attrValid };
+    return this.session.entryReply(node.id, attr, this.cfg.entryValid, this.cfg.attrValid);
   }
 
   attrReply(attr: Attr): Reply {
-    return { kind: 'attr', attr, valid: this.cfg.attrValid };
+    return this.session.attrReply(attr, this.cfg.attrValid);
   }
 
   /** A reply of these bytes, copied into the session's reply buffer. */

@@ -41,6 +41,21 @@ export type Reply =
 export const NONE: Reply = Object.freeze({ kind: 'none' });
 export const EMPTY: Reply = Object.freeze({ kind: 'empty' });
 
+/** The replies of the hottest requests (GETATTR, LOOKUP), one object each, refilled per request. */
+class SharedAttr {
+  readonly kind = 'attr';
+  attr!: Attr;
+  valid!: Validity;
+}
+
+class SharedEntry {
+  readonly kind = 'entry';
+  nodeid = 0;
+  attr: Attr | undefined;
+  entryValid!: Validity;
+  attrValid!: Validity;
+}
+
 /** What the session hands each request to. */
 export interface Handler {
   handle(req: Request): Reply | Promise<Reply>;
@@ -79,6 +94,8 @@ export class Session {
   private ended = false;
   private readonly endHooks: (() => void)[] = [];
   private readonly debug: boolean;
+  private readonly sharedAttr = new SharedAttr();
+  private readonly sharedEntry = new SharedEntry();
   /** Requests waiting to be handled again (see park), by unique. */
   private readonly parked = new Map<number, Parked>();
 
@@ -208,6 +225,11 @@ export class Session {
     p.then(
       (r) => {
         this.inFlight--;
+        if (r === this.sharedAttr || r === this.sharedEntry) {
+          // Another request may have refilled it between the handler's await and now.
+          this.failed(opcode, unique, nodeid, new Error('a shared reply was returned after an await'), t0);
+          return;
+        }
         this.send(unique, r);
         if (this.debug) this.trace(opcode, nodeid, t0, resultOf(opcode, r), args);
       },
@@ -239,6 +261,27 @@ export class Session {
   room(n: number): Buffer {
     if (this.out.length < OUT_HEADER + n) this.out = Buffer.allocUnsafe(OUT_HEADER + n);
     return this.out;
+  }
+
+  /**
+   * fuse_attr_out, in an object reused by every request (no garbage on the hot path): only for
+   * a reply returned synchronously; a handler that awaits first builds its own.
+   */
+  attrReply(attr: Attr, valid: Validity): Reply {
+    const r = this.sharedAttr;
+    r.attr = attr;
+    r.valid = valid;
+    return r;
+  }
+
+  /** fuse_entry_out (nodeid 0: a cached miss), reused as attrReply is. */
+  entryReply(nodeid: number, attr: Attr | undefined, entryValid: Validity, attrValid: Validity): Reply {
+    const r = this.sharedEntry;
+    r.nodeid = nodeid;
+    r.attr = attr;
+    r.entryValid = entryValid;
+    r.attrValid = attrValid;
+    return r;
   }
 
   /** Encodes and sends a reply to request `unique`. */
