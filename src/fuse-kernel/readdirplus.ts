@@ -1,5 +1,6 @@
 // Which entries of a READDIRPLUS listing carry attributes (and count a lookup) and which are
-// named bare (node id 0: the kernel keeps what it has or looks the name up when used).
+// named bare (node id 0: the kernel keeps what it has or looks the name up when used); a bare
+// one's d_ino, in either listing, is the inode number the kernel already has for it.
 //
 // A file the kernel already holds a node for has its entry and attributes (kept exact by
 // invalidations), so the listing names it without them, for free. Not a directory: the kernel
