@@ -7,7 +7,7 @@ import { E, FsError } from '../../src/core/errors';
 import type { FuseMountOptions } from '../../src/fuse/adapter';
 import type { PassthroughMode } from '../../src/fuse-kernel/passthrough';
 import type { KernelOps } from '../../src/fuse-kernel/ops';
-import { INIT, INIT2, NOTIFY, Op } from '../../src/fuse-kernel/protocol';
+import { FOPEN, INIT, INIT2, NOTIFY, Op } from '../../src/fuse-kernel/protocol';
 import { serveDevice } from '../../src/fuse-kernel/transport';
 import { EMPTY, Session } from '../../src/fuse-kernel/session';
 import { createLogger } from '../../src/log/logger';
@@ -219,6 +219,39 @@ t.test('a request the handler says must wait is parked, handled again once, or g
   dev.deliver();
   session.cancel(other);
   t.equal((await dev.until(other)).pop()?.error, -E.EINTR, 'given up: the wait\'s error is the answer');
+});
+
+t.test('passthrough: an upper file\'s open binds a backing file, its release lets it go', async (t) => {
+  const { dev, ops } = serve(t, [{ low: 'lower' }], {}, 'upper');
+  init(dev, INIT2.PASSTHROUGH);
+  const c = dev.call(Op.CREATE, ROOT, Buffer.concat([body.u32s(2, 0o100644, 0o22, 0), body.name('up')]));
+  const node = entryOf(c.body).nodeid;
+  const open = c.body.subarray(128);
+  t.ok(open.readUInt32LE(8) & FOPEN.PASSTHROUGH, 'FOPEN_PASSTHROUGH');
+  t.equal(open.readInt32LE(12), [...dev.backing.keys()][0], 'with the backing id registered');
+  const again = dev.call(Op.OPEN, node, body.u32s(0, 0));
+  t.equal(again.body.readInt32LE(12), open.readInt32LE(12), 'a second open shares it');
+  t.equal(dev.backing.size, 1);
+  const low = entryOf(dev.call(Op.LOOKUP, ROOT, body.name('low')).body).nodeid;
+  const reader = dev.call(Op.OPEN, low, body.u32s(0, 0)).body;
+  t.same([reader.readUInt32LE(8) & (FOPEN.PASSTHROUGH | FOPEN.KEEP_CACHE), reader.readInt32LE(12)], [FOPEN.KEEP_CACHE, 0], 'a lower file\'s reader goes through the daemon, page cache kept');
+  dev.call(Op.RELEASE, node, body.u64s(Number(open.readBigUInt64LE(0)), 0, 0));
+  t.equal(dev.backing.size, 1, 'kept while a file is open on it');
+  dev.call(Op.RELEASE, node, body.u64s(Number(again.body.readBigUInt64LE(0)), 0, 0));
+  t.equal(dev.backing.size, 0, 'closed with the last');
+  t.equal(ops.passthrough.stats.backingIds, 0);
+});
+
+t.test('open(O_TRUNC) by a caller without CAP_FSETID drops setuid and setgid', async (t) => {
+  const { dev } = serve(t, [{ s: { file: 'x', mode: 0o6755 } }]);
+  init(dev);
+  const f = entryOf(dev.call(Op.LOOKUP, ROOT, body.name('s')).body).nodeid;
+  t.equal(attrOf(dev.call(Op.GETATTR, f, body.u32s(0, 0, 0, 0)).body).mode & 0o7777, 0o6755);
+  const unique = dev.push(Op.OPEN, f, body.u32s(O_WRONLY | 0o1000 /* O_TRUNC */, 0), { uid: 1000, gid: 1000 });
+  const out = dev.deliver();
+  t.same(out.map((w) => w.error), [NOTIFY.INVAL_INODE, NOTIFY.INVAL_INODE, 0], 'the kernel told of the copy-up and of the mode before the open is answered');
+  t.equal(out[2].unique, unique);
+  t.equal(attrOf(dev.call(Op.GETATTR, f, body.u32s(0, 0, 0, 0)).body).mode & 0o7777, 0o0755, 'setgid too: the group may execute');
 });
 
 t.test('DESTROY ends the session and closes the device', async (t) => {
