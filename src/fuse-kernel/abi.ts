@@ -6,7 +6,7 @@
 // Decoders return small fresh objects (the handler may keep them past an await); the request
 // header is decoded in place into one Request the session reuses (see session.ts).
 import type { Attr } from '../core/overlay';
-import { cstring, putU64, s64, u64 } from './protocol';
+import { cstring, cstringEnd, nameAt as nameBetween, putU64, s64, u64 } from './protocol';
 
 /** Struct sizes and field offsets (bytes), as in fuse.h. Body offsets count from the body's start. */
 export const ABI = {
@@ -128,9 +128,9 @@ function nameAt(req: Request, off: number): [string, number] {
   return cstring(req.buf, IN_HEADER + off, req.end);
 }
 
-/** LOOKUP, UNLINK, RMDIR, REMOVEXATTR: just a name. */
+/** LOOKUP, UNLINK, RMDIR, REMOVEXATTR: just a name (no [name, next] pair: LOOKUP is hot). */
 export function decodeName(req: Request): string {
-  return nameAt(req, 0)[0];
+  return nameBetween(req.buf, IN_HEADER, cstringEnd(req.buf, IN_HEADER, req.end));
 }
 
 export function decodeForget(req: Request): number {

@@ -75,9 +75,19 @@ export function putU64(b: Buffer, off: number, v: number): void {
   b.writeInt32LE(hi, off + 4);
 }
 
-/** A NUL-terminated name at `off` as a binary string (names are bytes: host/bytes.ts), and where the next field starts. */
+/** A NUL-terminated name at `off` (see nameAt), and where the next field starts. */
 export function cstring(b: Buffer, off: number, end: number): [string, number] {
-  let z = b.indexOf(0, off);
-  if (z < 0 || z > end) z = end;
-  return [b.toString('latin1', off, z), z + 1];
+  const z = cstringEnd(b, off, end);
+  return [nameAt(b, off, z), z + 1];
+}
+
+/** Where the NUL-terminated field at `off` ends: its NUL, or `end` without one. */
+export function cstringEnd(b: Buffer, off: number, end: number): number {
+  const z = b.indexOf(0, off);
+  return z < 0 || z > end ? end : z;
+}
+
+/** The name in b[off, z) as a binary string (names are bytes: host/bytes.ts). */
+export function nameAt(b: Buffer, off: number, z: number): string {
+  return b.toString('latin1', off, z);
 }
