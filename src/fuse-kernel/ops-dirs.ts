@@ -111,5 +111,5 @@ function list(o: KernelOps, req: Request, plus: boolean): Reply {
     }
     pos += encodeDirent(out, pos, ino, i + 1, type, name, nameLen);
   }
-  return { kind: 'bytes', buf: out, n: pos - OUT_HEADER };
+  return o.session.bytesReply(out, pos - OUT_HEADER);
 }

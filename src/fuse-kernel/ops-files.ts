@@ -119,7 +119,7 @@ export function read(o: KernelOps, req: Request): Reply | Promise<Reply> {
     if (more <= 0) break;
     got += more;
   }
-  if (got === size || eof) return { kind: 'bytes', buf: out, n: got };
+  if (got === size || eof) return o.session.bytesReply(out, got);
   const have = got > 0 ? got : 0;
   if (got < 0 && got !== -E.EAGAIN && got !== -E.EOPNOTSUPP) throw new FsError(-got, 'read');
   return o.overlay.read(fh, out.subarray(OUT_HEADER + have), size - have, offset + have)

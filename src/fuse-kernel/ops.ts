@@ -207,8 +207,9 @@ export class KernelOps implements Handler {
 
   /** A reply of these bytes, copied into the session's reply buffer. */
   bytes(src: Buffer): Reply {
-    src.copy(this.session.room(src.length), OUT_HEADER);
-    return { kind: 'bytes', buf: this.session.room(src.length), n: src.length };
+    const buf = this.session.room(src.length);
+    src.copy(buf, OUT_HEADER);
+    return this.session.bytesReply(buf, src.length);
   }
 
   forget(id: number, n: number): void {

@@ -41,11 +41,17 @@ export type Reply =
 export const NONE: Reply = Object.freeze({ kind: 'none' });
 export const EMPTY: Reply = Object.freeze({ kind: 'empty' });
 
-/** The replies of the hottest requests (GETATTR, LOOKUP), one object each, refilled per request. */
+/** The replies of the hottest requests (GETATTR, LOOKUP, READ), one object each, refilled per request. */
 class SharedAttr {
   readonly kind = 'attr';
   attr!: Attr;
   valid!: Validity;
+}
+
+class SharedBytes {
+  readonly kind = 'bytes';
+  buf!: Buffer;
+  n = 0;
 }
 
 class SharedEntry {
@@ -96,6 +102,7 @@ export class Session {
   private readonly debug: boolean;
   private readonly sharedAttr = new SharedAttr();
   private readonly sharedEntry = new SharedEntry();
+  private readonly sharedBytes = new SharedBytes();
   /** Requests waiting to be handled again (see park), by unique. */
   private readonly parked = new Map<number, Parked>();
 
@@ -225,7 +232,7 @@ export class Session {
     p.then(
       (r) => {
         this.inFlight--;
-        if (r === this.sharedAttr || r === this.sharedEntry) {
+        if (r === this.sharedAttr || r === this.sharedEntry || r === this.sharedBytes) {
           // Another request may have refilled it between the handler's await and now.
           this.failed(opcode, unique, nodeid, new Error('a shared reply was returned after an await'), t0);
           return;
@@ -281,6 +288,14 @@ export class Session {
     r.attr = attr;
     r.entryValid = entryValid;
     r.attrValid = attrValid;
+    return r;
+  }
+
+  /** `n` payload bytes at buf[OUT_HEADER..], reused as attrReply is. */
+  bytesReply(buf: Buffer, n: number): Reply {
+    const r = this.sharedBytes;
+    r.buf = buf;
+    r.n = n;
     return r;
   }
 
