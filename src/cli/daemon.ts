@@ -52,7 +52,7 @@ export async function serve(run: RunOptions): Promise<number> {
   let lock: LayerLock;
   try {
     mountpoint = validateLayout(run.options.overlay, run.mountpoint);
-    lock = lockUpperAndWork(run.options.overlay); // held until the process exits
+    lock = lockUpperAndWork(run.options.overlay); // held until the mount is gone
   } catch (err) {
     log.error({ mountpoint: run.mountpoint, err: (err as Error).message }, 'mount refused');
     throw err;
@@ -112,7 +112,7 @@ export async function serve(run: RunOptions): Promise<number> {
   };
   process.off('SIGTERM', onEarly);
   process.off('SIGINT', onEarly);
-  return waitForEnd({ transport, overlay, mountpoint, mountId, log, dest, refresh, interactive: run.readyFd === undefined, early });
+  return waitForEnd({ transport, overlay, mountpoint, mountId, log, dest, refresh, interactive: run.readyFd === undefined, early, lock });
 }
 
 function countersOf(transport: Transport, overlay: Overlay): Counters {
@@ -149,6 +149,8 @@ interface Serving {
   interactive: boolean;
   /** Signals that came while mounting. */
   early: NodeJS.Signals[];
+  /** upperdir and workdir: let go as soon as the mount is gone, for the next mount of them. */
+  lock: LayerLock;
 }
 
 function waitForEnd(s: Serving): Promise<number> {
@@ -164,6 +166,7 @@ function waitForEnd(s: Serving): Promise<number> {
       unregisterMount(process.pid);
       transport.close();
       overlay.close();
+      s.lock.release();
       log.info({ mountpoint, code }, 'daemon exits');
       resolve(code);
     };

@@ -5,14 +5,21 @@
 // dies with the daemon (kill -9 included) and puts no file on disk, so a kernel mount of the
 // same layers afterwards finds exactly the layout it expects. A kernel overlay mounted on them
 // in this namespace is found through mountinfo and refused the same way.
+// Engines unmount a container's overlay and mount the same layers again at once: the daemon of
+// the first mount is then on its way out, its lock not yet dropped. A holder whose mount is gone
+// (or cannot be seen from here) is waited for, briefly; only a live mount refuses at once.
 import fs from 'node:fs';
 import path from 'node:path';
 import { E } from '../core/errors';
 import type { OverlayConfig } from '../core/config';
 import { C, sys } from '../host/native';
-import { readMounts, unoctal, type MountEntry } from './mountinfo';
+import { mountAt, OVERLAYD_FSTYPE, readMounts, unoctal, type MountEntry } from './mountinfo';
 import { UsageError } from './options';
-import { listMounts } from './registry';
+import { listMounts, ownMountNamespace, type MountRecord } from './registry';
+
+/** How long a lock whose holder is leaving is waited for. */
+const LEAVING_WAIT_MS = 10_000;
+const POLL_MS = 20;
 
 export interface LayerLock {
   /** Lets go of the directories (the daemon's exit does the same). */
@@ -32,10 +39,31 @@ function kernelOverlayOn(dir: string, mounts: MountEntry[]): MountEntry | undefi
   }));
 }
 
-/** Who holds `dir`, for the message: an overlayd daemon's record names its mount. */
-function holderOf(dir: string): string {
-  const rec = listMounts().find((r) => [r.upperdir, r.workdir].some((d) => d !== undefined && real(d) === dir));
+/** The record of the daemon that holds `dir`, if it still has one. */
+function holderOf(dir: string): MountRecord | undefined {
+  return listMounts().find((r) => [r.upperdir, r.workdir].some((d) => d !== undefined && real(d) === dir));
+}
+
+function describe(rec: MountRecord | undefined): string {
   return rec ? `the overlayd mount at ${rec.mountpoint} (pid ${rec.pid})` : 'another overlayd mount';
+}
+
+/** A holder still serving its mount here: no reason to wait for it. */
+function serving(rec: MountRecord | undefined): boolean {
+  return rec !== undefined && rec.mntns === ownMountNamespace() && mountAt(rec.mountpoint)?.fstype === OVERLAYD_FSTYPE;
+}
+
+/** flock(LOCK_EX) on fd: at once, or within LEAVING_WAIT_MS while the holder is not serving. */
+function takeLock(fd: number, what: string, dir: string, r: string): void {
+  const deadline = Date.now() + LEAVING_WAIT_MS;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    const rc = sys.flock(fd, C.LOCK_EX | C.LOCK_NB);
+    if (rc !== -E.EWOULDBLOCK) return;
+    const rec = holderOf(r);
+    if (serving(rec) || Date.now() >= deadline) throw new UsageError(`${what} "${dir}" is in use by ${describe(rec)}`);
+    Atomics.wait(pause, 0, 0, POLL_MS); // a mount command has nothing else to do meanwhile
+  }
 }
 
 /**
@@ -57,8 +85,7 @@ export function lockUpperAndWork(cfg: OverlayConfig, mounts = readMounts()): Lay
       if (k) throw new UsageError(`${what} "${dir}" is in use by the kernel overlay mounted at ${k.mountpoint}`);
       const fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
       fds.push(fd);
-      const rc = sys.flock(fd, C.LOCK_EX | C.LOCK_NB);
-      if (rc === -E.EWOULDBLOCK) throw new UsageError(`${what} "${dir}" is in use by ${holderOf(r)}`);
+      takeLock(fd, what, dir, r);
     }
   } catch (err) {
     release();

@@ -6,9 +6,10 @@ import t, { type Test } from 'tap';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BIN, isMounted, layout, mountKernel, optionString, type Layout } from '../lib/mounts';
+import { BIN, isMounted, layout, mountKernel, ON_FUSE_NATIVE, optionString, type Layout } from '../lib/mounts';
 import { removeTree } from '../lib/stack';
 import { snapshot } from '../lib/tree';
+import { run } from '../lib/proc';
 
 interface Run { status: number | null; stderr: string }
 
@@ -107,4 +108,37 @@ t.test('upper and work of a live kernel overlay are refused', async (t) => {
   const r = cli(['mount', '-o', optionString({ ...l, merged: m2 }), m2]);
   refused(t, { ...l, merged: l.merged }, r, /upperdir ".*" is in use by the kernel overlay mounted at .*\/merged/);
   t.notOk(isMounted(m2), 'nothing mounted at m2');
+});
+
+// The lock is the CLI's, the same on both transports; the test stops the daemon, and a stopped
+// libfuse daemon also holds up this test's own open and unmount steps on fuse-native.
+const stopSkip = ON_FUSE_NATIVE ? 'a stopped fuse-native daemon blocks the test\'s own steps' : false;
+
+t.test('an unmount then a mount of the same layers at once (as engines do) waits for the leaving daemon', { skip: stopSkip }, async (t) => {
+  const l = first(t);
+  const pid = daemonPid(l.merged);
+  t.ok(pid > 0, 'the first daemon');
+  // A file held open keeps the lazily unmounted superblock alive, so the unmount needs nothing
+  // of the daemon; stopped, the daemon cannot see its mount go nor let go of its lock: a daemon
+  // on its way out, however slow.
+  const fd = fs.openSync(path.join(l.merged, 'f'), 'r');
+  let open = true;
+  process.kill(pid, 'SIGSTOP');
+  t.teardown(() => {
+    try { process.kill(pid, 'SIGCONT'); } catch { /* gone */ }
+    if (open) fs.closeSync(fd);
+  });
+  t.equal(spawnSync('umount', ['-l', l.merged]).status, 0, 'the engine unmounts');
+  t.notOk(isMounted(l.merged), 'the first mount is gone from the mount table');
+  const again = run(process.execPath, [BIN, 'mount', '-o', optionString(l), second(l).merged]);
+  await new Promise((r) => setTimeout(r, 500));
+  t.ok(alive(pid), 'the first daemon is still there, holding its lock');
+  process.kill(pid, 'SIGCONT');
+  fs.closeSync(fd);
+  open = false;
+  const r = await again;
+  t.equal(r.code, 0, `the next mount serves once the first daemon has gone (${r.stderr.trim()})`);
+  t.equal(fs.readFileSync(path.join(second(l).merged, 'f'), 'utf8'), 'lower\n', 'the same layers');
+  for (let i = 0; i < 250 && alive(pid); i++) await new Promise((res) => setTimeout(res, 20));
+  t.notOk(alive(pid), 'the first daemon exited');
 });
