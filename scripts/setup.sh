@@ -11,9 +11,10 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 # fuse-overlayfs is the peer the benchmark measures; attr and psmisc are used by tests;
 # build-essential builds the addons and the bench driver; python3 runs node-gyp and test workers;
 # xfsprogs gives xfs_io, whose shutdown command cuts the power under the durability test;
-# libcap2-bin gives setcap/getcap, with which a test gives a lower file a capability.
+# libcap2-bin gives setcap/getcap, with which a test gives a lower file a capability; acl
+# gives setfacl/getfacl, with which the ACL test sets and reads ACLs.
 apt_pkgs=(libfuse2 fuse3 fuse-overlayfs attr psmisc util-linux kmod build-essential python3 xfsprogs
-  libcap2-bin)
+  libcap2-bin acl)
 # The container engines the engine tests and the bench's podman job run: podman and buildah
 # (with runc, which they are configured to use, and uidmap for rootless podman), docker.io
 # (dockerd, containerd), and busybox-static for a base image without a registry. Not in the

@@ -3,6 +3,7 @@
 // ("create over whiteout"), and a directory created so is opaque, so nothing below shows through.
 import { C, sys } from '../host/native';
 import { S_IFCHR, S_IFMT, isDir, lstatAt } from '../host/stat';
+import { defaultAclOf, inheritAcl, writeInherited } from './acl';
 import type { Caller } from './config';
 import { E, check, fail } from './errors';
 import { checkName, splitPath, type Resolver } from './lookup';
@@ -14,14 +15,16 @@ export interface WriteContext {
   upper: UpperWriter;
 }
 
-/** What a creator builds, given a directory fd and a free name in it. */
-type Maker = (dirFd: number, name: string) => void;
+/** What a creator builds, given a directory fd, a free name in it and the permission bits to give. */
+type Maker = (dirFd: number, name: string, perm: number) => void;
 
 /**
  * Places a new object at `path`: EEXIST if the merged view already shows one; else made in
- * upper directly, or over an upper whiteout through the work directory.
+ * upper directly, or over an upper whiteout through the work directory. `mode` is as the
+ * caller asked, its umask not yet applied (where the transport passes one); none for links
+ * and symlinks, whose permission bits mean nothing.
  */
-function place(ctx: WriteContext, path: string, caller: Caller, make: Maker, dir: boolean, newObject = true): number {
+function place(ctx: WriteContext, path: string, caller: Caller, make: Maker, dir: boolean, mode?: number, newObject = true): number {
   const [parentPath, name] = splitPath(path);
   checkName(name);
   if (name.startsWith(WH_PREFIX)) fail(E.EINVAL, 'create', path); // reserved for whiteout markers
@@ -31,15 +34,25 @@ function place(ctx: WriteContext, path: string, caller: Caller, make: Maker, dir
   // setgid directories hand their group down, as on any Linux filesystem (to new objects: a
   // hard link names an existing one, whose group stays).
   const gid = newObject && parentSt.mode & 0o2000 ? parentSt.gid : undefined;
+  // A default ACL on the parent takes the umask's place (posix_acl_create).
+  const acl = mode === undefined ? undefined : defaultAclOf(parentFd);
+  const perm = mode === undefined ? 0 : masked(mode, caller) & 0o7777;
   if (!ctx.upper.hasWhiteout(parentFd, name)) {
-    make(parentFd, name);
+    // The upper filesystem applies the parent's default ACL itself.
+    make(parentFd, name, acl && mode !== undefined ? mode & 0o7777 : perm);
     ownSafely(ctx, parentFd, name, caller, gid);
     return parentFd;
   }
   const tmp = ctx.upper.tempName();
   const work = ctx.upper.work;
   try {
-    make(work, tmp);
+    if (acl && mode !== undefined) {
+      const inherited = inheritAcl(acl, mode);
+      make(work, tmp, inherited.mode & 0o7777);
+      writeInherited(work, tmp, inherited, acl, dir);
+    } else {
+      make(work, tmp, perm);
+    }
     ownSafely(ctx, work, tmp, caller, gid);
     // Made in the work directory, a new directory did not inherit the parent's setgid bit;
     // the kernel sets the mode explicitly after creating over a whiteout, and so do we.
@@ -78,18 +91,17 @@ export function createFile(ctx: WriteContext, path: string, mode: number, flags:
   let fd = -1;
   const keep = flags & (C.O_APPEND | C.O_NONBLOCK);
   const acc = (flags & 3) === C.O_RDONLY ? C.O_RDWR : flags & 3;
-  const perm = masked(mode, caller) & 0o7777;
   // Made in the work directory and renamed, the fd still names the file now at `path`.
-  place(ctx, path, caller, (dirFd, name) => {
+  place(ctx, path, caller, (dirFd, name, perm) => {
     fd = check(sys.openat(dirFd, name, C.O_CREAT | C.O_EXCL | acc | keep | C.O_NOFOLLOW, perm), 'create', path);
-  }, false);
+  }, false, mode);
   return fd;
 }
 
 export function mkdir(ctx: WriteContext, path: string, mode: number, caller: Caller): void {
-  const parentFd = place(ctx, path, caller, (dirFd, name) => {
-    check(sys.mkdirat(dirFd, name, masked(mode, caller) & 0o7777), 'mkdir', path);
-  }, true);
+  const parentFd = place(ctx, path, caller, (dirFd, name, perm) => {
+    check(sys.mkdirat(dirFd, name, perm), 'mkdir', path);
+  }, true, mode);
   // With redirect_dir=on the kernel marks a new directory in a merged one opaque (ovl_create_upper
   // when offline changes to lower layers are not allowed); only an optimization, so it may fail.
   const [parentPath, name] = splitPath(path);
@@ -110,9 +122,9 @@ export function mknod(ctx: WriteContext, path: string, mode: number, major: numb
     if (ctx.resolver.resolve(path)) fail(E.EEXIST, 'mknod', path);
     fail(E.EPERM, 'mknod', path);
   }
-  place(ctx, path, caller, (dirFd, name) => {
-    check(sys.mknodat(dirFd, name, type | (masked(mode, caller) & 0o7777), major, minor), 'mknod', path);
-  }, false);
+  place(ctx, path, caller, (dirFd, name, perm) => {
+    check(sys.mknodat(dirFd, name, type | perm, major, minor), 'mknod', path);
+  }, false, mode);
 }
 
 export function symlink(ctx: WriteContext, target: string, path: string, caller: Caller): void {
@@ -130,6 +142,6 @@ export function link(ctx: WriteContext, existing: string, path: string, caller: 
   const owner: Caller = { uid: up.stat.uid, gid: up.stat.gid, pid: caller.pid };
   place(ctx, path, owner, (dirFd, name) => {
     check(sys.linkat(up.parentFd, up.name, dirFd, name, 0), 'link', path);
-  }, false, false);
+  }, false, undefined, false);
   ctx.resolver.cache.invalidateOne(existing);
 }

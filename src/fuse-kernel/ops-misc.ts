@@ -33,6 +33,13 @@ export function init(o: KernelOps, req: Request): Reply {
     flags |= INIT.WRITEBACK_CACHE;
     o.writeback = true;
   }
+  // The kernel checks permissions (default_permissions) but, unless told the daemon serves
+  // POSIX ACLs, only against the mode bits: a user an ACL lets in was refused where kernel
+  // overlayfs lets them in. With ACLs on, the kernel leaves the umask to the daemon (a parent's
+  // default ACL replaces it), so it sends modes unmasked (DONT_MASK) with the umask beside them.
+  if ((i.flags & INIT.POSIX_ACL) && o.cfg.acl) {
+    flags |= INIT.POSIX_ACL | INIT.DONT_MASK;
+  }
   const out: InitOut = {
     major: KERNEL_VERSION,
     // The kernel's minor where we know its layouts (7.40 ... 7.45); ours otherwise.
@@ -41,7 +48,7 @@ export function init(o: KernelOps, req: Request): Reply {
     maxBackground: 64, congestionThreshold: 48, maxWrite: MAX_WRITE, timeGran: 1, maxPages: MAX_WRITE / 4096,
     maxStackDepth: pt.on ? o.cfg.stackDepth : 0,
   };
-  o.log.info({ kernel: `${i.major}.${i.minor}`, passthrough: pt.on, passthroughOffered: offered, writeback: o.writeback, maxWrite: MAX_WRITE, spinUs: o.session.spinUs }, 'FUSE session initialised');
+  o.log.info({ kernel: `${i.major}.${i.minor}`, acl: (flags & INIT.POSIX_ACL) !== 0, passthrough: pt.on, passthroughOffered: offered, writeback: o.writeback, maxWrite: MAX_WRITE, spinUs: o.session.spinUs }, 'FUSE session initialised');
   if (!offered) o.log.info('the kernel offers no FUSE passthrough: file data goes through the daemon');
   const done = o.onInit;
   o.onInit = undefined;

@@ -81,6 +81,8 @@ export interface OpsConfig {
   writeback: boolean;
   /** Passed at INIT as max_stack_depth: 1 + the stacking under the layers. */
   stackDepth: number;
+  /** POSIX ACLs taken at INIT: only where the kernel checks permissions (it would start to). */
+  acl: boolean;
 }
 
 export interface OpenFile {

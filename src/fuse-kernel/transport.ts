@@ -50,6 +50,7 @@ export function serveDevice(overlay: Overlay, dev: FuseDevice, opts: FuseMountOp
     allowRoot: opts.allowRoot,
     writeback: opts.writeback !== false && process.env.OVERLAYD_WRITEBACK !== 'off',
     stackDepth,
+    acl: opts.defaultPermissions,
   };
   const ops = new KernelOps(overlay, session, new Passthrough(passthrough, dev, log), cfg, log);
   session.start(ops);
