@@ -41,6 +41,14 @@ export class DirNode {
    */
   lookups?: Uint16Array;
   fixedNames?: (Set<string> | undefined)[];
+  /**
+   * The inode number the merged view reports for this directory, once computed: it stays as
+   * long as the node does (a copy-up, removal or rename drops the node). Its attributes are
+   * then one fstat of the top directory away, without the lookup (opaque and redirect marks,
+   * origin) a directory's getattr otherwise costs: each unlink, create or rename in a directory
+   * makes the kernel ask for the directory's attributes again.
+   */
+  ino?: bigint;
 
   /** The names of layer `i`'s directory, if that layer cannot change and is worth indexing. */
   namesOf(i: number): Set<string> | undefined {

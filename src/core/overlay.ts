@@ -154,7 +154,17 @@ export class Overlay {
   }
 
   getattr(path: string): Attr {
-    return this.attrOf(this.resolver.get(path));
+    const node = this.resolver.cache.get(path);
+    if (node?.ino !== undefined) {
+      const top = node.top;
+      const attr = attrFrom(check(lstatAt(top.fd, ''), 'stat', path), node.ino, top.layer === this.stack.upper, this.ids);
+      if (node.merged) attr.nlink = 1;
+      return attr;
+    }
+    const r = this.resolver.get(path);
+    const attr = this.attrOf(r);
+    if (node && node.top.layer === r.entries[0].layer) node.ino = attr.ino;
+    return attr;
   }
 
   /**
