@@ -29,6 +29,13 @@ export interface UpperStats {
   whiteouts: number;
 }
 
+/**
+ * The name of the work directory's shared whiteout (see UpperWriter.linkWhiteout): there while
+ * the mount is, removed at unmount; a crash leaves it for the next mount to clear, as any
+ * leftover of work/.
+ */
+export const SHARED_WHITEOUT = '#overlayd.whiteout';
+
 export class UpperWriter {
   readonly upper: Layer;
   /** O_PATH fd of workdir/work, where objects are built before they appear in upper. */
@@ -45,6 +52,8 @@ export class UpperWriter {
    * it; otherwise all is done on this thread, within the call.
    */
   background = false;
+  /** The whiteout every whiteout links to (see linkWhiteout), once made. */
+  private sharedWhiteout: typeof SHARED_WHITEOUT | undefined;
 
   constructor(
     stack: LayerStack,
@@ -61,6 +70,8 @@ export class UpperWriter {
 
   close(): void {
     this.cancelAll();
+    // The kernel leaves its shared whiteout in work/ until the next mount; nothing is left here.
+    if (this.sharedWhiteout !== undefined) sys.unlinkat(this.workFd, this.sharedWhiteout, 0);
     sys.close(this.workFd);
   }
 
@@ -274,26 +285,56 @@ export class UpperWriter {
 
   private makeWhiteout(parentFd: number, name: string): void {
     if (!this.whiteoutFiles) {
-      const tmp = this.tempName();
-      const r = sys.mknodat(this.workFd, tmp, S_IFCHR, 0, 0);
-      if (r === 0) {
+      // Where upper holds nothing by that name (a lower name removed: the common case), one
+      // link puts the whiteout in place; else a link in the work directory replaces what is
+      // there in one rename, as the kernel does (ovl_cleanup_and_whiteout).
+      const r = this.linkWhiteout(parentFd, name);
+      if (r === 0) return;
+      if (r !== -E.EEXIST && r !== -E.EPERM) fail(-r, 'whiteout', name);
+      if (r === -E.EEXIST) {
+        const tmp = this.tempName();
+        check(this.linkWhiteout(this.workFd, tmp), 'whiteout', name);
         const m = sys.renameat2(this.workFd, tmp, parentFd, name, 0);
         if (m === 0) return;
-        sys.unlinkat(this.workFd, tmp, 0);
-        if (m !== -E.EISDIR) fail(-m, 'whiteout', name);
+        if (m !== -E.EISDIR) {
+          sys.unlinkat(this.workFd, tmp, 0);
+          fail(-m, 'whiteout', name);
+        }
         // A directory is in the way: swap it out atomically, then remove it.
-        check(sys.mknodat(this.workFd, tmp, S_IFCHR, 0, 0), 'whiteout', name);
         check(sys.renameat2(this.workFd, tmp, parentFd, name, C.RENAME_EXCHANGE), 'whiteout', name);
         this.discard(tmp);
         return;
       }
-      if (r !== -E.EPERM) fail(-r, 'whiteout', name);
       this.whiteoutFiles = true;
       this.events.warn('mknod of whiteouts is not permitted here; using .wh. files (OCI layout) from now on');
     }
     removeTree(parentFd, name);
     const fd = check(sys.openat(parentFd, WH_PREFIX + name, C.O_CREAT | C.O_WRONLY, 0), 'whiteout', name);
     sys.close(fd);
+  }
+
+  /**
+   * Links the work directory's shared whiteout at `dirFd`/`name`: one 0/0 character device
+   * that every whiteout of this mount is a hard link of, as the kernel's overlay shares one
+   * (ofs->whiteout); a link costs a fraction of a new inode. 0 or -errno; -EPERM where mknod
+   * of a whiteout is not permitted (rootless without the capability; a link never says EPERM
+   * here: the shared whiteout is the daemon's own).
+   */
+  private linkWhiteout(dirFd: number, name: string): number {
+    let r = 0;
+    for (let fresh = 0; fresh < 2; fresh++) {
+      if (this.sharedWhiteout === undefined) {
+        const made = sys.mknodat(this.workFd, SHARED_WHITEOUT, S_IFCHR, 0, 0);
+        if (made < 0) return made;
+        this.sharedWhiteout = SHARED_WHITEOUT;
+      }
+      r = sys.linkat(this.workFd, this.sharedWhiteout, dirFd, name, 0);
+      // The filesystem's link limit reached: start a new shared one, as the kernel does.
+      if (r !== -E.EMLINK) return r;
+      sys.unlinkat(this.workFd, this.sharedWhiteout, 0);
+      this.sharedWhiteout = undefined;
+    }
+    return r;
   }
 
   /**
