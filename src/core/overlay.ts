@@ -95,6 +95,14 @@ export class Overlay {
   }
 
   /**
+   * Whether fsync reaches the layers: not on a volatile mount, whose fsync and syncfs succeed
+   * doing nothing, as kernel overlayfs's do (ovl_should_sync), and where nothing can change.
+   */
+  get syncs(): boolean {
+    return this.writer !== undefined && !this.config.volatile;
+  }
+
+  /**
    * Whether long work runs in worker threads: copy-ups of file data, and clearing removed
    * directories from the work directory. Then a call that needs a copy-up (open for writing,
    * chmod, link ... of a lower file), or would remove or move an object being copied up, throws
@@ -378,7 +386,8 @@ export class Overlay {
   }
 
   fsync(id: number, datasync: boolean): void {
-    check(sys.fsync(this.handle(id).fd, datasync ? 1 : 0), 'fsync');
+    const fd = this.handle(id).fd;
+    if (this.syncs) check(sys.fsync(fd, datasync ? 1 : 0), 'fsync');
   }
 
   /**
@@ -389,7 +398,7 @@ export class Overlay {
    * change wrote lies in that upper directory.
    */
   dirToSync(path: string): number | undefined {
-    if (!this.writer || this.config.volatile) return undefined;
+    if (!this.syncs) return undefined;
     const top = this.resolver.get(path).entries[0];
     if (top.layer !== this.stack.upper) return undefined;
     return check(sys.openat(top.parentFd, top.name, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW, 0), 'fsyncdir', path);
