@@ -12,9 +12,10 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 # build-essential builds the addons and the bench driver; python3 runs node-gyp and test workers;
 # xfsprogs gives xfs_io, whose shutdown command cuts the power under the durability test;
 # libcap2-bin gives setcap/getcap, with which a test gives a lower file a capability; acl
-# gives setfacl/getfacl, with which the ACL test sets and reads ACLs.
+# gives setfacl/getfacl, with which the ACL test sets and reads ACLs; strace counts the syscalls
+# a daemon makes (the volatile test, the bench's syscall report).
 apt_pkgs=(libfuse2 fuse3 fuse-overlayfs attr psmisc util-linux kmod build-essential python3 xfsprogs
-  libcap2-bin acl)
+  libcap2-bin acl strace)
 # The container engines the engine tests and the bench's podman job run: podman and buildah
 # (with runc, which they are configured to use, and uidmap for rootless podman), docker.io
 # (dockerd, containerd), and busybox-static for a base image without a registry. Not in the
