@@ -7,7 +7,7 @@
     },
     {
       "target_name": "overlayd_fuse",
-      "sources": ["overlayd_fuse.c"],
+      "sources": ["overlayd_fuse.c", "fuse_uring.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-D_GNU_SOURCE"]
     }
   ]

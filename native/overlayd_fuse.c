@@ -5,6 +5,7 @@
  * - watch the device on the libuv loop (uv_poll) and call back into JS when requests wait, so
  *   JS reads them with non-blocking read(2) on its own thread: no reader threads, no handoff;
  * - read/write whole requests and replies with one syscall each;
+ * - FUSE over io_uring (fuse_uring.c): the ring's handle, reads and replies, as for the device;
  * - the passthrough ioctls FUSE_DEV_IOC_BACKING_OPEN/CLOSE;
  * - for non-root mounts, libfuse's way through fusermount3: a socketpair whose one end the
  *   (setuid) helper gets as _FUSE_COMMFD, and recvFd to take the /dev/fuse fd it sends back.
@@ -14,6 +15,8 @@
  */
 #define ADDON_NAME "overlayd_fuse"
 #include "napi_args.h"
+#include "spin.h"
+#include "fuse_uring.h"
 #include <uv.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -21,8 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sched.h>
-#include <time.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -86,28 +87,21 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   return res;
 }
 
-static int64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+/* The spin state of /dev/fuse reads (see spin.h). */
+static spin_t dev_spin;
+
+typedef struct { int fd; uint8_t *buf; size_t len; } dev_read_t;
+
+static long dev_read_once(void *ctx) {
+  dev_read_t *r = ctx;
+  ssize_t n;
+  do { n = read(r->fd, r->buf, r->len); } while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : n;
 }
 
 /*
- * Spinning for the next request. A process waiting on a FUSE reply usually sends its next
- * request within microseconds of getting it; a daemon that sleeps meanwhile must be woken, and
- * waking a CPU that went idle can cost far more than the request (on a VM whose idle vCPUs halt
- * at once, as on the 2-vCPU machine the README's numbers come from, it tripled the round trip of
- * a stat). So after a batch the daemon asks again for a while, yielding the CPU to anyone
- * runnable between asks.
- * Adaptive: after SPIN_MISSES spins in a row that caught nothing the daemon sleeps at once,
- * until it is woken for a request that came within the window (one a spin would have caught).
- */
-#define SPIN_MISSES 8
-static struct { int64_t slept_at; int misses; int off; } spin_state;
-
-/*
  * read(fd, buf, len[, spinNs]): one whole request, or -EAGAIN when none waits (after spinning
- * for up to spinNs, where spinning pays; see above).
+ * for up to spinNs, where spinning pays; see spin.h).
  */
 static napi_value js_read(napi_env env, napi_callback_info info) {
   ARGS(3);
@@ -120,31 +114,8 @@ static napi_value js_read(napi_env env, napi_callback_info info) {
   if (len > cap) len = cap;
   int32_t spin = 0;
   if (a.argc > 3 && arg_i32(&a, 3, &spin)) return NULL;
-  ssize_t n;
-  do { n = read(fd, buf, len); } while (n < 0 && errno == EINTR);
-  if (n >= 0) {
-    if (spin_state.slept_at) {
-      if (spin > 0 && now_ns() - spin_state.slept_at <= spin) { spin_state.off = 0; spin_state.misses = 0; }
-      spin_state.slept_at = 0;
-    }
-    return rc(env, n);
-  }
-  if (errno != EAGAIN || spin <= 0) return rc(env, n);
-  int64_t t = now_ns();
-  if (!spin_state.off) {
-    int64_t until = t + spin;
-    do {
-      sched_yield();
-      do { n = read(fd, buf, len); } while (n < 0 && errno == EINTR);
-      if (n >= 0) { spin_state.misses = 0; return rc(env, n); }
-      if (errno != EAGAIN) return rc(env, n);
-      t = now_ns();
-    } while (t < until);
-    if (++spin_state.misses >= SPIN_MISSES) spin_state.off = 1;
-  }
-  spin_state.slept_at = t;
-  errno = EAGAIN;
-  return rc(env, -1);
+  dev_read_t r = { fd, buf, len };
+  return num(env, (double)spin_ask(&dev_spin, spin, dev_read_once, &r));
 }
 
 /* write(fd, buf, len): one whole reply or notification. */
@@ -347,11 +318,117 @@ static napi_value js_poll_stop(napi_env env, napi_callback_info info) {
   return num(env, 0);
 }
 
+/*
+ * FUSE over io_uring (fuse_uring.c). The handle is a box the ring leaves on close, so a call
+ * after close says EBADF instead of touching freed memory.
+ */
+typedef struct { fuse_uring_t *r; spin_t spin; } ring_box_t;
+
+static void ring_box_free(napi_env env, void *data, void *hint) {
+  ring_box_t *b = data;
+  fuse_uring_close(b->r);
+  free(b);
+}
+
+static ring_box_t *arg_ring(args_t *a, size_t i) {
+  void *p = NULL;
+  if (napi_get_value_external(a->env, a->argv[i], &p) != napi_ok || !p) {
+    napi_throw_type_error(a->env, NULL, "overlayd_fuse: expected ring handle");
+    return NULL;
+  }
+  return p;
+}
+
+/* uringCreate(devFd, queues, depth, payloadBytes): a handle, or -errno. */
+static napi_value js_uring_create(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  I32(0, dev);
+  I32(1, queues);
+  I32(2, depth);
+  I32(3, payload);
+  if (queues <= 0 || depth <= 0 || payload <= 0) return num(env, -EINVAL);
+  ring_box_t *b = calloc(1, sizeof *b);
+  if (!b) return num(env, -ENOMEM);
+  int r = fuse_uring_create(dev, (unsigned)queues, (unsigned)depth, (size_t)payload, &b->r);
+  if (r < 0) { free(b); return num(env, r); }
+  napi_value ext;
+  if (napi_create_external(env, b, ring_box_free, NULL, &ext) != napi_ok) { ring_box_free(env, b, NULL); return NULL; }
+  return ext;
+}
+
+/* uringFd(h): the io_uring fd to watch, or -EBADF once closed. */
+static napi_value js_uring_fd(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  ring_box_t *b = arg_ring(&a, 0);
+  if (!b) return NULL;
+  return num(env, b->r ? fuse_uring_fd(b->r) : -EBADF);
+}
+
+/* uringRegister(h): entries the kernel took, or -errno. */
+static napi_value js_uring_register(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  ring_box_t *b = arg_ring(&a, 0);
+  if (!b) return NULL;
+  return num(env, b->r ? fuse_uring_register(b->r) : -EBADF);
+}
+
+typedef struct { fuse_uring_t *r; uint8_t *buf; size_t len; } ring_read_t;
+
+static long ring_read_once(void *ctx) {
+  ring_read_t *rr = ctx;
+  return fuse_uring_next(rr->r, rr->buf, rr->len);
+}
+
+/* uringRead(h, buf, len[, spinNs]): as read() on /dev/fuse, from the ring's completions. */
+static napi_value js_uring_read(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  ring_box_t *b = arg_ring(&a, 0);
+  if (!b) return NULL;
+  size_t cap;
+  uint8_t *buf = arg_bytes(&a, 1, &cap);
+  if (!buf) return NULL;
+  I32(2, want);
+  size_t len = want < 0 ? 0 : (size_t)want;
+  if (len > cap) len = cap;
+  int32_t spin = 0;
+  if (a.argc > 3 && arg_i32(&a, 3, &spin)) return NULL;
+  if (!b->r) return num(env, -EBADF);
+  ring_read_t rr = { b->r, buf, len };
+  return num(env, (double)spin_ask(&b->spin, spin, ring_read_once, &rr));
+}
+
+/* uringWrite(h, buf, len): a reply through the entry holding its request, else on /dev/fuse. */
+static napi_value js_uring_write(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  ring_box_t *b = arg_ring(&a, 0);
+  if (!b) return NULL;
+  size_t cap;
+  uint8_t *buf = arg_bytes(&a, 1, &cap);
+  if (!buf) return NULL;
+  I32(2, want);
+  size_t len = want < 0 ? 0 : (size_t)want;
+  if (len > cap) len = cap;
+  if (!b->r) return num(env, -EBADF);
+  return num(env, (double)fuse_uring_reply(b->r, buf, len));
+}
+
+/* uringClose(h): closes the ring and frees its buffers (after the watch on it stopped). */
+static napi_value js_uring_close(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  ring_box_t *b = arg_ring(&a, 0);
+  if (!b) return NULL;
+  fuse_uring_close(b->r);
+  b->r = NULL;
+  return num(env, 0);
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   static const export_fn fns[] = {
     {"openDevice", js_open_device}, {"mount", js_mount}, {"read", js_read}, {"write", js_write},
     {"preadNowait", js_pread_nowait}, {"backingOpen", js_backing_open}, {"backingClose", js_backing_close},
     {"poll", js_poll}, {"pollStop", js_poll_stop}, {"socketpair", js_socketpair}, {"recvFd", js_recv_fd},
+    {"uringCreate", js_uring_create}, {"uringFd", js_uring_fd}, {"uringRegister", js_uring_register},
+    {"uringRead", js_uring_read}, {"uringWrite", js_uring_write}, {"uringClose", js_uring_close},
   };
   export_fns(env, exports, fns, sizeof fns / sizeof fns[0]);
   napi_value c;
@@ -359,7 +436,7 @@ static napi_value init(napi_env env, napi_value exports) {
   def_int(env, c, "MS_RDONLY", MS_RDONLY); def_int(env, c, "MS_NOSUID", MS_NOSUID); def_int(env, c, "MS_NODEV", MS_NODEV);
   def_int(env, c, "MS_NOEXEC", MS_NOEXEC); def_int(env, c, "MS_NOATIME", MS_NOATIME);
   def_int(env, c, "MS_SYNCHRONOUS", MS_SYNCHRONOUS); def_int(env, c, "MS_DIRSYNC", MS_DIRSYNC);
-  def_int(env, c, "EAGAIN", EAGAIN); def_int(env, c, "ENODEV", ENODEV); def_int(env, c, "EPERM", EPERM);
+  def_int(env, c, "EAGAIN", EAGAIN); def_int(env, c, "EBADF", EBADF); def_int(env, c, "ENODEV", ENODEV); def_int(env, c, "EPERM", EPERM);
   def_int(env, c, "FUSE_KERNEL_VERSION", FUSE_KERNEL_VERSION);
   def_int(env, c, "HEADER_MINOR_VERSION", FUSE_KERNEL_MINOR_VERSION);
   napi_set_named_property(env, exports, "constants", c);
