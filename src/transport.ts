@@ -9,6 +9,8 @@ export interface TransportCounters {
   openDirs?: number;
   backingIds?: number;
   backedNodes?: number;
+  /** Kernel transport: requests that came through FUSE over io_uring. */
+  ringOps?: number;
   /** fuse-native: unlinked-but-open files parked in the work directory. */
   hiddenFiles?: number;
 }

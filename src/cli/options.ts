@@ -257,6 +257,13 @@ export function parseMountOptions(optionStrings: string[], ctx: ParseContext | s
           fuse.spin = Number(v);
           break;
         }
+        case 'uring': {
+          onlyOnce(seen, key);
+          const v = needValue();
+          if (v !== 'on' && v !== 'off') throw new UsageError(`uring "${v}" is not on or off`);
+          fuse.uring = v;
+          break;
+        }
         case 'transport': {
           const v = needValue();
           if (!(TRANSPORTS as readonly string[]).includes(v)) throw new UsageError(`transport "${v}" is not available (known: ${TRANSPORTS.join(', ')})`);

@@ -2,7 +2,7 @@
 // few calls the session and the passthrough policy make, so a test can stand a fake in for it
 // (test/lib/fake-fuse.ts) and drive the whole transport without a mount.
 import fs from 'node:fs';
-import type { FuseDeviceAddon, FusePollHandle } from '../host/native';
+import type { FuseDeviceAddon, FusePollHandle, FuseRingHandle } from '../host/native';
 
 export interface FuseDevice {
   /**
@@ -22,6 +22,20 @@ export interface FuseDevice {
   backingClose(id: number): void;
   /** Stops watching and closes the connection; later writes are dropped. */
   close(): void;
+}
+
+/**
+ * FUSE over io_uring on a connection: requests come from the ring (once registered), replies
+ * go back through it; what it does not hold (FORGET, INTERRUPT, the first requests,
+ * notifications) stays on /dev/fuse, which the ring writes to for them.
+ */
+export interface FuseRing extends FuseDevice {
+  /** Entries per queue times queues, for the logs. */
+  readonly entries: number;
+  /** Requests that came through the ring. */
+  readonly served: number;
+  /** Registers the entries (after INIT is answered): how many the kernel took, or -errno. */
+  register(): number;
 }
 
 /** The real device: an fd on /dev/fuse, watched on the libuv loop by our addon. */
@@ -53,6 +67,13 @@ export class DevFuse implements FuseDevice {
     return this.fd < 0 ? -this.addon.constants.ENODEV : this.addon.backingOpen(this.fd, fd);
   }
 
+  /** A ring of `queues` x `depth` entries on this connection, each taking `payload` bytes; or -errno. */
+  ring(queues: number, depth: number, payload: number): RingFuse | number {
+    if (this.fd < 0) return -this.addon.constants.ENODEV;
+    const h = this.addon.uringCreate(this.fd, queues, depth, payload);
+    return typeof h === 'number' ? h : new RingFuse(this.addon, h, this, queues * depth);
+  }
+
   backingClose(id: number): void {
     if (this.fd >= 0) this.addon.backingClose(this.fd, id);
   }
@@ -60,5 +81,52 @@ export class DevFuse implements FuseDevice {
   close(): void {
     if (this.poller) { this.addon.pollStop(this.poller); this.poller = undefined; }
     if (this.fd >= 0) { fs.closeSync(this.fd); this.fd = -1; }
+  }
+}
+
+/** The real ring (native/fuse_uring.c), watched on the libuv loop as the device is. */
+export class RingFuse implements FuseRing {
+  served = 0;
+  private poller: FusePollHandle | undefined;
+  private closed = false;
+
+  constructor(private readonly addon: FuseDeviceAddon, private readonly h: FuseRingHandle, private readonly dev: DevFuse, readonly entries: number) {}
+
+  register(): number {
+    return this.addon.uringRegister(this.h);
+  }
+
+  read(buf: Buffer, spinNs: number): number {
+    const n = this.addon.uringRead(this.h, buf, buf.length, spinNs);
+    if (n >= 0) this.served++;
+    return n;
+  }
+
+  write(buf: Buffer, len: number): number {
+    return this.addon.uringWrite(this.h, buf, len);
+  }
+
+  writeAsync(buf: Buffer): void {
+    this.dev.writeAsync(buf);
+  }
+
+  watch(onEvents: (events: number) => void): void {
+    const p = this.addon.poll(this.addon.uringFd(this.h), onEvents);
+    if (typeof p === 'number') throw new Error(`cannot watch the FUSE io_uring (libuv error ${p})`);
+    this.poller = p;
+  }
+
+  backingOpen(fd: number): number {
+    return this.dev.backingOpen(fd);
+  }
+
+  backingClose(id: number): void {
+    this.dev.backingClose(id);
+  }
+
+  /** Stops watching and closes the ring (the device stays open: the session closes it). */
+  close(): void {
+    if (this.poller) { this.addon.pollStop(this.poller); this.poller = undefined; }
+    if (!this.closed) { this.closed = true; this.addon.uringClose(this.h); }
   }
 }

@@ -26,6 +26,9 @@ export function init(o: KernelOps, req: Request): Reply {
     flags2 |= INIT2.PASSTHROUGH;
     pt.on = true;
   }
+  // Asked for only where the session has a ring ready to register once this reply is out:
+  // asked for, the kernel holds every request until all its queues have an entry.
+  if (i.flags2 & INIT2.OVER_IO_URING && o.session.ringReady) flags2 |= INIT2.OVER_IO_URING;
   // Where file data goes through the daemon, the kernel may gather small writes in its page
   // cache first (one inode has one of the two); every change comes through the mount, so its
   // cached sizes and times stay right.

@@ -41,6 +41,8 @@ export const INIT = {
 export const INIT2 = {
   /** FUSE_PASSTHROUGH, 1ULL << 37 */
   PASSTHROUGH: 1 << 5,
+  /** FUSE_OVER_IO_URING, 1ULL << 41 (7.42): requests may come through io_uring once it is registered */
+  OVER_IO_URING: 1 << 9,
 } as const;
 
 /** fuse_open_out.open_flags */

@@ -6,6 +6,10 @@
 // fsync) when their promise settles; one the handler says must wait (for a copy-up of file data
 // in the worker threads) is parked and then handled again from the start. Synchronous replies
 // are all encoded into one buffer, sent before the next request is read.
+//
+// With FUSE over io_uring (a ring given, the kernel offering it at INIT) the ring is registered
+// once INIT is answered, and from then on requests come from it and replies go back through it;
+// FORGET, INTERRUPT and notifications stay on /dev/fuse, read and written as before.
 import { E, FsError, errnoOf } from '../core/errors';
 import { shown } from '../host/bytes';
 import type { Attr } from '../core/overlay';
@@ -16,8 +20,8 @@ import {
   type InitOut, type StatfsOut, type Validity,
 } from './abi';
 import { describe, type Described } from './describe';
-import type { FuseDevice } from './device';
-import { NOTIFY, OP_NAMES, Op } from './protocol';
+import type { FuseDevice, FuseRing } from './device';
+import { INIT2, NOTIFY, OP_NAMES, Op } from './protocol';
 
 /** What an op answers; an errno is thrown as FsError. */
 export type Reply =
@@ -105,15 +109,45 @@ export class Session {
   private readonly sharedBytes = new SharedBytes();
   /** Requests waiting to be handled again (see park), by unique. */
   private readonly parked = new Map<number, Parked>();
+  /** Where replies go: the device, or the ring once it serves (it passes on what it does not hold). */
+  private replies: FuseDevice;
+  /** Ring entries the kernel gave back (torn down or refused): with all gone, the ring is dropped. */
+  private ringLost = 0;
+  private ringServing = false;
+  /** Requests a dropped ring brought. */
+  private ringServedBefore = 0;
 
-  constructor(private readonly dev: FuseDevice, private readonly log: Logger, private readonly spinNs: number) {
+  /**
+   * `ring`: FUSE over io_uring on the same connection, to register once INIT is answered, if
+   * the kernel offers it; `ringNote`: why there is none, for the log.
+   */
+  constructor(
+    private readonly dev: FuseDevice, private readonly log: Logger, private readonly spinNs: number,
+    private ring?: FuseRing, private readonly ringNote = 'not asked for',
+  ) {
     this.debug = log.isLevelEnabled('debug');
+    this.replies = dev;
   }
 
   /** Starts serving: requests go to `handler` from the next turn of the loop. */
   start(handler: Handler): void {
     this.handler = handler;
-    this.dev.watch((ev) => this.onEvents(ev));
+    this.dev.watch((ev) => this.onEvents(ev, this.dev));
+  }
+
+  /** A ring waits to be registered: INIT may ask for FUSE_OVER_IO_URING. */
+  get ringReady(): boolean {
+    return this.ring !== undefined && !this.ringServing;
+  }
+
+  /** Requests that came through io_uring (0 without a ring). */
+  get ringOps(): number {
+    return this.ringServedBefore + (this.ring?.served ?? 0);
+  }
+
+  /** Whether io_uring serves the requests (registered, not dropped). */
+  get viaRing(): boolean {
+    return this.ringServing;
   }
 
   /** -o spin=, for the logs. */
@@ -138,16 +172,25 @@ export class Session {
     for (const h of this.endHooks.splice(0)) {
       try { h(); } catch (err) { this.log.warn({ err: String(err) }, 'ending the FUSE session'); }
     }
+    this.dropRing();
     this.dev.close();
   }
 
   // ---- the request loop ----
 
-  private onEvents(ev: number): void {
+  private onEvents(ev: number, dev: FuseDevice): void {
     if (this.ended) return;
+    // No spinning while a reply is pending (its caller sends nothing meanwhile), nor on
+    // /dev/fuse while the ring brings the requests.
+    const spin = dev === this.dev && this.ringServing ? 0 : this.spinNs;
     for (let i = 0; i < BATCH; i++) {
-      // No spinning while a reply is pending: its caller sends nothing meanwhile.
-      const n = this.dev.read(this.req.buf, this.inFlight === 0 ? this.spinNs : 0);
+      const n = dev.read(this.req.buf, this.inFlight === 0 ? spin : 0);
+      if (n < 0 && dev !== this.dev) {
+        if (n === -E.EAGAIN) return;
+        this.entryLost(n);
+        if (!this.ringServing) return;
+        continue;
+      }
       if (n < 0) {
         if (n === -E.EAGAIN) {
           if (ev & 2) this.end();
@@ -323,6 +366,52 @@ export class Session {
     }
     encodeOutHeader(b, n, 0, unique);
     this.write(b, OUT_HEADER + n);
+    if (r.kind === 'init') this.initAnswered((r.init.flags2 & INIT2.OVER_IO_URING) !== 0);
+  }
+
+  // ---- FUSE over io_uring ----
+
+  /** INIT is answered (the kernel is initialised): the ring is registered if it was asked for. */
+  private initAnswered(ringAsked: boolean): void {
+    const ring = this.ring;
+    if (!ring || !ringAsked) {
+      this.dropRing();
+      this.log.info({ reason: ring ? 'the kernel does not offer it' : this.ringNote }, 'FUSE requests come through /dev/fuse reads, not io_uring');
+      return;
+    }
+    const taken = ring.register();
+    if (taken <= 0) {
+      // The kernel then falls back to /dev/fuse itself (fc->io_uring is cleared).
+      this.dropRing();
+      this.log.info({ errno: -taken }, 'FUSE over io_uring refused at registration: requests come through /dev/fuse reads');
+      return;
+    }
+    this.ringServing = true;
+    this.replies = ring;
+    ring.watch((ev) => this.onEvents(ev, ring));
+    this.log.info({ entries: taken, asked: ring.entries }, 'FUSE requests come through io_uring');
+  }
+
+  /** An entry the kernel gave back: at teardown each comes back so; with all gone, the ring goes. */
+  private entryLost(n: number): void {
+    const ring = this.ring;
+    if (!ring) return;
+    if (n !== -E.ENOTCONN && n !== -E.ECONNABORTED) this.log.warn({ errno: -n }, 'a FUSE io_uring entry failed');
+    if (++this.ringLost >= ring.entries) this.dropRing();
+  }
+
+  /**
+   * Closes the ring, its replies going back to /dev/fuse. Closing it makes the kernel give
+   * back the entries still waiting, so the connection can end.
+   */
+  private dropRing(): void {
+    const ring = this.ring;
+    if (!ring) return;
+    this.ring = undefined;
+    this.ringServedBefore += ring.served;
+    this.ringServing = false;
+    this.replies = this.dev;
+    ring.close();
   }
 
   replyError(unique: number, errno: number): void {
@@ -332,7 +421,7 @@ export class Session {
 
   private write(b: Buffer, n: number): void {
     if (this.ended) return;
-    const r = this.dev.write(b, n);
+    const r = this.replies.write(b, n);
     // ENOENT: the request was interrupted and is gone; ENODEV: the mount is gone.
     if (r < 0 && r !== -E.ENOENT && r !== -E.ENODEV) this.log.warn({ errno: -r }, 'writing a FUSE reply failed');
   }

@@ -16,7 +16,8 @@ import type { Logger } from '../log/logger';
 import type { Transport, TransportCounters } from '../transport';
 import { validity } from './abi';
 import { hasCapSysAdmin, inInitUserNs } from './caller';
-import { DevFuse, type FuseDevice } from './device';
+import { DevFuse, type FuseDevice, type FuseRing } from './device';
+import { errnoName } from '../core/errors';
 import { FuseMount } from './mount';
 import { KernelOps, type OpsConfig } from './ops';
 import { Passthrough, type PassthroughMode } from './passthrough';
@@ -36,12 +37,22 @@ const SPIN_US = 100;
  */
 const CACHE_TIMEOUT = 86400;
 
+/**
+ * FUSE over io_uring: entries per queue (one queue per possible CPU). A request answered later
+ * (a read from disk, a copy-up) holds its entry until then; beyond these the kernel queues them.
+ */
+const RING_DEPTH = 8;
+const ENABLE_URING = '/sys/module/fuse/parameters/enable_uring';
+
 const OVERLAYFS_MAGIC = 0x794c7630;
 const FUSE_MAGIC = 0x65735546;
 
 /** A session serving `overlay` on `dev`, its ops, and the passthrough policy they share (also for tests). */
-export function serveDevice(overlay: Overlay, dev: FuseDevice, opts: FuseMountOptions, log: Logger, passthrough: PassthroughMode, stackDepth: number): KernelOps {
-  const session = new Session(dev, log, (opts.spin ?? SPIN_US) * 1000);
+export function serveDevice(
+  overlay: Overlay, dev: FuseDevice, opts: FuseMountOptions, log: Logger, passthrough: PassthroughMode, stackDepth: number,
+  ring?: { ring?: FuseRing; note: string },
+): KernelOps {
+  const session = new Session(dev, log, (opts.spin ?? SPIN_US) * 1000, ring?.ring, ring?.note);
   const cfg: OpsConfig = {
     entryValid: validity(opts.entryTimeout ?? CACHE_TIMEOUT),
     attrValid: validity(opts.attrTimeout ?? CACHE_TIMEOUT),
@@ -99,7 +110,7 @@ export class KernelTransport implements Transport {
     const dev = new DevFuse(this.addon, fd);
     let ops: KernelOps;
     try {
-      ops = serveDevice(this.overlay, dev, this.opts, this.log, this.passthroughMode, this.layerStackDepth());
+      ops = serveDevice(this.overlay, dev, this.opts, this.log, this.passthroughMode, this.layerStackDepth(), ringFor(dev, this.opts));
     } catch (err) {
       if (this.mounter.viaFusermount) await this.mounter.unmount(true);
       else sys.umount2(toBinary(this.mountpoint), C.MNT_DETACH);
@@ -135,13 +146,13 @@ export class KernelTransport implements Transport {
   }
 
   describe(): string {
-    return `kernel (${this.mounter.viaFusermount ? 'fusermount3' : 'mount(2)'})`;
+    return `kernel (${this.mounter.viaFusermount ? 'fusermount3' : 'mount(2)'}${this.kernel?.session.viaRing ? ', io_uring' : ''})`;
   }
 
   counters(): TransportCounters {
     const o = this.kernel;
     if (!o) return {};
-    return { nodes: o.table.size, fuseOpenFiles: o.files.size, openDirs: o.dirs.size, backingIds: o.passthrough.stats.backingIds, backedNodes: o.table.backedNodes() };
+    return { ringOps: o.session.ringOps, nodes: o.table.size, fuseOpenFiles: o.files.size, openDirs: o.dirs.size, backingIds: o.passthrough.stats.backingIds, backedNodes: o.table.backedNodes() };
   }
 
   /** 1 + the deepest stacking under any layer (a layer on overlayfs or FUSE is itself stacked). */
@@ -152,4 +163,38 @@ export class KernelTransport implements Transport {
     }
     return 1;
   }
+}
+
+/**
+ * -o uring= (else env OVERLAYD_URING): `off`, or (the default) FUSE over io_uring wherever the
+ * kernel allows it (enable_uring=Y, which only root sets).
+ */
+export function uringMode(opts: FuseMountOptions, env: NodeJS.ProcessEnv = process.env): 'on' | 'off' {
+  if (opts.uring) return opts.uring;
+  const e = env.OVERLAYD_URING;
+  return e === '0' || e === 'off' ? 'off' : 'on';
+}
+
+/** The ring to offer at INIT, or why there is none. */
+function ringFor(dev: DevFuse, opts: FuseMountOptions): { ring?: FuseRing; note: string } {
+  if (uringMode(opts) === 'off') return { note: 'uring=off' };
+  let enabled = '';
+  try { enabled = fs.readFileSync(ENABLE_URING, 'utf8').trim(); } catch { /* a kernel without it */ }
+  if (enabled !== 'Y') return { note: enabled === '' ? 'the kernel has no FUSE over io_uring' : `${ENABLE_URING} is ${enabled}` };
+  // The payload buffer takes the largest request and reply: max_write, also max_pages of 4 KiB.
+  const r = dev.ring(possibleCpus(), RING_DEPTH, MAX_WRITE);
+  if (typeof r === 'number') return { note: `io_uring setup failed (${errnoName(-r)})` };
+  return { ring: r, note: '' };
+}
+
+/** The kernel's queue count: one per possible CPU (num_possible_cpus). */
+function possibleCpus(): number {
+  let n = 0;
+  try {
+    for (const part of fs.readFileSync('/sys/devices/system/cpu/possible', 'utf8').trim().split(',')) {
+      const [a, b] = part.split('-').map(Number);
+      n += b === undefined ? 1 : b - a + 1;
+    }
+  } catch { /* fall through */ }
+  return n > 0 ? n : 1;
 }

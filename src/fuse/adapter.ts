@@ -38,6 +38,11 @@ export interface FuseMountOptions {
    * spin); undefined: the transport's default. See the spin notes in native/overlayd_fuse.c.
    */
   spin?: number;
+  /**
+   * Kernel transport: `off` keeps requests on /dev/fuse reads; `on` (the default) takes FUSE over
+   * io_uring where the kernel offers it. Env OVERLAYD_URING says the same where -o does not.
+   */
+  uring?: 'on' | 'off';
   /** Kernel transport: false refuses the kernel's writeback cache (fuse-overlayfs's writeback=0). */
   writeback?: boolean;
   /** Extra libfuse -o options, already validated by the caller. */

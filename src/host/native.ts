@@ -81,12 +81,13 @@ export const C: NativeConstants = sys.constants;
 /** native/overlayd_fuse.c: /dev/fuse access for the kernel transport (src/fuse-kernel). */
 export interface FuseDeviceConstants {
   MS_RDONLY: number; MS_NOSUID: number; MS_NODEV: number; MS_NOEXEC: number; MS_NOATIME: number;
-  MS_SYNCHRONOUS: number; MS_DIRSYNC: number; EAGAIN: number; ENODEV: number; EPERM: number;
+  MS_SYNCHRONOUS: number; MS_DIRSYNC: number; EAGAIN: number; EBADF: number; ENODEV: number; EPERM: number;
   FUSE_KERNEL_VERSION: number; HEADER_MINOR_VERSION: number;
 }
 
 /** An active uv_poll on the device; only pollStop looks inside. */
 export type FusePollHandle = { readonly __fusePoll: unique symbol };
+export type FuseRingHandle = { readonly __fuseRing: unique symbol };
 
 export interface FuseDeviceAddon {
   /** /dev/fuse opened O_RDWR|O_NONBLOCK|O_CLOEXEC. */
@@ -114,6 +115,17 @@ export interface FuseDeviceAddon {
    * never waits: -EAGAIN when none is queued, -ECONNRESET when the peer closed without one.
    */
   recvFd(sock: number): number;
+  /** FUSE over io_uring (native/fuse_uring.c): a ring of queues x depth entries on devFd, or -errno. */
+  uringCreate(devFd: number, queues: number, depth: number, payloadBytes: number): FuseRingHandle | number;
+  /** The ring's fd, to watch: readable while completions wait. */
+  uringFd(h: FuseRingHandle): number;
+  /** Registers every entry (after INIT is answered): how many the kernel took, or -errno. */
+  uringRegister(h: FuseRingHandle): number;
+  /** As read: one request in /dev/fuse's layout, -EAGAIN, or -errno for an entry given back. */
+  uringRead(h: FuseRingHandle, buf: Uint8Array, len: number, spinNs?: number): number;
+  /** A reply, committed on the entry holding its request, else written to /dev/fuse: 0 or -errno. */
+  uringWrite(h: FuseRingHandle, buf: Uint8Array, len: number): number;
+  uringClose(h: FuseRingHandle): number;
   constants: FuseDeviceConstants;
 }
 
