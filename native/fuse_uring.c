@@ -103,8 +103,9 @@ static void unmap_rings(fuse_uring_t *r) {
 void fuse_uring_close(fuse_uring_t *r) {
   if (!r) return;
   unmap_rings(r);
-  /* Closing the ring makes the kernel give back the entries still waiting for requests; only
-   * then are their buffers free (it copies requests into them from this thread's task work). */
+  /* Closing the ring makes the kernel give back the entries still waiting for requests (it
+   * copies requests into their buffers from this thread's task work). The session closes the
+   * ring once the connection is gone, or to fall back before any request came through it. */
   if (r->ring_fd >= 0) close(r->ring_fd);
   if (r->bufs && r->bufs != MAP_FAILED) munmap(r->bufs, r->bufs_sz);
   free(r->ents);
@@ -243,9 +244,16 @@ int fuse_uring_register(fuse_uring_t *r) {
   return taken > 0 ? taken : first ? first : -EIO;
 }
 
+int fuse_uring_flush(fuse_uring_t *r) {
+  return r->unsubmitted ? submit(r, 0) : 0;
+}
+
 long fuse_uring_next(fuse_uring_t *r, uint8_t *buf, size_t len) {
   struct io_uring_cqe cqe;
-  if (!reap(r, &cqe)) {
+  /* The replies committed since the last call go out first, in the same syscall that looks
+   * for the next request: one io_uring_enter per request where /dev/fuse takes a write and a
+   * read. */
+  if (r->unsubmitted || !reap(r, &cqe)) {
     int err = submit(r, IORING_ENTER_GETEVENTS);
     if (err) return err;
     if (!reap(r, &cqe)) return -EAGAIN;
@@ -292,7 +300,5 @@ long fuse_uring_reply(fuse_uring_t *r, const uint8_t *buf, size_t len) {
   memcpy(e->payload, buf + OUT_HEADER, payload);
   e->hdr->ring_ent_in_out.payload_sz = (uint32_t)payload;
   e->busy = 0;
-  int err = queue_cmd(r, i, FUSE_IO_URING_CMD_COMMIT_AND_FETCH, e->commit_id);
-  if (!err) err = submit(r, 0);
-  return err;
+  return queue_cmd(r, i, FUSE_IO_URING_CMD_COMMIT_AND_FETCH, e->commit_id);
 }

@@ -397,7 +397,10 @@ static napi_value js_uring_read(napi_env env, napi_callback_info info) {
   return num(env, (double)spin_ask(&b->spin, spin, ring_read_once, &rr));
 }
 
-/* uringWrite(h, buf, len): a reply through the entry holding its request, else on /dev/fuse. */
+/*
+ * uringWrite(h, buf, len): a reply through the entry holding its request (sent with the next
+ * uringRead or uringFlush), else on /dev/fuse at once.
+ */
 static napi_value js_uring_write(napi_env env, napi_callback_info info) {
   ARGS(3);
   ring_box_t *b = arg_ring(&a, 0);
@@ -410,6 +413,14 @@ static napi_value js_uring_write(napi_env env, napi_callback_info info) {
   if (len > cap) len = cap;
   if (!b->r) return num(env, -EBADF);
   return num(env, (double)fuse_uring_reply(b->r, buf, len));
+}
+
+/* uringFlush(h): sends the replies committed since the last uringRead. 0 or -errno. */
+static napi_value js_uring_flush(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  ring_box_t *b = arg_ring(&a, 0);
+  if (!b) return NULL;
+  return num(env, b->r ? fuse_uring_flush(b->r) : -EBADF);
 }
 
 /* uringClose(h): closes the ring and frees its buffers (after the watch on it stopped). */
@@ -428,7 +439,8 @@ static napi_value init(napi_env env, napi_value exports) {
     {"preadNowait", js_pread_nowait}, {"backingOpen", js_backing_open}, {"backingClose", js_backing_close},
     {"poll", js_poll}, {"pollStop", js_poll_stop}, {"socketpair", js_socketpair}, {"recvFd", js_recv_fd},
     {"uringCreate", js_uring_create}, {"uringFd", js_uring_fd}, {"uringRegister", js_uring_register},
-    {"uringRead", js_uring_read}, {"uringWrite", js_uring_write}, {"uringClose", js_uring_close},
+    {"uringRead", js_uring_read}, {"uringWrite", js_uring_write}, {"uringFlush", js_uring_flush},
+    {"uringClose", js_uring_close},
   };
   export_fns(env, exports, fns, sizeof fns / sizeof fns[0]);
   napi_value c;

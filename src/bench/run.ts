@@ -23,7 +23,9 @@ const USAGE = `usage: npm run bench -- [options]
   --systems A,B         systems: ${DEFAULT_SYSTEMS.join(', ')}, ${Object.keys(EXTRA_SYSTEMS).join(', ')} (overlayd's
                         transport with no-op handlers: runs the per-op probes only) and any --variant;
                         default: all of these, and overlayd-fuse-native (-o transport=fuse-native)
-                        when overlayd's default transport is another
+                        when overlayd's default transport is another, and overlayd-devfuse (-o uring=off:
+                        /dev/fuse reads) where the kernel has FUSE over io_uring, which is turned on
+                        (enable_uring=Y) for the run, so overlayd takes it
   --compare FILE        compare with an earlier results JSON
   --label NAME          name this run (default: a timestamp)
   --dir DIR             where layers and mounts live (default /var/tmp/overlayd-bench)
@@ -51,11 +53,24 @@ interface Args {
   bothTransports: boolean;
 }
 
+const ENABLE_URING = '/sys/module/fuse/parameters/enable_uring';
+/** overlayd on the kernel transport without FUSE over io_uring, to compare the two paths. */
+const DEVFUSE: SystemSpec = { ...baseSpec('overlayd'), name: 'overlayd-devfuse', opts: ['uring=off'] };
+
+/** Turns FUSE over io_uring on where the kernel has it; the undo, or undefined where it has not. */
+function enableUring(): (() => void) | undefined {
+  let was: string;
+  try { was = fs.readFileSync(ENABLE_URING, 'utf8').trim(); } catch { return undefined; }
+  if (was !== 'Y') fs.writeFileSync(ENABLE_URING, 'Y');
+  return () => { if (was !== 'Y') fs.writeFileSync(ENABLE_URING, was); };
+}
+
 function parseArgs(argv: string[]): Args {
   const a: Args = {
     quick: false, systems: [], dir: '/var/tmp/overlayd-bench', out: path.join(REPO, 'bench-results'), pkg: DEFAULT_PACKAGE, bothTransports: false,
   };
   const specs = new Map<SystemName, SystemSpec>([...DEFAULT_SYSTEMS, ...Object.keys(EXTRA_SYSTEMS)].map((n) => [n, baseSpec(n)]));
+  specs.set(DEVFUSE.name, { ...DEVFUSE, opts: [...DEVFUSE.opts], env: {}, nodeArgs: [...DEVFUSE.nodeArgs] });
   let chosen: SystemName[] | undefined;
   const variants: SystemName[] = [];
   const refine: [string, string][] = [];
@@ -176,6 +191,8 @@ interface ResultFile {
   metrics: (Metric & { results: Record<SystemName, Summary> })[];
   /** Daemon CPU seconds (user + system) per workload and system, over the whole workload. */
   daemonCpu: Record<string, Record<SystemName, Summary>>;
+  /** Whether the kernel's FUSE over io_uring was on for the run (overlayd takes it by default). */
+  uring?: string;
 }
 
 function cell(s: Summary | undefined, unit: string): string {
@@ -199,6 +216,7 @@ export function markdown(r: ResultFile, old?: ResultFile): string {
   lines.push(`Run ${r.label}, ${r.date}${r.quick ? ' (--quick sizes: not for comparison)' : ''}: median of ${r.reps} runs, ±half the range.`);
   lines.push(`Machine: ${m.cpu}, ${m.memory}, ${m.os}, Linux ${m.kernel}, layers on ${m.filesystem}; load ${r.load.before.join(' ')} before, ${r.load.after.join(' ')} after.`);
   lines.push(`Versions: ${Object.entries(r.versions).map(([k, v]) => `${k} ${v}`).join('; ')}.`);
+  if (r.uring) lines.push(`FUSE over io_uring: ${r.uring}.`);
   for (const x of r.systems) {
     const extra = [...x.opts.map((o) => `-o ${o}`), ...Object.entries(x.env).map(([k, v]) => `${k}=${v}`), ...x.nodeArgs];
     if (extra.length) lines.push(`${x.name}: ${extra.join(' ')}.`);
@@ -269,12 +287,19 @@ async function bench(a: Args): Promise<void> {
   if (a.bothTransports && plain && transportOf(plain) !== 'fuse-native' && !a.systems.some((x) => x.name === 'overlayd-fuse-native')) {
     a.systems.splice(a.systems.indexOf(plain) + 1, 0, { ...plain, name: 'overlayd-fuse-native', opts: [...plain.opts, 'transport=fuse-native'], env: { ...plain.env }, nodeArgs: [...plain.nodeArgs] });
   }
+  // And on the kernel transport, FUSE over io_uring (its default where the kernel allows it)
+  // against /dev/fuse reads, interleaved like any two systems.
+  if (a.bothTransports && plain && transportOf(plain) === 'kernel' && fs.existsSync(ENABLE_URING) && !a.systems.some((x) => x.name === DEVFUSE.name)) {
+    a.systems.splice(a.systems.indexOf(plain) + 1, 0, { ...plain, name: DEVFUSE.name, opts: [...plain.opts, ...DEVFUSE.opts], env: { ...plain.env }, nodeArgs: [...plain.nodeArgs] });
+  }
   const workloads = WORKLOADS.filter((w) => (a.only ? a.only.includes(w.name) : true));
   const engineMissing = ['podman', 'runc'].find((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status !== 0) ?? (fs.existsSync(BUSYBOX) ? undefined : BUSYBOX);
   const engines = ENGINE_WORKLOADS.filter((w) => (a.only ? a.only.includes(w.name) : true)).filter((w) => {
     if (engineMissing !== undefined) progress(`skipping ${w.name}: ${engineMissing} is missing (scripts/setup.sh installs it)`);
     return engineMissing === undefined;
   });
+  let uringState: string | undefined;
+  try { uringState = `enable_uring=${fs.readFileSync(ENABLE_URING, 'utf8').trim()} (overlayd-devfuse: -o uring=off)`; } catch { /* a kernel without it */ }
   const samples = new Map<string, Map<SystemName, number[]>>();
   const cpu = new Map<string, Map<SystemName, number[]>>();
   const loadBefore = loadAverage();
@@ -351,6 +376,7 @@ async function bench(a: Args): Promise<void> {
   const result: ResultFile = {
     format: 1, label, date: new Date().toISOString(), quick: a.quick, reps, sizes,
     machine: machine(a.dir), load: { before: loadBefore, after: loadAverage() },
+    uring: uringState,
     systems: a.systems, versions: Object.fromEntries(a.systems.map((s) => [s.name, versionOf(s)])), package: a.pkg,
     metrics: [...workloads, ...engines].flatMap((w) => w.metrics).map((met) => ({
       ...met,
@@ -386,6 +412,8 @@ async function main(): Promise<void> {
   const onSignal = (): void => { interrupted = true; };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // Off again afterwards, as it was: only root sets it, and only this run asked for it.
+  const restoreUring = enableUring();
   try {
     await bench(a);
   } catch (err) {
@@ -393,6 +421,7 @@ async function main(): Promise<void> {
     process.exitCode = 1;
   } finally {
     await unmountAll();
+    restoreUring?.();
     fs.rmSync(path.join(a.dir, 'builds', `run-${process.pid}`), { recursive: true, force: true });
     const left = [...mountedPoints()].filter((p) => p.startsWith(a.dir));
     if (left.length) process.stderr.write(`bench: still mounted: ${left.join(' ')}\n`);

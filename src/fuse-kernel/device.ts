@@ -36,6 +36,11 @@ export interface FuseRing extends FuseDevice {
   readonly served: number;
   /** Registers the entries (after INIT is answered): how many the kernel took, or -errno. */
   register(): number;
+  /**
+   * Sends the replies written since the last read: the ring sends them with the next read
+   * (one syscall for both), so a reply written outside the read loop needs this.
+   */
+  flush(): number;
 }
 
 /** The real device: an fd on /dev/fuse, watched on the libuv loop by our addon. */
@@ -104,6 +109,10 @@ export class RingFuse implements FuseRing {
 
   write(buf: Buffer, len: number): number {
     return this.addon.uringWrite(this.h, buf, len);
+  }
+
+  flush(): number {
+    return this.addon.uringFlush(this.h);
   }
 
   writeAsync(buf: Buffer): void {

@@ -114,6 +114,8 @@ export class Session {
   /** Ring entries the kernel gave back (torn down or refused): with all gone, the ring is dropped. */
   private ringLost = 0;
   private ringServing = false;
+  /** In the ring's read loop: its replies go out with its next read (see FuseRing.flush). */
+  private ringLooping = false;
   /** Requests a dropped ring brought. */
   private ringServedBefore = 0;
 
@@ -388,8 +390,21 @@ export class Session {
     }
     this.ringServing = true;
     this.replies = ring;
-    ring.watch((ev) => this.onEvents(ev, ring));
+    ring.watch((ev) => {
+      this.ringLooping = true;
+      try {
+        this.onEvents(ev, ring);
+      } finally {
+        this.ringLooping = false;
+        // A batch cut short leaves its last reply unsent.
+        if (this.ring === ring) this.flushRing(ring.flush());
+      }
+    });
     this.log.info({ entries: taken, asked: ring.entries }, 'FUSE requests come through io_uring');
+  }
+
+  private flushRing(r: number): void {
+    if (r < 0 && r !== -E.ENOTCONN && r !== -E.ENXIO) this.log.warn({ errno: -r }, 'sending FUSE replies through io_uring failed');
   }
 
   /** An entry the kernel gave back: at teardown each comes back so; with all gone, the ring goes. */
@@ -422,6 +437,7 @@ export class Session {
   private write(b: Buffer, n: number): void {
     if (this.ended) return;
     const r = this.replies.write(b, n);
+    if (this.ringServing && !this.ringLooping && this.ring) this.flushRing(this.ring.flush());
     // ENOENT: the request was interrupted and is gone; ENODEV: the mount is gone.
     if (r < 0 && r !== -E.ENOENT && r !== -E.ENODEV) this.log.warn({ errno: -r }, 'writing a FUSE reply failed');
   }

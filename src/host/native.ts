@@ -123,8 +123,10 @@ export interface FuseDeviceAddon {
   uringRegister(h: FuseRingHandle): number;
   /** As read: one request in /dev/fuse's layout, -EAGAIN, or -errno for an entry given back. */
   uringRead(h: FuseRingHandle, buf: Uint8Array, len: number, spinNs?: number): number;
-  /** A reply, committed on the entry holding its request, else written to /dev/fuse: 0 or -errno. */
+  /** A reply, committed on the entry holding its request (sent by the next uringRead or uringFlush), else written to /dev/fuse: 0 or -errno. */
   uringWrite(h: FuseRingHandle, buf: Uint8Array, len: number): number;
+  /** Sends the replies committed since the last uringRead: 0 or -errno. */
+  uringFlush(h: FuseRingHandle): number;
   uringClose(h: FuseRingHandle): number;
   constants: FuseDeviceConstants;
 }
