@@ -2,7 +2,7 @@
 // reads them on `deliver`, and what it writes back is kept, decoded, for the test to look at.
 import { E } from '../../src/core/errors';
 import { ABI, encodeHeader } from '../../src/fuse-kernel/abi';
-import type { FuseDevice } from '../../src/fuse-kernel/device';
+import type { FuseDevice, FuseRing } from '../../src/fuse-kernel/device';
 
 export interface Written {
   len: number;
@@ -95,6 +95,91 @@ export class FakeFuse implements FuseDevice {
   /** The device hangs up (the mount is gone). */
   hangUp(): void {
     this.onEvents?.(2);
+  }
+}
+
+/**
+ * FUSE over io_uring beside a FakeFuse, as native/fuse_uring.c behaves: requests pushed here
+ * come from the ring once registered; a reply to one of them is committed on its entry and sent
+ * with the next read or flush; any other write goes to the device.
+ */
+export class FakeRing implements FuseRing {
+  readonly entries = 4;
+  served = 0;
+  /** What register() answers (entries taken, or -errno). */
+  registerAnswer = 4;
+  /** dev.written.length when register() was called, or -1. */
+  registeredAt = -1;
+  closed = false;
+  /** Replies sent to the kernel through the ring. */
+  readonly sent: Written[] = [];
+  /** Replies committed but not yet sent (waiting for the next read or flush). */
+  readonly unsent: Written[] = [];
+  private readonly queue: (Buffer | number)[] = [];
+  private readonly held = new Set<number>();
+  private onEvents: ((ev: number) => void) | undefined;
+  private nextUnique = 1001;
+
+  constructor(private readonly dev: FakeFuse) {}
+
+  register(): number {
+    this.registeredAt = this.dev.written.length;
+    return this.registerAnswer;
+  }
+
+  read(buf: Buffer): number {
+    this.flush();
+    const r = this.queue.shift();
+    if (r === undefined) return -E.EAGAIN;
+    if (typeof r === 'number') return r;
+    r.copy(buf);
+    this.held.add(Number(r.readBigUInt64LE(ABI.in_header.unique)));
+    this.served++;
+    return r.length;
+  }
+
+  write(buf: Buffer, len: number): number {
+    const w = decodeWritten(buf.subarray(0, len));
+    if (!this.held.delete(w.unique)) return this.dev.write(buf, len);
+    this.unsent.push(w);
+    return 0;
+  }
+
+  flush(): number {
+    this.sent.push(...this.unsent.splice(0));
+    return 0;
+  }
+
+  writeAsync(buf: Buffer): void { this.dev.writeAsync(buf); }
+  watch(onEvents: (ev: number) => void): void { this.onEvents = onEvents; }
+  backingOpen(fd: number): number { return this.dev.backingOpen(fd); }
+  backingClose(id: number): void { this.dev.backingClose(id); }
+  close(): void { this.closed = true; this.onEvents = undefined; }
+
+  /** Queues a request on the ring; returns its unique. */
+  push(opcode: number, nodeid: number, body: Buffer = Buffer.alloc(0)): number {
+    const unique = this.nextUnique++;
+    const b = Buffer.alloc(ABI.in_header.size + body.length);
+    encodeHeader(b, b.length, opcode, unique, nodeid, 0, 0, 0);
+    body.copy(b, ABI.in_header.size);
+    this.queue.push(b);
+    return unique;
+  }
+
+  /** An entry the kernel gives back with -errno (teardown). */
+  giveBack(errno: number): void {
+    this.queue.push(-errno);
+  }
+
+  /** Completions wait: the session reads them. Returns what it sent through the ring meanwhile. */
+  deliver(): Written[] {
+    const from = this.sent.length;
+    this.onEvents?.(1);
+    return this.sent.slice(from);
+  }
+
+  get watched(): boolean {
+    return this.onEvents !== undefined;
   }
 }
 
