@@ -121,11 +121,20 @@ int fuse_uring_create(int dev_fd, unsigned queues, unsigned depth, size_t payloa
   r->n_ents = queues * depth;
   struct io_uring_params p;
   memset(&p, 0, sizeof p);
-  /* Every entry has at most one command in flight: n_ents SQEs and CQEs are enough. */
-  p.flags = IORING_SETUP_SQE128 | IORING_SETUP_CQSIZE;
+  /* Every entry has at most one command in flight: n_ents SQEs and CQEs are enough.
+   * COOP_TASKRUN: the task work that copies a request in runs at this thread's next syscall,
+   * or wakes it where it sleeps, instead of interrupting it with an IPI while it serves
+   * another; SINGLE_ISSUER: only this thread submits. Without them where the kernel is older. */
+  p.flags = IORING_SETUP_SQE128 | IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER;
   p.cq_entries = r->n_ents;
   int err;
   r->ring_fd = sys_setup(r->n_ents, &p);
+  if (r->ring_fd < 0 && errno == EINVAL) {
+    memset(&p, 0, sizeof p);
+    p.flags = IORING_SETUP_SQE128 | IORING_SETUP_CQSIZE;
+    p.cq_entries = r->n_ents;
+    r->ring_fd = sys_setup(r->n_ents, &p);
+  }
   if (r->ring_fd < 0) { err = -errno; goto fail; }
   r->sq_entries = p.sq_entries;
   r->sq_map_sz = p.sq_off.array + p.sq_entries * sizeof(unsigned);
