@@ -39,8 +39,8 @@ export interface FuseMountOptions {
    */
   spin?: number;
   /**
-   * Kernel transport: `off` keeps requests on /dev/fuse reads; `on` (the default) takes FUSE over
-   * io_uring where the kernel offers it. Env OVERLAYD_URING says the same where -o does not.
+   * Kernel transport: `on` takes FUSE over io_uring where the kernel offers it; `off` (the
+   * default) keeps requests on /dev/fuse reads. Env OVERLAYD_URING says the same where -o does not.
    */
   uring?: 'on' | 'off';
   /** Kernel transport: false refuses the kernel's writeback cache (fuse-overlayfs's writeback=0). */

@@ -141,10 +141,11 @@ t.test('the session ends: the ring is closed with the device', async (t) => {
   t.ok(ring.closed && dev.closed);
 });
 
-t.test('-o uring= and OVERLAYD_URING: on unless said off', async (t) => {
-  t.equal(uringMode(FUSE, {}), 'on');
+t.test('-o uring= and OVERLAYD_URING: off unless asked for', async (t) => {
+  t.equal(uringMode(FUSE, {}), 'off');
+  t.equal(uringMode(FUSE, { OVERLAYD_URING: 'on' }), 'on');
+  t.equal(uringMode(FUSE, { OVERLAYD_URING: '1' }), 'on');
   t.equal(uringMode(FUSE, { OVERLAYD_URING: 'off' }), 'off');
-  t.equal(uringMode(FUSE, { OVERLAYD_URING: '0' }), 'off');
-  t.equal(uringMode({ ...FUSE, uring: 'on' }, { OVERLAYD_URING: 'off' }), 'on', '-o wins over the environment');
-  t.equal(uringMode({ ...FUSE, uring: 'off' }, {}), 'off');
+  t.equal(uringMode({ ...FUSE, uring: 'off' }, { OVERLAYD_URING: 'on' }), 'off', '-o wins over the environment');
+  t.equal(uringMode({ ...FUSE, uring: 'on' }, {}), 'on');
 });
