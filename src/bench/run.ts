@@ -23,9 +23,9 @@ const USAGE = `usage: npm run bench -- [options]
   --systems A,B         systems: ${DEFAULT_SYSTEMS.join(', ')}, ${Object.keys(EXTRA_SYSTEMS).join(', ')} (overlayd's
                         transport with no-op handlers: runs the per-op probes only) and any --variant;
                         default: all of these, and overlayd-fuse-native (-o transport=fuse-native)
-                        when overlayd's default transport is another, and overlayd-devfuse (-o uring=off:
-                        /dev/fuse reads) where the kernel has FUSE over io_uring, which is turned on
-                        (enable_uring=Y) for the run, so overlayd takes it
+                        when overlayd's default transport is another, and overlayd-uring (-o uring=on:
+                        FUSE over io_uring) where the kernel has it (enable_uring is set to Y for the
+                        run, then back)
   --compare FILE        compare with an earlier results JSON
   --label NAME          name this run (default: a timestamp)
   --dir DIR             where layers and mounts live (default /var/tmp/overlayd-bench)
@@ -54,10 +54,10 @@ interface Args {
 }
 
 const ENABLE_URING = '/sys/module/fuse/parameters/enable_uring';
-/** overlayd on the kernel transport without FUSE over io_uring, to compare the two paths. */
-const DEVFUSE: SystemSpec = { ...baseSpec('overlayd'), name: 'overlayd-devfuse', opts: ['uring=off'] };
+/** overlayd on the kernel transport with FUSE over io_uring, against its /dev/fuse reads. */
+const URING: SystemSpec = { ...baseSpec('overlayd'), name: 'overlayd-uring', opts: ['uring=on'] };
 
-/** Turns FUSE over io_uring on where the kernel has it; the undo, or undefined where it has not. */
+/** Lets FUSE over io_uring be used where the kernel has it; the undo, or undefined where it has not. */
 function enableUring(): (() => void) | undefined {
   let was: string;
   try { was = fs.readFileSync(ENABLE_URING, 'utf8').trim(); } catch { return undefined; }
@@ -70,7 +70,7 @@ function parseArgs(argv: string[]): Args {
     quick: false, systems: [], dir: '/var/tmp/overlayd-bench', out: path.join(REPO, 'bench-results'), pkg: DEFAULT_PACKAGE, bothTransports: false,
   };
   const specs = new Map<SystemName, SystemSpec>([...DEFAULT_SYSTEMS, ...Object.keys(EXTRA_SYSTEMS)].map((n) => [n, baseSpec(n)]));
-  specs.set(DEVFUSE.name, { ...DEVFUSE, opts: [...DEVFUSE.opts], env: {}, nodeArgs: [...DEVFUSE.nodeArgs] });
+  specs.set(URING.name, { ...URING, opts: [...URING.opts], env: {}, nodeArgs: [...URING.nodeArgs] });
   let chosen: SystemName[] | undefined;
   const variants: SystemName[] = [];
   const refine: [string, string][] = [];
@@ -191,7 +191,7 @@ interface ResultFile {
   metrics: (Metric & { results: Record<SystemName, Summary> })[];
   /** Daemon CPU seconds (user + system) per workload and system, over the whole workload. */
   daemonCpu: Record<string, Record<SystemName, Summary>>;
-  /** Whether the kernel's FUSE over io_uring was on for the run (overlayd takes it by default). */
+  /** Whether the kernel's FUSE over io_uring was on for the run (overlayd-uring takes it). */
   uring?: string;
 }
 
@@ -287,10 +287,10 @@ async function bench(a: Args): Promise<void> {
   if (a.bothTransports && plain && transportOf(plain) !== 'fuse-native' && !a.systems.some((x) => x.name === 'overlayd-fuse-native')) {
     a.systems.splice(a.systems.indexOf(plain) + 1, 0, { ...plain, name: 'overlayd-fuse-native', opts: [...plain.opts, 'transport=fuse-native'], env: { ...plain.env }, nodeArgs: [...plain.nodeArgs] });
   }
-  // And on the kernel transport, FUSE over io_uring (its default where the kernel allows it)
-  // against /dev/fuse reads, interleaved like any two systems.
-  if (a.bothTransports && plain && transportOf(plain) === 'kernel' && fs.existsSync(ENABLE_URING) && !a.systems.some((x) => x.name === DEVFUSE.name)) {
-    a.systems.splice(a.systems.indexOf(plain) + 1, 0, { ...plain, name: DEVFUSE.name, opts: [...plain.opts, ...DEVFUSE.opts], env: { ...plain.env }, nodeArgs: [...plain.nodeArgs] });
+  // And on the kernel transport, FUSE over io_uring against /dev/fuse reads (overlayd),
+  // interleaved like any two systems.
+  if (a.bothTransports && plain && transportOf(plain) === 'kernel' && fs.existsSync(ENABLE_URING) && !a.systems.some((x) => x.name === URING.name)) {
+    a.systems.splice(a.systems.indexOf(plain) + 1, 0, { ...plain, name: URING.name, opts: [...plain.opts, ...URING.opts], env: { ...plain.env }, nodeArgs: [...plain.nodeArgs] });
   }
   const workloads = WORKLOADS.filter((w) => (a.only ? a.only.includes(w.name) : true));
   const engineMissing = ['podman', 'runc'].find((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status !== 0) ?? (fs.existsSync(BUSYBOX) ? undefined : BUSYBOX);
@@ -299,7 +299,7 @@ async function bench(a: Args): Promise<void> {
     return engineMissing === undefined;
   });
   let uringState: string | undefined;
-  try { uringState = `enable_uring=${fs.readFileSync(ENABLE_URING, 'utf8').trim()} (overlayd-devfuse: -o uring=off)`; } catch { /* a kernel without it */ }
+  try { uringState = `enable_uring=${fs.readFileSync(ENABLE_URING, 'utf8').trim()} (overlayd-uring: -o uring=on; overlayd: /dev/fuse reads)`; } catch { /* a kernel without it */ }
   const samples = new Map<string, Map<SystemName, number[]>>();
   const cpu = new Map<string, Map<SystemName, number[]>>();
   const loadBefore = loadAverage();
