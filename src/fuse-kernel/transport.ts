@@ -25,7 +25,7 @@ import { MAX_WRITE, Session } from './session';
 
 /**
  * Microseconds to keep asking for the next request after a batch (-o spin=): a waiting caller
- * usually sends it within that, and waking an idle CPU costs more (see native/overlayd_fuse.c).
+ * usually sends it within that, and waking an idle CPU costs more (see native/spin.h).
  */
 const SPIN_US = 100;
 /**

@@ -35,7 +35,7 @@ export interface FuseMountOptions {
   passthrough?: 'off' | 'upper' | 'all';
   /**
    * Kernel transport: microseconds to keep asking for the next request before sleeping (0: never
-   * spin); undefined: the transport's default. See the spin notes in native/overlayd_fuse.c.
+   * spin); undefined: the transport's default. See the spin notes in native/spin.h.
    */
   spin?: number;
   /**
