@@ -3,10 +3,11 @@
 // on the ring ends exactly as on kernel overlayfs, and the ring (not /dev/fuse) brought its
 // requests; asked for with enable_uring off, or not asked for, the same through /dev/fuse reads.
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { compareRun, sameAsKernel } from '../lib/compare-run';
-import { BIN, ON_FUSE_NATIVE } from '../lib/mounts';
+import { BIN, ON_FUSE_NATIVE, isMounted, layout, mountOverlayd } from '../lib/mounts';
 import { removeTree } from '../lib/stack';
 import { tmpdir, type Tree } from '../lib/tree';
 
@@ -77,6 +78,28 @@ if (original === undefined || ON_FUSE_NATIVE) {
     t.notMatch(st.transport, /io_uring/);
     t.notOk(st.counters?.ringOps, 'nothing through a ring');
     t.ok((st.counters?.ops ?? 0) > 100, 'requests served');
+  });
+
+  t.test('kill -9 of a daemon serving through the ring: the mount fails at once, and overlayd umount clears it', async (t) => {
+    setUring('Y');
+    const l = layout(1);
+    t.teardown(() => { if (isMounted(l.merged)) spawnSync('umount', ['-l', l.merged]); removeTree(path.dirname(l.merged)); });
+    fs.writeFileSync(path.join(l.lowers[0], 'a'), 'a');
+    const od = await mountOverlayd(l, ['transport=kernel', 'uring=on']);
+    const out = path.join(scratch, 'status-kill.json');
+    t.equal(spawnSync('bash', ['-c', `cat a && ${steps(out).at(-1)}`], { cwd: l.merged, encoding: 'utf8', timeout: 20000 }).stdout, 'a');
+    t.match(statusOf(out).transport, /io_uring/, 'served through the ring');
+    const dead = new Promise((resolve) => od.daemon?.once('exit', resolve));
+    od.daemon?.kill('SIGKILL');
+    await dead;
+    // The kernel gives the ring's entries back with the process, which ends the connection.
+    // A name never looked up: the kernel must ask (what it cached it may still answer).
+    const r = spawnSync('stat', [path.join(l.merged, 'never-looked-up')], { encoding: 'utf8', timeout: 10000 });
+    // ECONNABORTED for a request the ring held as its entries were torn down, ENOTCONN after.
+    t.match(r.stderr, /Transport endpoint is not connected|Software caused connection abort/, `ENOTCONN or ECONNABORTED, not a hang (${r.error ? String(r.error) : r.stderr.trim()})`);
+    const u = spawnSync(process.execPath, [BIN, 'umount', l.merged], { encoding: 'utf8', timeout: 20000 });
+    t.equal(u.status, 0, `overlayd umount: ${u.stderr}`);
+    t.notOk(isMounted(l.merged), 'gone');
   });
 
   t.test('not asked for (the default), enable_uring=Y: /dev/fuse reads', async (t) => {
