@@ -86,6 +86,9 @@ t.test("overlayd's own options and the FUSE ones", async (t) => {
   t.equal(parse(`${RW},spin=0`).fuse.spin, 0);
   t.equal(parse(`${RW},spin=250`).fuse.spin, 250);
   t.equal(parse(RW).fuse.spin, undefined);
+  t.equal(parse(`${RW},uring=on`).fuse.uring, 'on');
+  t.equal(parse(`${RW},uring=off`).fuse.uring, 'off');
+  t.equal(parse(RW).fuse.uring, undefined, 'no uring given: OVERLAYD_URING, else off');
   t.equal(o.fuse.fsname, 'data');
   t.equal(o.daemon.logLevel, 'debug');
   t.equal(o.daemon.logFile, '/cwd/rel/log');
@@ -169,6 +172,8 @@ t.test('malformed -o: one clear usage error each', async (t) => {
   fails(t, [`${RW},spin=1e3`], /spin "1e3" is not a number of microseconds/);
   fails(t, [`${RW},spin=10001`], /spin "10001" is not a number of microseconds \(0 to 10000\)/);
   fails(t, [`${RW},spin`], /option spin needs a value/);
+  fails(t, [`${RW},uring=yes`], /uring "yes" is not on or off/);
+  fails(t, [`${RW},uring=on,uring=off`], /uring given more than once/);
   fails(t, [`${RW},negative_timeout=`], /negative_timeout needs a number/);
   fails(t, [`${RW},metacopy=on`], /metacopy=on is not supported by overlayd/);
   fails(t, [`${RW},redirect_dir=yes`], /redirect_dir "yes" is not a mode \(on, follow, nofollow, off\)/);
