@@ -36,9 +36,11 @@ export function listMerged(node: DirNode): DirEntry[] {
   const out: DirEntry[] = [];
   const taken = new Set<string>();
   const keep = ++node.listings > 1;
+  let lowest: string[] = [];
   for (let i = 0; i < node.dirs.length; i++) {
     const fd = node.dirs[i].fd;
     const [names, types, inos] = layerListing(node, i, keep);
+    lowest = names;
     // A layer's whiteouts hide names in the layers below it, not its own entries.
     const hidden: string[] = [];
     for (let j = 0; j < names.length; j++) {
@@ -60,5 +62,25 @@ export function listMerged(node: DirNode): DirEntry[] {
     }
     for (const h of hidden) taken.add(h);
   }
-  return out;
+  return node.dirs.length > 1 ? lowestFirst(out, lowest) : out;
+}
+
+/**
+ * A merged directory's entries in the kernel's order (ovl_dir_read_merged): the lowest layer's
+ * names first, in that layer's order, whichever layer's entry is shown ("this allows offsets to
+ * be reasonably constant"), then the names only the layers above hold, in their order. A tar
+ * or find through the mount then walks as through kernel overlayfs.
+ */
+function lowestFirst(out: DirEntry[], lowest: string[]): DirEntry[] {
+  const rest = new Map<string, DirEntry>();
+  for (const e of out) rest.set(e.name, e);
+  const ordered: DirEntry[] = [];
+  for (const name of lowest) {
+    const e = rest.get(name);
+    if (e === undefined) continue;
+    ordered.push(e);
+    rest.delete(name);
+  }
+  for (const e of rest.values()) ordered.push(e);
+  return ordered;
 }
