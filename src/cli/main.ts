@@ -15,7 +15,8 @@ import { UsageError, parseMountOptions } from './options';
 import { lockUpperAndWork } from './layer-lock';
 import { applyPrivilegeDefaults, checkPrivileges } from './privilege';
 import { mountAt, overlaydMounts, OVERLAYD_FSTYPE } from './mountinfo';
-import { daemonAlive, findDaemonRecord, listMounts, refreshRecords, type MountRecord } from './registry';
+import { findDaemonRecord, listMounts, refreshRecords, sessionEnded, type MountRecord } from './registry';
+import { askServer, Delegate, serverMain, serverMode, type MountHost } from './server';
 import { resolveMountpoint, validateLayout } from './validate';
 
 /** Exit codes: overlayd's own commands, and mount(8)'s for the helper form. */
@@ -26,12 +27,24 @@ class Exit extends Error {
   constructor(readonly code: number) { super(`exit ${code}`); }
 }
 
-function say(msg: string): void {
-  process.stderr.write(`overlayd: ${msg}\n`);
+/** Where a command runs: its stderr, cwd and argv, here or (`server`) inside a resident server. */
+export interface Io {
+  err: (s: string) => void;
+  cwd: string;
+  /** The argv after the program's name, as a server is sent it. */
+  argv?: string[];
+  /** Inside a resident server: mounts start there. */
+  server?: MountHost;
 }
 
-function die(msg: string, code = 1): never {
-  say(msg);
+const STDIO: Io = { err: (s) => process.stderr.write(s), cwd: process.cwd() };
+
+function say(msg: string, io: Io = STDIO): void {
+  io.err(`overlayd: ${msg}\n`);
+}
+
+function die(msg: string, code = 1, io: Io = STDIO): never {
+  say(msg, io);
   throw new Exit(code);
 }
 
@@ -58,19 +71,37 @@ export interface MountRequest {
 }
 
 /** Mounts; returns the exit code. Bad input -> codes.usage, a failed mount -> codes.fail. */
-export async function mountCommand(req: MountRequest, codes = CODES): Promise<number> {
-  const mountpoint = path.resolve(req.mountpoint);
+export async function mountCommand(req: MountRequest, codes = CODES, io: Io = STDIO): Promise<number> {
+  const mountpoint = path.resolve(io.cwd, req.mountpoint);
   try {
-    const options = parseMountOptions(req.options, { source: req.source, sloppy: req.sloppy });
+    if (io.server !== undefined && req.foreground) throw new Delegate('a daemon in the foreground is not a server\'s');
+    const options = parseMountOptions(req.options, { source: req.source, sloppy: req.sloppy, cwd: io.cwd });
+    // A server mounts with the kernel transport only (fuse-native runs a libfuse loop of its own).
+    if (io.server !== undefined && options.transport !== 'kernel' && !req.fake) throw new Delegate('fuse-native');
+    if (io.server !== undefined) {
+      const cfg = options.overlay;
+      const inside = io.server.reachesOwnMount([mountpoint, ...cfg.lowerdirs, ...(cfg.upperdir !== undefined ? [cfg.upperdir] : []), ...(cfg.workdir !== undefined ? [cfg.workdir] : []),
+        ...[req.logFile, options.daemon.logFile].filter((f): f is string => f !== undefined).map((f) => path.resolve(io.cwd, f))]);
+      if (inside !== undefined) throw new Delegate(`${inside} is on a mount this server serves`);
+    }
+    if (io.server === undefined && !req.foreground && !req.fake && options.transport === 'kernel' && serverMode() && io.argv !== undefined) {
+      const r = await askServer(io.argv, io.cwd);
+      if (r !== 'delegate') { io.err(r.stderr); return r.code; }
+    }
     options.notes.push(...applyPrivilegeDefaults(options));
     checkPrivileges(options);
     const logLevel = req.logLevel ?? options.daemon.logLevel ?? 'warn';
-    const logFile = req.logFile !== undefined ? path.resolve(req.logFile) : options.daemon.logFile;
-    if (options.ignored.length > 0 && req.readyFd === undefined) say(`ignoring unknown options (sloppy): ${options.ignored.join(',')}`);
+    const logFile = req.logFile !== undefined ? path.resolve(io.cwd, req.logFile) : options.daemon.logFile;
+    if (options.ignored.length > 0 && req.readyFd === undefined) say(`ignoring unknown options (sloppy): ${options.ignored.join(',')}`, io);
     if (req.fake) {
       validateLayout(options.overlay, mountpoint);
       lockUpperAndWork(options.overlay).release();
-      if (req.verbose) say(`would mount ${mountpoint} (fake)`);
+      if (req.verbose) say(`would mount ${mountpoint} (fake)`, io);
+      return 0;
+    }
+    if (io.server !== undefined) {
+      await io.server.start({ mountpoint, source: options.fuse.fsname, options, logLevel, logFile, optionStrings: req.options });
+      if (req.verbose) say(`mounted ${mountpoint}`, io);
       return 0;
     }
     if (!req.foreground) {
@@ -88,11 +119,11 @@ export async function mountCommand(req: MountRequest, codes = CODES): Promise<nu
     }
     return await serve({ mountpoint, source: options.fuse.fsname, options, logLevel, logFile, readyFd: req.readyFd, optionStrings: req.options });
   } catch (err) {
-    if (err instanceof Exit) throw err;
+    if (err instanceof Exit || err instanceof Delegate) throw err;
     const msg = err instanceof Error ? err.message : String(err);
     reportFailure(req.readyFd, msg);
-    say(msg);
-    if (req.readyFd === undefined) logFailure(req, msg);
+    say(msg, io);
+    if (req.readyFd === undefined) logFailure(req, msg, io.cwd);
     return err instanceof UsageError ? codes.usage : codes.fail;
   }
 }
@@ -102,14 +133,14 @@ export async function mountCommand(req: MountRequest, codes = CODES): Promise<nu
  * daemon's logger exists (bad options, bad layout) still leaves its one line there, in the
  * logger's JSON form. The file is found even when the options around it do not parse.
  */
-function logFailure(req: MountRequest, msg: string): void {
+function logFailure(req: MountRequest, msg: string, cwd: string): void {
   let file = req.logFile;
   for (const o of req.options) {
     for (const item of o.split(',')) if (item.startsWith('log_file=')) file = item.slice('log_file='.length);
   }
   if (file === undefined || file === '') return;
   try {
-    fs.appendFileSync(path.resolve(file), JSON.stringify({ level: 50, time: Date.now(), pid: process.pid, mountpoint: path.resolve(req.mountpoint), msg }) + '\n');
+    fs.appendFileSync(path.resolve(cwd, file), JSON.stringify({ level: 50, time: Date.now(), pid: process.pid, mountpoint: path.resolve(cwd, req.mountpoint), msg }) + '\n');
   } catch { /* the line went to stderr */ }
 }
 
@@ -167,28 +198,30 @@ export function parseHelperArgs(args: string[]): HelperArgs {
  * mount(8)'s helper form (exit codes of mount(8)), or with `engine` the form container engines
  * run a fuse-overlayfs-like mount program with, `PROG -o OPTS MERGED` (overlayd's own codes).
  */
-async function helperMain(args: string[], engine = false): Promise<number> {
+async function helperMain(args: string[], engine: boolean, io: Io): Promise<number> {
   let h: HelperArgs;
   try {
     h = parseHelperArgs(args);
   } catch (err) {
-    say((err as Error).message);
+    say((err as Error).message, io);
     return engine ? CODES.usage : 1;
   }
   if (h.namespace !== undefined) {
+    if (io.server !== undefined) throw new Delegate('mount -N runs in another namespace');
     // mount -N: do the mount inside that mount namespace (a pid or a path to an ns file).
     const ns = /^\d+$/.test(h.namespace) ? `/proc/${h.namespace}/ns/mnt` : h.namespace;
     const rest = args.filter((a, i) => a !== '-N' && a !== '--namespace' && args[i - 1] !== '-N' && args[i - 1] !== '--namespace');
     const r = spawnSync('nsenter', [`--mount=${ns}`, '--', process.execPath, ...process.execArgv, path.resolve(process.argv[1]), ...rest], { stdio: 'inherit' });
     return r.status ?? MOUNT_CODES.fail;
   }
-  return mountCommand({ source: h.source === '' ? undefined : h.source, mountpoint: h.mountpoint, options: h.options, sloppy: h.sloppy, fake: h.fake, verbose: h.verbose }, engine ? CODES : MOUNT_CODES);
+  return mountCommand({ source: h.source === '' ? undefined : h.source, mountpoint: h.mountpoint, options: h.options, sloppy: h.sloppy, fake: h.fake, verbose: h.verbose }, engine ? CODES : MOUNT_CODES, io);
 }
 
-function waitForExit(pid: number, ms: number): boolean {
+/** Waits for the session serving a mount to end (a daemon of its own exits with it; a server serves on). */
+function waitForSessionEnd(rec: MountRecord, ms: number): boolean {
   const sleeper = new Int32Array(new SharedArrayBuffer(4));
   const deadline = Date.now() + ms;
-  while (daemonAlive(pid)) {
+  while (!sessionEnded(rec.pid, rec.seq)) {
     if (Date.now() > deadline) return false;
     Atomics.wait(sleeper, 0, 0, 20);
   }
@@ -265,8 +298,8 @@ export async function umountCommand(target: string, flags: { lazy?: boolean; for
     if (code === 'EINVAL') die(`${mp} is not mounted`);
     die(`cannot unmount ${mp}: ${helperSaid || code}`);
   }
-  // The daemon notices and exits; wait, so that once we return it has written its last log line.
-  if (rec !== undefined && !waitForExit(rec.pid, 10000)) say(`${mp} is unmounted but its daemon (pid ${rec.pid}) has not exited yet`);
+  // The session notices and ends; wait, so that once we return it has written its last log line.
+  if (rec !== undefined && !waitForSessionEnd(rec, 10000)) say(`${mp} is unmounted but its daemon (pid ${rec.pid}) has not let go of it yet`);
   return 0;
 }
 
@@ -362,15 +395,19 @@ export async function statusCommand(target: string | undefined, flags: { json?: 
   return target !== undefined && entries.every((e) => e.state === 'dead') ? 3 : 0;
 }
 
-const SUBCOMMANDS = new Set(['mount', 'umount', 'unmount', 'status', 'help']);
+const SUBCOMMANDS = new Set(['mount', 'umount', 'unmount', 'status', 'help', 'serve']);
 const MOUNT_HELPER_FLAG = '--mount-helper';
 
-export async function run(argv: string[]): Promise<number> {
+export async function run(argv: string[], io: Io = { ...STDIO, argv: argv.slice(2) }): Promise<number> {
   const first = argv[2];
+  // A server mounts; anything else (status, help, a server of its own) is the client's to run.
+  if (io.server !== undefined && (['umount', 'unmount', 'status', 'help', 'serve'].includes(first ?? '') || argv.some((a) => ['-h', '--help', '-V', '--version'].includes(a)))) {
+    throw new Delegate(`${first} is not a server's`);
+  }
   // scripts/mount.fuse.overlayd says which form it wants: mount(8)'s, whatever the arguments.
-  if (first === MOUNT_HELPER_FLAG) return helperMain(argv.slice(3));
-  if (first !== undefined && !SUBCOMMANDS.has(first) && !first.startsWith('-')) return helperMain(argv.slice(2));
-  if (first !== undefined && first.startsWith('-o')) return helperMain(argv.slice(2), true);
+  if (first === MOUNT_HELPER_FLAG) return helperMain(argv.slice(3), false, io);
+  if (first !== undefined && !SUBCOMMANDS.has(first) && !first.startsWith('-')) return helperMain(argv.slice(2), false, io);
+  if (first !== undefined && first.startsWith('-o')) return helperMain(argv.slice(2), true, io);
   let code = 0;
   const program = new Command();
   program
@@ -378,7 +415,7 @@ export async function run(argv: string[]): Promise<number> {
     .description('a union filesystem daemon with kernel overlayfs semantics, over FUSE')
     .version(version(), '-V, --version')
     .usage('<command> [options]\n       overlayd SOURCE MOUNTPOINT [-sfnv] [-o OPTIONS]   (mount(8) helper form)');
-  program.configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error: ') ? `overlayd: ${s.slice(7)}` : s) });
+  program.configureOutput({ writeErr: (s) => io.err(s.startsWith('error: ') ? `overlayd: ${s.slice(7)}` : s) });
   program.exitOverride();
   program
     .command('mount')
@@ -392,14 +429,20 @@ export async function run(argv: string[]): Promise<number> {
     .option('--dry-run', 'check the options and layout, mount nothing')
     .addOption(new Option('--ready-fd <fd>').hideHelp())
     .action(async (args: string[], flags: { option?: string[]; foreground?: boolean; logLevel?: LogLevel; logFile?: string; readyFd?: string; sloppy?: boolean; dryRun?: boolean }) => {
-      if (args.length > 2) die(`too many arguments: ${args.join(' ')} (usage: overlayd mount [-o OPTIONS] [SOURCE] MERGED)`, CODES.usage);
+      if (args.length > 2) die(`too many arguments: ${args.join(' ')} (usage: overlayd mount [-o OPTIONS] [SOURCE] MERGED)`, CODES.usage, io);
       const [source, merged] = args.length === 2 ? [args[0], args[1]] : [undefined, args[0]];
-      if (merged === '') die('empty mountpoint', CODES.usage);
+      if (merged === '') die('empty mountpoint', CODES.usage, io);
       const readyFd = flags.readyFd === undefined ? undefined : Number(flags.readyFd);
       code = await mountCommand({
         source, mountpoint: merged, options: flags.option ?? [], foreground: flags.foreground || readyFd !== undefined,
         logLevel: flags.logLevel, logFile: flags.logFile, readyFd, sloppy: flags.sloppy, fake: flags.dryRun,
-      });
+      }, CODES, io);
+    });
+  // The resident server (server.ts), started by a client that finds none; not for people.
+  program
+    .command('serve', { hidden: true })
+    .action(async () => {
+      code = await serverMain((req, host, err) => run(['node', 'overlayd', ...req.argv], { err, cwd: req.cwd, argv: req.argv, server: host }));
     });
   program
     .command('umount')
@@ -419,9 +462,10 @@ export async function run(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof Exit) return err.code;
+    if (err instanceof Delegate) throw err;
     const ce = err as { code?: string; exitCode?: number };
     if (typeof ce.exitCode === 'number') return ce.code === 'commander.helpDisplayed' || ce.code === 'commander.version' ? 0 : CODES.usage;
-    say(String(err));
+    say(String(err), io);
     return CODES.fail;
   }
   return code;

@@ -1,6 +1,7 @@
-// Which overlayd daemons run on this machine: one small JSON file per daemon under /run/overlayd,
-// written when it mounts, refreshed with its counters (every few seconds, and at once on
-// SIGUSR1, which `overlayd status` sends), removed when it exits. A file whose daemon died is
+// Which overlayd mounts are served on this machine: one small JSON file per mount under
+// /run/overlayd, PID-SEQ.json (a resident server serves many, a daemon of its own one), written
+// when it mounts, refreshed with its counters (every few seconds, and at once on SIGUSR1, which
+// `overlayd status` sends), removed when its session ends. A file whose daemon died is
 // dropped by the next reader. A user's daemons (mounted through fusermount3) cannot write
 // /run/overlayd: theirs go to $XDG_RUNTIME_DIR/overlayd, else /tmp/overlayd-UID (0700, checked
 // to be the user's own), and root's `status` reads those too.
@@ -82,6 +83,8 @@ export interface Counters extends TransportCounters {
 
 export interface MountRecord {
   pid: number;
+  /** Which of the process's mounts: a server numbers them from 1, in the order it mounted them. */
+  seq: number;
   mountpoint: string;
   /** mount(8)'s SOURCE: the fsname in mountinfo. */
   source: string;
@@ -103,7 +106,8 @@ export interface MountRecord {
   counters?: Counters;
 }
 
-const fileOf = (pid: number): string => path.join(recordDirs.get(pid) ?? RUN_DIR, `${pid}.json`);
+const RECORD_NAME = /^(\d+)-(\d+)\.json$/;
+const fileOf = (pid: number, seq: number): string => path.join(recordDirs.get(pid) ?? RUN_DIR, `${pid}-${seq}.json`);
 
 export function ownMountNamespace(pid: number | 'self' = 'self'): string {
   try { return fs.readlinkSync(`/proc/${pid}/ns/mnt`); } catch { return ''; }
@@ -114,16 +118,16 @@ export function registerMount(rec: MountRecord): void {
     const uid = process.getuid?.() ?? 0;
     if (uid === 0 || process.env.OVERLAYD_RUN_DIR) fs.mkdirSync(RUN_DIR, { recursive: true, mode: 0o755 });
     else if (!ownPrivateDir(RUN_DIR, uid, true)) return; // someone else's: keep no record rather than trust it
-    const tmp = fileOf(rec.pid) + '.tmp';
+    const tmp = fileOf(rec.pid, rec.seq) + '.tmp';
     fs.writeFileSync(tmp, JSON.stringify(rec));
-    fs.renameSync(tmp, fileOf(rec.pid));
+    fs.renameSync(tmp, fileOf(rec.pid, rec.seq));
   } catch {
     // Status is a convenience; a read-only /run must not stop a mount.
   }
 }
 
-export function unregisterMount(pid: number): void {
-  try { fs.unlinkSync(fileOf(pid)); } catch { /* already gone */ }
+export function unregisterMount(pid: number, seq: number): void {
+  try { fs.unlinkSync(fileOf(pid, seq)); } catch { /* already gone */ }
 }
 
 /** Whether `pid` is still an overlayd daemon (not a recycled pid of something else). */
@@ -138,8 +142,13 @@ export function daemonAlive(pid: number): boolean {
   }
 }
 
-export function readRecord(pid: number): MountRecord | undefined {
-  try { return JSON.parse(fs.readFileSync(fileOf(pid), 'utf8')) as MountRecord; } catch { return undefined; }
+export function readRecord(pid: number, seq: number): MountRecord | undefined {
+  try { return JSON.parse(fs.readFileSync(fileOf(pid, seq), 'utf8')) as MountRecord; } catch { return undefined; }
+}
+
+/** Whether the session of mount `seq` of process `pid` is over (its record removed, or the process gone). */
+export function sessionEnded(pid: number, seq: number): boolean {
+  return !daemonAlive(pid) || !fs.existsSync(fileOf(pid, seq));
 }
 
 /**
@@ -149,22 +158,24 @@ export function readRecord(pid: number): MountRecord | undefined {
 export function listMounts(opts: { sameNamespace?: boolean } = {}): MountRecord[] {
   const ns = ownMountNamespace();
   const out: MountRecord[] = [];
-  const seen = new Set<number>();
+  // A process's records all live in the first directory they are found in.
+  const dirOf = new Map<number, string>();
   for (const dir of readDirs()) {
     let names: string[] = [];
     let owner = -1;
     try { names = fs.readdirSync(dir); owner = fs.statSync(dir).uid; } catch { continue; }
     for (const n of names) {
-      if (!/^\d+\.json$/.test(n)) continue;
-      const pid = Number(n.slice(0, -5));
-      if (seen.has(pid)) continue;
+      const m = RECORD_NAME.exec(n);
+      if (!m) continue;
+      const pid = Number(m[1]), seq = Number(m[2]);
+      if ((dirOf.get(pid) ?? dir) !== dir) continue;
       recordDirs.set(pid, dir);
-      const rec = readRecord(pid);
-      if (!rec || rec.pid !== pid) { recordDirs.delete(pid); continue; }
-      if (!daemonAlive(pid)) { if (dir === RUN_DIR || (process.getuid?.() ?? 0) === 0) unregisterMount(pid); recordDirs.delete(pid); continue; }
+      const rec = readRecord(pid, seq);
+      if (!rec || rec.pid !== pid || rec.seq !== seq) continue;
+      if (!daemonAlive(pid)) { if (dir === RUN_DIR || (process.getuid?.() ?? 0) === 0) unregisterMount(pid, seq); continue; }
       // A user's directory speaks only for that user's daemons.
-      if (owner !== 0 && uidOf(pid) !== owner) { recordDirs.delete(pid); continue; }
-      seen.add(pid);
+      if (owner !== 0 && uidOf(pid) !== owner) continue;
+      dirOf.set(pid, dir);
       if (opts.sameNamespace && rec.mntns !== ns) continue;
       out.push(rec);
     }
@@ -188,35 +199,45 @@ export function findDaemonRecord(mountpoint: string): MountRecord | undefined {
     try { env = fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0'); } catch { continue; }
     const dir = env.find((e) => e.startsWith('OVERLAYD_RUN_DIR='))?.slice('OVERLAYD_RUN_DIR='.length);
     if (!dir) continue;
-    const file = path.join(dir, `${pid}.json`);
-    try {
-      const owner = fs.statSync(file).uid;
-      if (owner !== 0 && owner !== uidOf(pid)) continue;
-      const rec = JSON.parse(fs.readFileSync(file, 'utf8')) as MountRecord;
-      if (rec.pid === pid && rec.mountpoint === mountpoint && rec.mntns === ns) {
-        recordDirs.set(pid, dir);
-        return rec;
-      }
-    } catch { /* no record there */ }
+    let names: string[] = [];
+    try { names = fs.readdirSync(dir).filter((n) => n.startsWith(`${pid}-`) && RECORD_NAME.test(n)); } catch { continue; }
+    for (const n of names) {
+      const file = path.join(dir, n);
+      try {
+        const owner = fs.statSync(file).uid;
+        if (owner !== 0 && owner !== uidOf(pid)) continue;
+        const rec = JSON.parse(fs.readFileSync(file, 'utf8')) as MountRecord;
+        if (rec.pid === pid && rec.mountpoint === mountpoint && rec.mntns === ns) {
+          recordDirs.set(pid, dir);
+          return rec;
+        }
+      } catch { /* no record there */ }
+    }
   }
   return undefined;
 }
 
-/** Asks each daemon for fresh counters (SIGUSR1) and waits briefly for them to be written. */
+/** Asks each serving process for fresh counters (SIGUSR1, once each) and waits briefly for them to be written. */
 export function refreshRecords(recs: MountRecord[], waitMs = 1000): MountRecord[] {
-  const pending = new Map<number, number>();
+  const keyOf = (r: MountRecord): string => `${r.pid}-${r.seq}`;
+  const pending = new Map<string, MountRecord>();
+  const signalled = new Set<number>();
   for (const r of recs) {
-    try { process.kill(r.pid, 'SIGUSR1'); pending.set(r.pid, r.updated); } catch { /* gone */ }
+    try {
+      if (!signalled.has(r.pid)) process.kill(r.pid, 'SIGUSR1');
+      signalled.add(r.pid);
+      pending.set(keyOf(r), r);
+    } catch { /* gone */ }
   }
   const deadline = Date.now() + waitMs;
   const sleeper = new Int32Array(new SharedArrayBuffer(4));
-  const out = new Map(recs.map((r) => [r.pid, r]));
+  const out = new Map(recs.map((r) => [keyOf(r), r]));
   while (pending.size > 0 && Date.now() < deadline) {
-    for (const [pid, before] of [...pending]) {
-      const now = readRecord(pid);
-      if (now && now.updated !== before) { out.set(pid, now); pending.delete(pid); }
+    for (const [key, before] of [...pending]) {
+      const now = readRecord(before.pid, before.seq);
+      if (now && now.updated !== before.updated) { out.set(key, now); pending.delete(key); }
     }
     if (pending.size > 0) Atomics.wait(sleeper, 0, 0, 10);
   }
-  return recs.map((r) => out.get(r.pid) as MountRecord);
+  return recs.map((r) => out.get(keyOf(r)) as MountRecord);
 }

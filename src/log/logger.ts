@@ -37,6 +37,14 @@ export class SafeDestination {
   detach(): void {
     this.fd = -1;
   }
+
+  /** Writes nowhere from now on, and closes a log file of its own (a server outlives its mounts' loggers). */
+  close(): void {
+    if (this.fd > 2) {
+      try { fs.closeSync(this.fd); } catch { /* closed */ }
+    }
+    this.fd = -1;
+  }
 }
 
 export interface DaemonLogger {
