@@ -2,7 +2,8 @@
 # Installs overlayd for mount(8), fstab and systemd:
 #   /sbin/mount.fuse.overlayd   mount(8)'s helper for the type fuse.overlayd
 #   /sbin/overlayd              the command itself (mount.fuse3 also runs it for fuse.overlayd)
-# Both are small scripts that run this checkout's bin/overlayd with this machine's node; the
+# Both are small scripts that run this checkout's mount client (native/build/overlayd-client),
+# which runs its bin/overlayd with this machine's node for anything but a mount; the
 # checkout must stay where it is (and be built: scripts/setup.sh).
 #
 #   scripts/install-helper.sh [--prefix DIR]       install (DIR defaults to /sbin)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One idempotent set-up for a fresh Debian 12 machine with Node 20, run as root:
-# Debian packages, npm packages, the TypeScript build and the native addon.
+# Debian packages, npm packages, the TypeScript build, the native addon and the mount client.
 # Every step checks first, so a second run costs a few seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,9 +52,19 @@ if [ "${1:-}" = deps ]; then exit 0; fi
 
 # Native addon: rebuild when its source is newer than the built module.
 addon=native/build/Release/overlayd_native.node
-if [ ! -f "$addon" ] || [ ! -f native/build/Release/overlayd_fuse.node ] || [ -n "$(find native -maxdepth 1 \( -name '*.c' -o -name '*.h' -o -name binding.gyp \) -newer "$addon" -print -quit)" ]; then
+if [ ! -f "$addon" ] || [ ! -f native/build/Release/overlayd_fuse.node ] || [ -n "$(find native -maxdepth 1 ! -name client.c \( -name '*.c' -o -name '*.h' -o -name binding.gyp \) -newer "$addon" -print -quit)" ]; then
   log "building native addon"
   npx --no-install node-gyp rebuild --directory native --loglevel=error >&2
+fi
+
+# The mount client (native/client.c), with the node it runs for everything but a mount.
+client=native/build/overlayd-client
+if [ ! -x "$client" ] || [ native/client.c -nt "$client" ]; then
+  log "building the mount client"
+  mkdir -p native/build
+  node=$(readlink -f "$(command -v node)")
+  cc -O2 -Wall -Wextra -o "$client.tmp" -DOVERLAYD_NODE_PATH="\"$node\"" native/client.c
+  mv -f "$client.tmp" "$client"
 fi
 
 # TypeScript: tsc is incremental enough at this size; build when any source is newer than the output.

@@ -36,14 +36,20 @@ export function serverSocketPath(dir = RUN_DIR): string {
   return path.join(dir, `server-${nsInode('user')}-${nsInode('mnt')}.sock`);
 }
 
-/** The environment a server compares with its own: it serves only callers that would mount as it would. */
+/** The environment a request carries: OVERLAYD_*. */
 export function overlaydEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (k.startsWith('OVERLAYD_') && v !== undefined) out[k] = v;
   return out;
 }
 
-export function sameEnv(a: Record<string, string>, b: Record<string, string>): boolean {
+/** Variables that say how to reach a server, not how to mount. */
+const NOT_COMPARED = new Set(['OVERLAYD_SERVER', 'OVERLAYD_SERVER_IDLE_MS', 'OVERLAYD_HOME', 'OVERLAYD_NODE']);
+
+/** A server serves only callers that would mount as it would: the same OVERLAYD_* settings. */
+export function sameEnv(a0: Record<string, string>, b0: Record<string, string>): boolean {
+  const keep = (r: Record<string, string>): Record<string, string> => Object.fromEntries(Object.entries(r).filter(([k]) => !NOT_COMPARED.has(k)));
+  const a = keep(a0), b = keep(b0);
   const ka = Object.keys(a).sort(), kb = Object.keys(b).sort();
   return ka.length === kb.length && ka.every((k, i) => k === kb[i] && a[k] === b[k]);
 }
