@@ -29,4 +29,6 @@ export interface Transport {
   /** How it is mounted, for status: `kernel (mount(2))`, `fuse-native`. */
   describe(): string;
   counters(): TransportCounters;
+  /** Runs `hook` when the session ends by itself (its connection aborted, a fatal device error); fuse-native: never. */
+  onSessionEnd(hook: () => void): void;
 }

@@ -224,6 +224,19 @@ function watch(s: Serving): ActiveMount {
       }
     })();
   };
+  // A session that ended while still mounted (its connection aborted, /dev/fuse failing) serves
+  // nothing any more: let go of its layers, its record and (in a server) its place; the dead
+  // mount is `overlayd umount`'s to clear, as after a daemon's death.
+  transport.onSessionEnd(() => {
+    if (finished) return;
+    if (!stillMounted()) {
+      log.info({ mountpoint }, 'unmounted externally');
+      finish(0);
+      return;
+    }
+    log.error({ mountpoint }, 'the FUSE session ended while mounted; the mount is dead');
+    finish(1);
+  });
   // fuse-native gives no event when someone else unmounts; notice it through mountinfo.
   let ticks = 0;
   let lastOps = -1;

@@ -135,6 +135,10 @@ export class KernelTransport implements Transport {
     return this.mounter.unmount(lazy);
   }
 
+  onSessionEnd(hook: () => void): void {
+    this.kernel?.session.onEnd(hook);
+  }
+
   /** Stops serving and closes the device (after unmount, or to give up). */
   close(): void {
     this.kernel?.session.end();

@@ -5,6 +5,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { tmpdir } from './tree';
 
+// A server of its own for each test file (src/cli/server.ts serves every mount of a run dir and
+// mount namespace): the files run in parallel in one namespace, and a test that stops or kills
+// the process serving its mount must not take another file's mounts with it. Idle, it leaves
+// soon after the file's last mount.
+if (!process.env.OVERLAYD_RUN_DIR) process.env.OVERLAYD_RUN_DIR = tmpdir('overlayd-run-');
+process.env.OVERLAYD_SERVER_IDLE_MS ??= '300';
+
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const BIN = path.join(ROOT, 'bin', 'overlayd');
 

@@ -1,0 +1,212 @@
+// The resident server: one process serves every mount of this mount namespace, found through
+// the socket in the run dir, started by the first client, gone a moment after its last mount.
+// One mount's trouble (a full upper, its layer removed, its connection aborted) leaves the
+// others serving; kill -9 of the server leaves dead mounts that `overlayd umount` clears.
+// Each test has a run dir, hence a server, of its own.
+import t, { type Test } from 'tap';
+import fs from 'node:fs';
+import path from 'node:path';
+import { BIN, ON_FUSE_NATIVE, ROOT, isMounted, layout, optionString, type Layout } from '../lib/mounts';
+import { run, type Ran } from '../lib/proc';
+import { tmpfsDir } from '../lib/scratch';
+import { tmpdir } from '../lib/tree';
+
+const CLIENT = path.join(ROOT, 'native', 'build', 'overlayd-client');
+
+interface Ctx { env: NodeJS.ProcessEnv; runDir: string }
+
+function context(tt: Test): Ctx {
+  const runDir = tmpdir('overlayd-run-');
+  const ctx = { runDir, env: { OVERLAYD_RUN_DIR: runDir, OVERLAYD_SERVER_IDLE_MS: '300' } };
+  tt.teardown(async () => {
+    for (const mp of mountsIn(ctx)) await run('umount', ['-l', mp]);
+    for (const pid of serversOf(runDir)) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+  });
+  return ctx;
+}
+
+const node = (ctx: Ctx, args: string[]): Promise<Ran> => run(process.execPath, [BIN, ...args], { env: ctx.env });
+const client = (ctx: Ctx, args: string[]): Promise<Ran> => run(CLIENT, args, { env: ctx.env });
+
+/** Pids of the processes serving mounts of this run dir: the `serve` processes started with it. */
+function serversOf(runDir: string): number[] {
+  const out: number[] = [];
+  for (const n of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const cmd = fs.readFileSync(`/proc/${n}/cmdline`, 'utf8').split('\0');
+      const env = fs.readFileSync(`/proc/${n}/environ`, 'utf8').split('\0');
+      if (cmd.includes('serve') && cmd.some((a) => a.endsWith('bin/overlayd')) && env.includes(`OVERLAYD_RUN_DIR=${runDir}`)) out.push(Number(n));
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+const made = new Map<Ctx, string[]>();
+function mountsIn(ctx: Ctx): string[] { return (made.get(ctx) ?? []).filter(isMounted); }
+
+async function mount(tt: Test, ctx: Ctx, l: Layout, how: 'client' | 'node' = 'client'): Promise<void> {
+  made.set(ctx, [...(made.get(ctx) ?? []), l.merged]);
+  const r = how === 'client' ? await client(ctx, ['-o', optionString(l), l.merged]) : await node(ctx, ['mount', '-o', optionString(l), l.merged]);
+  tt.same([r.code, r.stderr], [0, ''], `${how}: mounted ${path.basename(path.dirname(l.merged))}`);
+}
+
+interface Status { mountpoint: string; state: string; pid?: number }
+async function status(ctx: Ctx): Promise<Status[]> {
+  return JSON.parse((await node(ctx, ['status', '--json'])).stdout) as Status[];
+}
+
+async function until(what: () => boolean, ms = 5000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (!what()) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
+}
+
+function withFile(l: Layout, name = 'f', text = 'lower\n'): Layout {
+  fs.writeFileSync(path.join(l.lowers[0], name), text);
+  return l;
+}
+
+if (ON_FUSE_NATIVE) {
+  t.pass('fuse-native mounts are a daemon each (the server mounts with the kernel transport only)');
+} else {
+  t.test('one server serves mounts from the C client and the Node CLI, and leaves after the last', async (tt) => {
+    const ctx = context(tt);
+    const a = withFile(layout(1)), b = withFile(layout(1));
+    await mount(tt, ctx, a, 'client');
+    await mount(tt, ctx, b, 'node');
+    const servers = serversOf(ctx.runDir);
+    tt.equal(servers.length, 1, 'one server process');
+    const st = await status(ctx);
+    const mine = st.filter((s) => s.mountpoint === a.merged || s.mountpoint === b.merged);
+    tt.same(mine.map((s) => [s.state, s.pid]), [['serving', servers[0]], ['serving', servers[0]]], 'status: both serving, with the server\'s pid');
+    tt.equal(fs.readFileSync(path.join(b.merged, 'f'), 'utf8'), 'lower\n');
+    tt.equal((await node(ctx, ['umount', a.merged])).code, 0, 'umount a');
+    tt.notOk(isMounted(a.merged), 'a is gone');
+    tt.equal(fs.readFileSync(path.join(b.merged, 'f'), 'utf8'), 'lower\n', 'b serves on');
+    tt.same(serversOf(ctx.runDir), servers, 'the server stays while b is mounted');
+    tt.equal((await client(ctx, ['umount', b.merged])).code, 0, 'umount b (the client runs the Node CLI for it)');
+    tt.ok(await until(() => serversOf(ctx.runDir).length === 0), 'the server leaves once idle');
+    tt.same(fs.readdirSync(ctx.runDir).filter((n) => !n.endsWith('.lock')), [], 'no socket or record left');
+  });
+
+  t.test('clients racing to start a server: exactly one serves them all', async (tt) => {
+    const ctx = context(tt);
+    const ls = Array.from({ length: 4 }, () => withFile(layout(1)));
+    made.set(ctx, ls.map((l) => l.merged));
+    const rs = await Promise.all(ls.map((l, i) => (i % 2 ? node(ctx, ['mount', '-o', optionString(l), l.merged]) : client(ctx, ['-o', optionString(l), l.merged]))));
+    tt.same(rs.map((r) => r.code), [0, 0, 0, 0], 'all mounted');
+    tt.ok(await until(() => serversOf(ctx.runDir).length === 1), 'one server process left');
+    const pids = new Set((await status(ctx)).filter((s) => ls.some((l) => l.merged === s.mountpoint)).map((s) => s.pid));
+    tt.same([...pids], serversOf(ctx.runDir), 'it serves all four');
+  });
+
+  t.test('a full upper fails that mount\'s writes, not the other mount', async (tt) => {
+    const ctx = context(tt);
+    const small = tmpfsDir(tt, '1m');
+    const a = withFile(layout(1));
+    a.upper = path.join(small, 'upper');
+    a.work = path.join(small, 'work');
+    fs.mkdirSync(a.upper);
+    fs.mkdirSync(a.work);
+    const b = withFile(layout(1));
+    await mount(tt, ctx, a);
+    await mount(tt, ctx, b);
+    const fill = await run('dd', ['if=/dev/zero', `of=${a.merged}/big`, 'bs=64k', 'count=64', 'conv=fsync']);
+    tt.not(fill.code, 0, 'writing 4 MiB to a fails');
+    tt.match(fill.stderr, /No space left on device/, 'with ENOSPC');
+    const w = await run('dd', ['if=/dev/zero', `of=${b.merged}/big`, 'bs=64k', 'count=64', 'conv=fsync']);
+    tt.equal(w.code, 0, 'b writes 4 MiB');
+    tt.equal(fs.readFileSync(path.join(a.merged, 'f'), 'utf8'), 'lower\n', 'a still serves reads');
+    tt.same((await status(ctx)).filter((s) => s.mountpoint === a.merged || s.mountpoint === b.merged).map((s) => s.state), ['serving', 'serving']);
+  });
+
+  t.test('a layer removed under one mount leaves the other serving', async (tt) => {
+    const ctx = context(tt);
+    const a = withFile(layout(2, false)), b = withFile(layout(1));
+    fs.writeFileSync(path.join(a.lowers[1], 'g'), 'g\n');
+    await mount(tt, ctx, a);
+    await mount(tt, ctx, b);
+    const server = serversOf(ctx.runDir);
+    fs.rmSync(a.lowers[0], { recursive: true });
+    const ls = await run('ls', ['-la', a.merged]);
+    tt.ok(ls.code === 0 || /No such file|Input\/output/.test(ls.stderr), `a answers (${ls.code}: ${ls.stderr.trim()})`);
+    const cat = await run('cat', [path.join(a.merged, 'f')]);
+    tt.not(cat.code, 0, 'a\'s file of the removed layer is gone');
+    tt.equal(fs.readFileSync(path.join(b.merged, 'f'), 'utf8'), 'lower\n', 'b serves on');
+    tt.same(serversOf(ctx.runDir), server, 'the same server');
+  });
+
+  t.test('a mount whose connection is aborted ends alone; overlayd umount clears it', async (tt) => {
+    const ctx = context(tt);
+    const a = withFile(layout(1)), b = withFile(layout(1));
+    await mount(tt, ctx, a);
+    await mount(tt, ctx, b);
+    const line = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === a.merged) as string;
+    const minor = line.split(' ')[2].split(':')[1];
+    if (!fs.existsSync(`/sys/fs/fuse/connections/${minor}`)) {
+      // fusectl, where a connection is aborted, in this test's own mount namespace.
+      tt.equal((await run('mount', ['-t', 'fusectl', 'fusectl', '/sys/fs/fuse/connections'])).code, 0, 'fusectl mounted');
+      tt.teardown(async () => { await run('umount', ['/sys/fs/fuse/connections']); });
+    }
+    fs.writeFileSync(`/sys/fs/fuse/connections/${minor}/abort`, '1');
+    const st = await run('stat', [a.merged]);
+    tt.match(st.stderr, /Transport endpoint is not connected|Software caused connection abort/, 'a is dead');
+    tt.ok(await until(() => !fs.readdirSync(ctx.runDir).includes(`${serversOf(ctx.runDir)[0]}-1.json`)), 'the server lets go of a (its record is gone)');
+    tt.equal(fs.readFileSync(path.join(b.merged, 'f'), 'utf8'), 'lower\n', 'b serves on');
+    const states = (await status(ctx)).filter((s) => s.mountpoint === a.merged || s.mountpoint === b.merged).map((s) => s.state);
+    tt.same(states, ['dead', 'serving']);
+    tt.equal((await node(ctx, ['umount', a.merged])).code, 0, 'overlayd umount clears a');
+    tt.notOk(isMounted(a.merged));
+    tt.ok(isMounted(b.merged), 'b is still mounted');
+  });
+
+  t.test('kill -9 of the server: both mounts dead, overlayd umount clears them', async (tt) => {
+    const ctx = context(tt);
+    const a = withFile(layout(1)), b = withFile(layout(1));
+    await mount(tt, ctx, a);
+    await mount(tt, ctx, b);
+    const [pid] = serversOf(ctx.runDir);
+    process.kill(pid, 'SIGKILL');
+    tt.ok(await until(() => serversOf(ctx.runDir).length === 0), 'the server is gone');
+    tt.same((await status(ctx)).filter((s) => s.mountpoint === a.merged || s.mountpoint === b.merged).map((s) => s.state), ['dead', 'dead']);
+    for (const l of [a, b]) {
+      const u = await client(ctx, ['umount', l.merged]);
+      tt.equal(u.code, 0, `umount ${path.basename(path.dirname(l.merged))}: ${u.stderr.trim()}`);
+      tt.notOk(isMounted(l.merged));
+    }
+    // The next mount starts a new server.
+    const c = withFile(layout(1));
+    await mount(tt, ctx, c);
+    tt.equal(fs.readFileSync(path.join(c.merged, 'f'), 'utf8'), 'lower\n');
+    tt.not(serversOf(ctx.runDir)[0], pid, 'a new server');
+  });
+
+  t.test('OVERLAYD_SERVER=0: a daemon of its own per mount, as before', async (tt) => {
+    const ctx = context(tt);
+    ctx.env.OVERLAYD_SERVER = '0';
+    const a = withFile(layout(1));
+    await mount(tt, ctx, a);
+    tt.same(serversOf(ctx.runDir), [], 'no server');
+    const [s] = (await status(ctx)).filter((x) => x.mountpoint === a.merged);
+    const cmd = fs.readFileSync(`/proc/${s.pid}/cmdline`, 'utf8').split('\0');
+    tt.ok(cmd.includes('--foreground'), 'the mount\'s own daemon serves it');
+    tt.equal((await node(ctx, ['umount', a.merged])).code, 0);
+  });
+
+  t.test('a mount on a mount the server serves goes to a daemon of its own (the server would wait on itself)', async (tt) => {
+    const ctx = context(tt);
+    const a = withFile(layout(1));
+    await mount(tt, ctx, a);
+    const inner: Layout = { lowers: [path.join(a.merged, 'l')], upper: path.join(a.merged, 'u'), work: path.join(a.merged, 'w'), merged: path.join(a.merged, 'm') };
+    for (const d of [...inner.lowers, inner.upper as string, inner.work as string, inner.merged]) await run('mkdir', [d]);
+    await mount(tt, ctx, inner);
+    const st = await status(ctx);
+    const [outer, nested] = [a.merged, inner.merged].map((mp) => st.find((s) => s.mountpoint === mp)?.pid);
+    tt.not(nested, outer, 'served by another process');
+    tt.equal((await client(ctx, ['umount', inner.merged])).code, 0);
+    tt.equal((await client(ctx, ['umount', a.merged])).code, 0);
+  });
+}
