@@ -18,7 +18,8 @@ const REPO = path.resolve(__dirname, '..', '..');
 const USAGE = `usage: npm run bench -- [options]
   --quick               small sizes, 3 repetitions: for validating the benchmark, not for numbers
   --only A,B            workloads: ${[...WORKLOADS, ...ENGINE_WORKLOADS].map((w) => w.name).join(', ')}
-                        (podman: needs podman, runc and busybox-static; skipped without them)
+                        (podman: needs podman, runc and busybox-static; skipped without them;
+                        mounts: exec-to-serving and RSS of 1 and 20 mounts, as engines mount)
   --reps N              repetitions per workload and system (default 5, quick 3)
   --systems A,B         systems: ${DEFAULT_SYSTEMS.join(', ')}, ${Object.keys(EXTRA_SYSTEMS).join(', ')} (overlayd's
                         transport with no-op handlers: runs the per-op probes only) and any --variant;
@@ -295,6 +296,7 @@ async function bench(a: Args): Promise<void> {
   const workloads = WORKLOADS.filter((w) => (a.only ? a.only.includes(w.name) : true));
   const engineMissing = ['podman', 'runc'].find((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status !== 0) ?? (fs.existsSync(BUSYBOX) ? undefined : BUSYBOX);
   const engines = ENGINE_WORKLOADS.filter((w) => (a.only ? a.only.includes(w.name) : true)).filter((w) => {
+    if (w.noEngine) return true;
     if (engineMissing !== undefined) progress(`skipping ${w.name}: ${engineMissing} is missing (scripts/setup.sh installs it)`);
     return engineMissing === undefined;
   });
@@ -363,12 +365,13 @@ async function bench(a: Args): Promise<void> {
           for (const p of left.sort((x, y) => y.length - x.length)) spawnSync('umount', ['-l', p]);
           fs.rmSync(runDir, { recursive: true, force: true });
         }
-        for (const met of w.metrics) {
+        const mets = w.metrics.filter((met) => !met.skip?.includes(spec.kind));
+        for (const met of mets) {
           if (!samples.has(met.key)) samples.set(met.key, new Map());
           const bySys = samples.get(met.key) as Map<SystemName, number[]>;
           bySys.set(spec.name, [...(bySys.get(spec.name) ?? []), res[met.key]]);
         }
-        progress(`[${w.name} ${rep + 1}/${reps}] ${spec.name}: ${w.metrics.map((met) => `${met.key} ${fmtValue(res[met.key], met.unit)}`).join(', ')}`);
+        progress(`[${w.name} ${rep + 1}/${reps}] ${spec.name}: ${mets.map((met) => `${met.key} ${fmtValue(res[met.key], met.unit)}`).join(', ')}`);
       }
     }
   }

@@ -149,12 +149,16 @@ export async function mountSystem(spec: SystemSpec, lowers: string[], runDir: st
 
 /**
  * The mount program an engine runs for this system, which takes no node arguments of its own:
- * for overlayd a script in `dir` running its build with its node arguments; fuse-overlayfs from
+ * for overlayd its mount client, or (other node arguments) a script in `dir` running its build
+ * with them; fuse-overlayfs from
  * PATH; the kernel, none (the engine's native overlay).
  */
 export function engineMountProgram(spec: SystemSpec, dir: string): string | undefined {
   if (spec.kind === 'kernel') return undefined;
   if (spec.kind !== 'overlayd') return run('sh', ['-c', `command -v ${spec.kind}`]).trim();
+  // With the daemon's own node flags, the mount client (native/client.c) as installed for engines.
+  const client = path.join(path.dirname(spec.bin ?? spec.build ?? OVERLAYD_BIN), '..', 'native', 'build', 'overlayd-client');
+  if (spec.nodeArgs.join(' ') === DAEMON_NODE_FLAGS.join(' ') && fs.existsSync(client)) return client;
   fs.mkdirSync(dir, { recursive: true });
   const script = path.join(dir, 'overlayd');
   const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;

@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Fixtures, Sizes } from './fixtures';
+import { mountsJob } from './mounts';
 import { podmanJob } from './podman';
 import { daemonCpu, engineMountProgram, peakRss, type Mount, type SystemKind, type SystemSpec } from './systems';
 import { dropCaches, run, timeShell } from './util';
@@ -42,6 +43,8 @@ export interface EngineWorkload {
   name: string;
   metrics: Metric[];
   kinds: SystemKind[];
+  /** Runs without a container engine (podman, runc, busybox). */
+  noEngine?: boolean;
   engine(spec: SystemSpec, dir: string): Promise<Record<string, number>>;
 }
 
@@ -228,6 +231,19 @@ export const WORKLOADS: Workload[] = [
 ];
 
 export const ENGINE_WORKLOADS: EngineWorkload[] = [
+  {
+    // Mounts as engines make them, one per container and build step (mounts.ts).
+    name: 'mounts',
+    metrics: [
+      { key: 'mount-cold', title: '(11) exec of the mount program to a serving mount, no overlayd server yet', unit: 's' },
+      { key: 'mount-warm', title: '(11) the same, another mount being served', unit: 's' },
+      { key: 'mount-rss-1', title: '(11) RSS of every process serving 1 mount', unit: 'B', skip: ['kernel'] },
+      { key: 'mount-rss-20', title: '(11) RSS of every process serving 20 mounts', unit: 'B', skip: ['kernel'] },
+    ],
+    kinds: ['overlayd', 'fuse-overlayfs', 'kernel'],
+    noEngine: true,
+    engine: (spec, dir) => mountsJob(spec, dir),
+  },
   {
     // podman (containers/storage's overlay driver) with the system as its mount_program, or,
     // for the kernel, none: native overlay, as podman runs as root by default.
