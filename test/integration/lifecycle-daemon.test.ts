@@ -203,7 +203,8 @@ t.test('status asks the mount, not the record: a daemon with another OVERLAYD_RU
   t.teardown(() => fs.rmSync(runDir, { recursive: true, force: true }));
   const r = spawnSync(process.execPath, [BIN, 'mount', '-o', optionString(l), l.merged], { encoding: 'utf8', env: { ...process.env, OVERLAYD_RUN_DIR: runDir } });
   t.equal(r.status, 0, `mounted with OVERLAYD_RUN_DIR=${runDir} (${r.stderr.trim()})`);
-  const pid = Number((fs.readdirSync(runDir).find((n) => /^\d+\.json$/.test(n)) ?? '0.json').slice(0, -5));
+  // One record per mount, PID-SEQ.json (PID: the server, or a daemon of its own).
+  const pid = Number(/^(\d+)-\d+\.json$/.exec(fs.readdirSync(runDir).find((n) => /^\d+-\d+\.json$/.test(n)) ?? '')?.[1] ?? 0);
   cleanup(t, l.merged, () => [pid]);
   const [s] = status(l.merged);
   t.equal(s?.state, 'serving', 'serving, from another run dir');
