@@ -144,7 +144,24 @@ static int write_all(int fd, const char *p, size_t n) {
   return 0;
 }
 
-static int put(int fd, const char *s) { return write_all(fd, s, strlen(s) + 1); }
+/* The request is sent in one write: each write would wake the server for a part of it. */
+struct buf {
+  char *p;
+  size_t len, cap;
+};
+
+static int put(struct buf *b, const char *s) {
+  size_t n = strlen(s) + 1;
+  if (b->len + n > b->cap) {
+    size_t cap = (b->cap + n) * 2;
+    char *p = realloc(b->p, cap);
+    if (!p) return -1;
+    b->p = p, b->cap = cap;
+  }
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+  return 0;
+}
 
 static long long now_ms(void) {
   struct timespec ts;
@@ -202,11 +219,12 @@ int main(int argc, char **argv) {
   }
   char count[16];
   snprintf(count, sizeof count, "%d", nargs - 1);
-  int bad = put(fd, MAGIC) || put(fd, cwd) || put(fd, count);
-  for (int i = 1; i < nargs && !bad; i++) bad = put(fd, args[i]);
+  struct buf req = {0};
+  int bad = put(&req, MAGIC) || put(&req, cwd) || put(&req, count);
+  for (int i = 1; i < nargs && !bad; i++) bad = put(&req, args[i]);
   for (char **e = environ; *e && !bad; e++)
-    if (strncmp(*e, "OVERLAYD_", 9) == 0) bad = put(fd, *e);
-  if (bad || shutdown(fd, SHUT_WR) != 0) {
+    if (strncmp(*e, "OVERLAYD_", 9) == 0) bad = put(&req, *e);
+  if (bad || write_all(fd, req.p, req.len) != 0 || shutdown(fd, SHUT_WR) != 0) {
     fprintf(stderr, "overlayd: the server went away: %s\n", strerror(errno));
     return 1;
   }
