@@ -8,11 +8,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BUSYBOX, MAX_STORAGE_DIR, busyboxRootfs, podmanEnv } from '../../src/bench/podman';
-import { BIN } from './mounts';
+import { CLIENT } from './mounts';
 import { run, type Ran } from './proc';
 import { removeTree } from './stack';
 
-export { BIN, BUSYBOX, busyboxRootfs, podmanEnv };
+export { BUSYBOX, busyboxRootfs, podmanEnv };
+/** The mount program the engines run, as the README tells them: the mount client (a mount starts no node). */
+export const BIN = CLIENT;
 export const FUSE_OVERLAYFS = '/usr/bin/fuse-overlayfs';
 
 export function which(cmd: string): string | undefined {

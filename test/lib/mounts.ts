@@ -14,6 +14,8 @@ process.env.OVERLAYD_SERVER_IDLE_MS ??= '300';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const BIN = path.join(ROOT, 'bin', 'overlayd');
+/** The mount client (native/client.c): what engines are told to run. */
+export const CLIENT = path.join(ROOT, 'native', 'build', 'overlayd-client');
 
 export interface Layout {
   lowers: string[];
