@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -90,13 +91,25 @@ static int own_private_dir(const char *dir, uid_t uid) {
   return lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == uid && (st.st_mode & 022) == 0;
 }
 
+/* Whether we may write in `dir`, or create it (registry.ts's writable()). */
+static int writable(const char *dir) {
+  if (access(dir, F_OK) == 0) return access(dir, W_OK) == 0;
+  char parent[PATH_MAX];
+  snprintf(parent, sizeof parent, "%s", dir);
+  char *slash = strrchr(parent, '/');
+  if (!slash) return 0;
+  if (slash == parent) slash[1] = 0;
+  else *slash = 0;
+  return access(parent, W_OK) == 0;
+}
+
 /* The run dir, by registry.ts's runDir(): the same rule, so both find the same socket. */
 static void run_dir(char *out, size_t len) {
   const char *env = getenv("OVERLAYD_RUN_DIR");
   uid_t uid = getuid();
   const char *xdg = getenv("XDG_RUNTIME_DIR");
   if (env && *env) snprintf(out, len, "%s", env);
-  else if (uid == 0) snprintf(out, len, "/run/overlayd");
+  else if (uid == 0 && writable("/run/overlayd")) snprintf(out, len, "/run/overlayd");
   else if (xdg && xdg[0] == '/' && own_private_dir(xdg, uid)) snprintf(out, len, "%s/overlayd", xdg);
   else snprintf(out, len, "/tmp/overlayd-%u", (unsigned)uid);
 }
@@ -116,10 +129,10 @@ static int try_connect(const struct sockaddr_un *sa) {
   return -1;
 }
 
-/* `node bin/overlayd serve`, in a session of its own, stdio on /dev/null, cwd /. */
-static void start_server(void) {
+/* `node bin/overlayd serve`, in a session of its own, stdio on /dev/null, cwd /; its pid. */
+static pid_t start_server(void) {
   pid_t pid = fork();
-  if (pid != 0) return; /* the parent polls the socket; an error shows as no server */
+  if (pid != 0) return pid; /* the parent polls the socket */
   setsid();
   if (chdir("/") != 0) _exit(1);
   int null = open("/dev/null", O_RDWR);
@@ -205,12 +218,19 @@ int main(int argc, char **argv) {
   if (len < 0 || (size_t)len >= sizeof sa.sun_path || !getcwd(cwd, sizeof cwd)) return exec_node(nargs, args, 1);
   int fd = try_connect(&sa);
   if (fd < 0) {
-    start_server();
+    pid_t server = start_server();
     long long deadline = now_ms() + START_WAIT_MS;
     struct timespec pause = {0, 2 * 1000 * 1000};
     while (fd < 0 && now_ms() < deadline) {
       nanosleep(&pause, NULL);
       fd = try_connect(&sa);
+      int st;
+      /* Exit 0: another server won the lock, wait for it; otherwise it could not serve here
+         (a run dir it cannot write): a daemon of its own mounts. */
+      if (fd < 0 && server > 0 && waitpid(server, &st, WNOHANG) == server) {
+        server = 0;
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) return exec_node(nargs, args, 1);
+      }
     }
     if (fd < 0) {
       fprintf(stderr, "overlayd: no overlayd server answers on %s\n", sa.sun_path);

@@ -26,10 +26,17 @@ function ownPrivateDir(dir: string, uid: number, create: boolean): boolean {
   }
 }
 
+/** Whether we may write in `dir`, or create it. */
+function writable(dir: string): boolean {
+  try { fs.accessSync(fs.existsSync(dir) ? dir : path.dirname(dir), fs.constants.W_OK); return true; } catch { return false; }
+}
+
+/** The rule native/client.c's run_dir() follows too: both must find the same server socket. */
 function runDir(): string {
   if (process.env.OVERLAYD_RUN_DIR) return process.env.OVERLAYD_RUN_DIR;
   const uid = process.getuid?.() ?? 0;
-  if (uid === 0) return SYSTEM_RUN_DIR;
+  // Root of a user namespace (rootless podman's) cannot write the host's /run: as a user.
+  if (uid === 0 && writable(SYSTEM_RUN_DIR)) return SYSTEM_RUN_DIR;
   const xdg = process.env.XDG_RUNTIME_DIR;
   if (xdg && path.isAbsolute(xdg) && ownPrivateDir(xdg, uid, false)) return path.join(xdg, 'overlayd');
   return `/tmp/overlayd-${uid}`;

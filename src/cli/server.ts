@@ -4,7 +4,7 @@
 // once the one holding the lock next to the socket serves, the other leaves. It answers a
 // request once the mount serves, with the exit code and stderr text `overlayd mount` has, and
 // leaves by itself IDLE_MS after its last mount is gone.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -198,11 +198,15 @@ export async function askServer(argv: string[], cwd: string): Promise<ServerRepl
   const req = encodeRequest({ cwd, argv, env: overlaydEnv() });
   let conn = await connect(sock);
   if (conn === undefined) {
-    startServer();
+    // Exit 0: another server won the lock, wait for it; otherwise it could not serve here (a
+    // run dir it cannot write): a daemon of its own mounts.
+    let failed = false;
+    startServer().once('exit', (code) => { failed = code !== 0; });
     const deadline = Date.now() + START_WAIT_MS;
     while (conn === undefined && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 5));
       conn = await connect(sock);
+      if (conn === undefined && failed) return 'delegate';
     }
     if (conn === undefined) throw new Error(`no overlayd server answers on ${sock}`);
   }
@@ -228,8 +232,9 @@ function connect(sock: string): Promise<net.Socket | undefined> {
   });
 }
 
-function startServer(): void {
+function startServer(): ChildProcess {
   const bin = path.join(__dirname, '..', '..', 'bin', 'overlayd');
   const child = spawn(process.execPath, [...daemonNodeArgs(), bin, 'serve'], { detached: true, stdio: 'ignore', cwd: '/' });
   child.unref();
+  return child;
 }

@@ -6,12 +6,10 @@
 import t, { type Test } from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BIN, ON_FUSE_NATIVE, ROOT, isMounted, layout, optionString, type Layout } from '../lib/mounts';
+import { BIN, CLIENT, ON_FUSE_NATIVE, isMounted, layout, optionString, type Layout } from '../lib/mounts';
 import { run, type Ran } from '../lib/proc';
 import { tmpfsDir } from '../lib/scratch';
 import { tmpdir } from '../lib/tree';
-
-const CLIENT = path.join(ROOT, 'native', 'build', 'overlayd-client');
 
 interface Ctx { env: NodeJS.ProcessEnv; runDir: string }
 
@@ -208,5 +206,24 @@ if (ON_FUSE_NATIVE) {
     tt.not(nested, outer, 'served by another process');
     tt.equal((await client(ctx, ['umount', inner.merged])).code, 0);
     tt.equal((await client(ctx, ['umount', a.merged])).code, 0);
+  });
+}
+
+if (!ON_FUSE_NATIVE) {
+  t.test('a server that cannot serve from the run dir: the mount gets a daemon of its own, at once', async (tt) => {
+    const ctx = context(tt);
+    ctx.env.OVERLAYD_RUN_DIR = '/dev/null/overlayd-run'; // cannot be made: ENOTDIR
+    for (const how of ['client', 'node'] as const) {
+      const l = withFile(layout(1));
+      const t0 = Date.now();
+      await mount(tt, ctx, l, how);
+      tt.ok(Date.now() - t0 < 5000, `${how}: without waiting for a server (${Date.now() - t0} ms)`);
+      tt.equal(fs.readFileSync(path.join(l.merged, 'f'), 'utf8'), 'lower\n');
+      const daemon = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).find((p) => {
+        try { return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').includes(l.merged); } catch { return false; }
+      });
+      tt.ok(daemon !== undefined && fs.readFileSync(`/proc/${daemon}/cmdline`, 'utf8').includes('--foreground'), 'served by a daemon of its own');
+      tt.equal((await node(ctx, ['umount', l.merged])).code, 0);
+    }
   });
 }
