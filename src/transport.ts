@@ -31,4 +31,10 @@ export interface Transport {
   counters(): TransportCounters;
   /** Runs `hook` when the session ends by itself (its connection aborted, a fatal device error); fuse-native: never. */
   onSessionEnd(hook: () => void): void;
+  /**
+   * Whether the session ends when the kernel lets go of the mount (DESTROY, then ENODEV on the
+   * device), so a mount detached from the namespace (umount -l) can go on serving the files
+   * still open in it until then. fuse-native: no (it tells nothing of its session).
+   */
+  readonly endsWithKernel: boolean;
 }

@@ -229,7 +229,7 @@ function watch(s: Serving): ActiveMount {
   // mount is `overlayd umount`'s to clear, as after a daemon's death.
   transport.onSessionEnd(() => {
     if (finished) return;
-    if (!stillMounted()) {
+    if (detached || !stillMounted()) {
       log.info({ mountpoint }, 'unmounted externally');
       finish(0);
       return;
@@ -237,13 +237,29 @@ function watch(s: Serving): ActiveMount {
     log.error({ mountpoint }, 'the FUSE session ended while mounted; the mount is dead');
     finish(1);
   });
-  // fuse-native gives no event when someone else unmounts; notice it through mountinfo.
+  // Gone from the mount table: unmounted, or detached (umount -l) with files still open in it,
+  // which the kernel's overlay goes on serving until the last is closed. The kernel ends the
+  // session then; until that, serve, but let go of the layers (a new mount may take them, as
+  // the kernel allows) and of the record (the namespace has no such mount any more).
+  // fuse-native gives no event when someone else unmounts: it ends here.
+  let detached = false;
+  const gone = (): void => {
+    if (!transport.endsWithKernel) {
+      log.info({ mountpoint }, 'unmounted externally');
+      finish(0);
+      return;
+    }
+    detached = true;
+    clearInterval(timer);
+    s.lock.release();
+    unregisterMount(s.record.pid, s.record.seq);
+    log.info({ mountpoint }, 'unmounted (detached): serving what is still open in it until the kernel lets go');
+  };
   let ticks = 0;
   let lastOps = -1;
   const timer = setInterval(() => {
     if (!stillMounted()) {
-      log.info({ mountpoint }, 'unmounted externally');
-      finish(0);
+      gone();
       return;
     }
     if (++ticks % REFRESH_EVERY === 0 && transport.ops !== lastOps) {

@@ -139,6 +139,8 @@ export class KernelTransport implements Transport {
     this.kernel?.session.onEnd(hook);
   }
 
+  readonly endsWithKernel = true;
+
   /** Stops serving and closes the device (after unmount, or to give up). */
   close(): void {
     this.kernel?.session.end();

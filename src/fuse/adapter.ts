@@ -250,6 +250,7 @@ export class FuseNativeTransport implements Transport {
   /** Lets go of objects still parked for open files (call once the mount is gone). */
   /** libfuse 2 runs its loop in its own thread and tells us nothing of its end: the mountinfo watch sees the unmount. */
   onSessionEnd(): void { /* never called */ }
+  readonly endsWithKernel = false;
 
   close(): void {
     for (const d of this.hidden.values()) this.overlay.dropDetached(d);
