@@ -5,7 +5,8 @@ import { sys } from '../host/native';
 import { S_IFMT, isDir, type Stat } from '../host/stat';
 import type { LayerDir } from './dircache';
 import type { Layer, LayerStack } from './layers';
-import { decodeOrigin, originXattr, type Origin, type UuidMode } from './origin';
+import { decodeOrigin, type Origin, type UuidMode } from './origin';
+import { OverlayXattrs } from './xattrs';
 
 const XINO_SHIFT = 56n;
 const LOW_MASK = (1n << XINO_SHIFT) - 1n;
@@ -24,7 +25,7 @@ export class InodeNumbers {
     this.single = stack.singleDevice;
     for (const l of stack.layers) if (!this.fsIndex.has(l.dev)) this.fsIndex.set(l.dev, BigInt(this.fsIndex.size));
     this.lowers = stack.layers.filter((l) => l !== stack.upper);
-    this.originName = originXattr(userxattr);
+    this.originName = OverlayXattrs.of(userxattr).origin;
   }
 
   /**

@@ -4,8 +4,9 @@ import { isDir, lstatAt, type Stat } from '../host/stat';
 import { DirCache, DirNode, type LayerDir } from './dircache';
 import { E, check, fail } from './errors';
 import type { Layer, LayerStack } from './layers';
-import { lookupAbsolute, parseRedirect, redirectXattr, type RedirectMode, type Redirects } from './redirect';
+import { lookupAbsolute, parseRedirect, type RedirectMode, type Redirects } from './redirect';
 import { WH_PREFIX, hasOpaqueMarker, hasWhiteoutFile, isWhiteoutStat, readDirMarks } from './whiteout';
+import { OverlayXattrs } from './xattrs';
 
 export const NAME_MAX = 255;
 
@@ -125,7 +126,7 @@ export class Resolver {
   readonly redirects: Redirects;
 
   /** `cacheFds`: how many fds the directory cache may hold (default: dirCacheFdBudget()). */
-  constructor(readonly stack: LayerStack, cacheFds?: number, redirect: { mode: RedirectMode; xattr: string } = { mode: 'follow', xattr: redirectXattr(false) }) {
+  constructor(readonly stack: LayerStack, cacheFds?: number, redirect: { mode: RedirectMode; xattr: string } = { mode: 'follow', xattr: OverlayXattrs.of(false).redirect }) {
     const rootDirs: LayerDir[] = stack.layers.map((layer) => ({ layer, fd: layer.fd }));
     this.cache = new DirCache(new DirNode('/', rootDirs, false, false), cacheFds);
     this.redirects = { ...redirect, roots: rootDirs };

@@ -14,7 +14,7 @@ import { lstatAt } from '../host/stat';
 import { E, check, fail } from './errors';
 import type { LayerDir } from './dircache';
 import type { Layer } from './layers';
-import { TRUSTED_PREFIX, USER_PREFIX } from './whiteout';
+import { OverlayXattrs } from './xattrs';
 
 const OVL_FH_VERSION = 0;
 const OVL_FH_MAGIC = 0xfb;
@@ -30,10 +30,6 @@ const XFS_MAGIC = 0x58465342; // fid = ino32|ino64, gen
 /** The kernel's uuid= option: what uuid origins carry, and whether the overlay keeps one of its own. */
 export const UUID_MODES = ['null', 'off', 'on', 'auto'] as const;
 export type UuidMode = (typeof UUID_MODES)[number];
-
-export function originXattr(userxattr: boolean): string {
-  return (userxattr ? USER_PREFIX : TRUSTED_PREFIX) + 'origin';
-}
 
 const uuids = new WeakMap<Layer, Buffer>();
 
@@ -167,14 +163,14 @@ const UUID_SIZE = 16;
  */
 export function initOverlayUuid(upperFd: number, userxattr: boolean, mode: UuidMode, warn: (msg: string, detail: Record<string, unknown>) => void): void {
   if (mode !== 'on' && mode !== 'auto') return;
-  const prefix = userxattr ? USER_PREFIX : TRUSTED_PREFIX;
-  const have = sys.getxattr(upperFd, '', prefix + 'uuid');
+  const x = OverlayXattrs.of(userxattr);
+  const have = sys.getxattr(upperFd, '', x.uuid);
   if (typeof have !== 'number' && have.length === UUID_SIZE) return;
   let err = typeof have === 'number' ? have : -E.EINVAL;
   if (err === -E.ENODATA) {
-    if (mode === 'auto' && sys.getxattr(upperFd, '', prefix + 'impure') !== -E.ENODATA) return;
+    if (mode === 'auto' && sys.getxattr(upperFd, '', x.impure) !== -E.ENODATA) return;
     const id = Buffer.from(randomUUID().replace(/-/g, ''), 'hex');
-    err = sys.setxattr(upperFd, '', prefix + 'uuid', id, 0);
+    err = sys.setxattr(upperFd, '', x.uuid, id, 0);
     if (err === 0) return;
   }
   warn('cannot keep the overlay uuid; falling back to uuid=null', { errno: -err });

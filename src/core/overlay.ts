@@ -9,9 +9,9 @@ import { InodeNumbers } from './inode';
 import { LayerStack } from './layers';
 import type { DirNode } from './dircache';
 import { Resolver, joinPath, type Resolved } from './lookup';
-import { redirectModeOf, redirectXattr } from './redirect';
+import { redirectModeOf } from './redirect';
 import { listMerged, type DirEntry } from './readdir';
-import { XattrNames } from './xattrs';
+import { OverlayXattrs } from './xattrs';
 import { FileHandle, HandleTable } from './handles';
 import { UpperWriter, type CoreEvents, type UpperStats } from './upper';
 import { whenCopiedUp } from './copyup';
@@ -66,7 +66,7 @@ export class Overlay {
   private readonly writer: UpperWriter | undefined;
   private changes = 0;
   /** The kernel's mapping of xattr names (private and escaped overlay.* names). */
-  private readonly xattrNames: XattrNames;
+  private readonly xattrs: OverlayXattrs;
   /** The one place ownership is translated (attrs out; callers and chown in). */
   private readonly ids: IdMap | undefined;
   /**
@@ -79,9 +79,9 @@ export class Overlay {
   constructor(readonly config: OverlayConfig, private readonly events: CoreEvents = silentEvents, stack?: LayerStack) {
     this.stack = stack ?? LayerStack.open(config);
     try {
-      this.resolver = new Resolver(this.stack, undefined, { mode: redirectModeOf(config.redirectDir, config.userxattr), xattr: redirectXattr(config.userxattr) });
+      this.resolver = new Resolver(this.stack, undefined, { mode: redirectModeOf(config.redirectDir, config.userxattr), xattr: OverlayXattrs.of(config.userxattr).redirect });
       this.inodes = new InodeNumbers(this.stack, config.userxattr, config.uuid);
-      this.xattrNames = new XattrNames(config.userxattr);
+      this.xattrs = OverlayXattrs.of(config.userxattr);
       this.ids = idMapOf(config.idmap);
       this.writer = this.stack.upper && !config.readonly ? new UpperWriter(this.stack, this.resolver, config, { ...events, copiedUp: (p) => this.onCopyUp?.(p) }) : undefined;
     } catch (err) {
@@ -493,11 +493,11 @@ export class Overlay {
 
   setxattr(path: string, name: string, value: Buffer, flags: number): void {
     const stored = this.ids && ACL_XATTRS.has(name) ? this.ids.acl(value, false) : value;
-    setattr.setxattr(this.w('setxattr', path), path, this.xattrNames.toDisk(name), stored, flags);
+    setattr.setxattr(this.w('setxattr', path), path, this.xattrs.toDisk(name), stored, flags);
   }
 
   removexattr(path: string, name: string): void {
-    setattr.removexattr(this.w('removexattr', path), path, this.xattrNames.toDisk(name));
+    setattr.removexattr(this.w('removexattr', path), path, this.xattrs.toDisk(name));
   }
 
   statfs(): StatFs {
@@ -509,7 +509,7 @@ export class Overlay {
   /** The overlay's own xattrs read as absent (ENODATA); escaped ones under the caller's name. */
   getxattr(path: string, name: string): Buffer {
     const top = this.resolver.get(path).entries[0];
-    const value = check(sys.getxattr(top.parentFd, top.name, this.xattrNames.toDisk(name)), 'getxattr', path);
+    const value = check(sys.getxattr(top.parentFd, top.name, this.xattrs.toDisk(name)), 'getxattr', path);
     return this.ids && ACL_XATTRS.has(name) ? this.ids.acl(value, true) : value;
   }
 
@@ -522,7 +522,7 @@ export class Overlay {
     const top = this.resolver.get(path).entries[0];
     const out: string[] = [];
     for (const n of check(sys.listxattr(top.parentFd, top.name), 'listxattr', path)) {
-      const shown = this.xattrNames.fromDisk(n);
+      const shown = this.xattrs.fromDisk(n);
       if (shown !== undefined && (privileged || !shown.startsWith('trusted.'))) out.push(shown);
     }
     return out;

@@ -11,7 +11,7 @@ import type { LayerDir } from './dircache';
 import { E, fail } from './errors';
 import type { Layer } from './layers';
 import type { Entry } from './lookup';
-import { TRUSTED_PREFIX, USER_PREFIX, isWhiteoutStat, readDirMarks } from './whiteout';
+import { isWhiteoutStat, readDirMarks } from './whiteout';
 
 /**
  * redirect_dir= as the kernel means it: `on` creates and follows redirects, `follow` only follows
@@ -22,10 +22,6 @@ export type RedirectMode = 'on' | 'follow' | 'nofollow';
 
 /** The kernel's redirect_max default: the longest absolute redirect it writes. */
 export const REDIRECT_MAX = 256;
-
-export function redirectXattr(userxattr: boolean): string {
-  return (userxattr ? USER_PREFIX : TRUSTED_PREFIX) + 'redirect';
-}
 
 /** What a lookup needs to know of redirects on this mount. */
 export interface Redirects {

@@ -40,7 +40,7 @@ export function truncate(ctx: WriteContext, path: string, size: number): void {
   }
 }
 
-/** `name` as stored on disk: the caller maps overlay.* names first (see XattrNames). */
+/** `name` as stored on disk: the caller maps overlay.* names first (see OverlayXattrs). */
 export function setxattr(ctx: WriteContext, path: string, name: string, value: Buffer, flags: number): void {
   const e = upperEntry(ctx, path);
   check(sys.setxattr(e.parentFd, e.name, name, value, flags), 'setxattr', path);

@@ -9,9 +9,9 @@ import { CopyUpJob, CopyUpPending, copyDataSync } from './copyup';
 import { E, FsError, check, fail } from './errors';
 import type { Layer, LayerStack } from './layers';
 import { joinPath, splitPath, type Entry, type Resolved, type Resolver } from './lookup';
-import { encodeOrigin, initOverlayUuid, originXattr } from './origin';
-import { WH_OPAQUE, WH_PREFIX, isWhiteoutStat, opaqueXattr } from './whiteout';
-import { XattrNames } from './xattrs';
+import { encodeOrigin, initOverlayUuid } from './origin';
+import { WH_OPAQUE, WH_PREFIX, isWhiteoutStat } from './whiteout';
+import { OverlayXattrs } from './xattrs';
 
 /** Things the daemon hides from the caller but an operator must hear about. */
 export interface CoreEvents {
@@ -43,7 +43,7 @@ export class UpperWriter {
   private tmpSeq = 0;
   private whiteoutFiles = false;
   readonly stats: UpperStats = { copyUps: 0, bytesCopiedUp: 0, whiteouts: 0 };
-  private readonly xattrNames: XattrNames;
+  private readonly xattrs: OverlayXattrs;
   /** Copy-ups in flight (deferred data), by merged path. */
   private readonly inflight = new Map<string, CopyUpJob>();
   /**
@@ -63,7 +63,7 @@ export class UpperWriter {
   ) {
     if (!stack.upper || !stack.work) throw new FsError(E.EROFS, 'mount', 'no upper layer');
     this.upper = stack.upper;
-    this.xattrNames = new XattrNames(config.userxattr);
+    this.xattrs = OverlayXattrs.of(config.userxattr);
     this.workFd = prepareWorkDir(stack.work.fd, events, config.volatile);
     initOverlayUuid(this.upper.fd, config.userxattr, config.uuid ?? 'null', events.warn);
   }
@@ -204,9 +204,9 @@ export class UpperWriter {
   /** Steps 3 to 6 for the temp `tmp`, a copy of (sFd, sName). */
   private finishCopy(srcLayer: Layer, sFd: number, sName: string, st: Stat, tmp: string, parentFd: number, name: string): void {
     copyOwner(st, this.workFd, tmp);
-    copyXattrs(sFd, sName, this.workFd, tmp, this.xattrNames);
+    copyXattrs(sFd, sName, this.workFd, tmp, this.xattrs);
     const origin = encodeOrigin(srcLayer, sFd, sName, this.config.uuid ?? 'null');
-    if (origin) check(sys.setxattr(this.workFd, tmp, originXattr(this.config.userxattr), origin, 0), 'copy-up origin', name);
+    if (origin) check(sys.setxattr(this.workFd, tmp, this.xattrs.origin, origin, 0), 'copy-up origin', name);
     copyModeTimes(st, this.workFd, tmp);
     // Linking the copy in is no change the caller made to the parent: keep its times, as the
     // kernel does (ovl_set_timestamps(upperdir, &c->pstat) after the link).
@@ -368,7 +368,7 @@ export class UpperWriter {
 
   /** "A directory is made opaque by setting the xattr trusted.overlay.opaque to y." */
   setOpaque(dirFd: number, name: string): void {
-    check(sys.setxattr(dirFd, name, opaqueXattr(this.config.userxattr), Buffer.from('y'), 0), 'set opaque', name);
+    check(sys.setxattr(dirFd, name, this.xattrs.opaque, Buffer.from('y'), 0), 'set opaque', name);
   }
 
   /**
@@ -496,23 +496,15 @@ export function removeTree(dirFd: number, name: string): void {
   }
 }
 
-const OPAQUE_TRUSTED = opaqueXattr(false);
-const OPAQUE_USER = opaqueXattr(true);
-
-/**
- * All xattrs but the overlay's own (a copy must not inherit a lower layer's opaque mark);
- * escaped overlay.* names and the other namespace's are ordinary xattrs and copied, as the kernel does.
- */
-export function copyXattrs(srcFd: number, srcName: string, dstFd: number, dstName: string, xnames: XattrNames): void {
+/** The xattrs copy-up carries (see OverlayXattrs.copiedUp). */
+export function copyXattrs(srcFd: number, srcName: string, dstFd: number, dstName: string, xattrs: OverlayXattrs): void {
   const names = sys.listxattr(srcFd, srcName);
   if (typeof names === 'number') {
     if (names === -E.ENOTSUP) return;
     fail(-names, 'listxattr', srcName);
   }
   for (const x of names) {
-    // The other namespace's opaque mark is skipped too: lookup honours both, and on a copy in
-    // upper it would hide the very layer it came from.
-    if (xnames.isPrivate(x) || x === OPAQUE_TRUSTED || x === OPAQUE_USER) continue;
+    if (!xattrs.copiedUp(x)) continue;
     const v = sys.getxattr(srcFd, srcName, x);
     if (typeof v === 'number') {
       if (v === -E.ENODATA) continue;

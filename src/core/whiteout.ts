@@ -2,11 +2,10 @@
 import { sys } from '../host/native';
 import { isChr, lstatAt, type Stat } from '../host/stat';
 import { E, fail } from './errors';
+import { OPAQUE_XATTRS } from './xattrs';
 
 export const WH_PREFIX = '.wh.';
 export const WH_OPAQUE = '.wh..wh..opq';
-export const TRUSTED_PREFIX = 'trusted.overlay.';
-export const USER_PREFIX = 'user.overlay.';
 
 /** "A whiteout is created as a character device with 0/0 device number." */
 export function isWhiteoutStat(st: Stat): boolean {
@@ -58,19 +57,7 @@ export function readDirMarks(parentFd: number, name: string, redirectXattr: stri
   return { opaque, redirect };
 }
 
-const OPAQUE_XATTRS = [TRUSTED_PREFIX + 'opaque', USER_PREFIX + 'opaque'];
-
 /** OCI's opaque marker inside directory `name` (just seen to be a directory) of `parentFd`. */
 export function hasOpaqueMarker(parentFd: number, name: string): boolean {
   return typeof lstatAt(parentFd, name + '/' + WH_OPAQUE) !== 'number';
-}
-
-/** The overlay's own xattrs: never shown through the mount, never set through it. */
-export function isPrivateXattr(name: string): boolean {
-  return name.startsWith(TRUSTED_PREFIX) || name.startsWith(USER_PREFIX);
-}
-
-/** The opaque xattr name for this mount: trusted.overlay.opaque, or user.overlay.opaque with userxattr. */
-export function opaqueXattr(userxattr: boolean): string {
-  return (userxattr ? USER_PREFIX : TRUSTED_PREFIX) + 'opaque';
 }
