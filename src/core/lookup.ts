@@ -5,7 +5,8 @@ import { DirCache, DirNode, type LayerDir } from './dircache';
 import { E, check, fail } from './errors';
 import type { Layer, LayerStack } from './layers';
 import { lookupAbsolute, parseRedirect, type RedirectMode, type Redirects } from './redirect';
-import { WH_PREFIX, hasOpaqueMarker, hasWhiteoutFile, isWhiteoutStat, readDirMarks } from './whiteout';
+import { probe, whiteoutFile } from './presence';
+import { WH_PREFIX, hasOpaqueMarker, readDirMarks } from './whiteout';
 import { OverlayXattrs } from './xattrs';
 
 export const NAME_MAX = 255;
@@ -69,17 +70,11 @@ export function lookupIn(parent: DirNode, name: string, from = 0, rd?: Redirects
   for (let i = from; i < parent.dirs.length; i++) {
     const d = parent.dirs[i];
     const names = parent.namesOf(i);
-    if (names && !names.has(cur)) {
-      if (names.has(WH_PREFIX + cur)) break;
-      continue;
-    }
-    const st = lstatAt(d.fd, cur);
-    if (typeof st === 'number') {
-      if (st !== -E.ENOENT) fail(-st, 'lookup', name);
-      if (names ? names.has(WH_PREFIX + cur) : hasWhiteoutFile(d.fd, cur)) break;
-      continue;
-    }
-    if (isWhiteoutStat(st)) break;
+    const p = probe(d.fd, cur, names);
+    if (p.kind === 'absent') continue;
+    if (p.kind === 'whiteout') break;
+    if (p.kind === 'error') fail(p.errno, 'lookup', name);
+    const st = p.stat;
     const dir = isDir(st.mode);
     if (entries.length > 0 && !dir) break;
     // redirect_dir=nofollow: content a redirect points to is refused, not merged (ovl_lookup).
@@ -92,7 +87,7 @@ export function lookupIn(parent: DirNode, name: string, from = 0, rd?: Redirects
     const marks = readDirMarks(d.fd, cur, rd?.xattr);
     if (marks.opaque || hasOpaqueMarker(d.fd, cur)) { opaque = true; break; }
     // OCI: a `.wh.name` beside the directory removed the name below; this one starts afresh.
-    if (names ? names.has(WH_PREFIX + cur) : hasWhiteoutFile(d.fd, cur)) { opaque = true; break; }
+    if (whiteoutFile(d.fd, cur, names).kind === 'whiteout') { opaque = true; break; }
     if (marks.redirect === undefined || rd === undefined) continue;
     const to = parseRedirect(marks.redirect, name);
     if (to[0] === '/') {

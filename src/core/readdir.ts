@@ -1,10 +1,11 @@
 // Merged directory listing: "the readdir of a merged directory reads upper and each lower
 // directory, merging names; names hidden by whiteouts, and the whiteouts themselves, are left out".
 import { sys, type Listing } from '../host/native';
-import { lstatAt, S_IFMT } from '../host/stat';
+import { S_IFMT } from '../host/stat';
 import type { DirNode } from './dircache';
 import { check } from './errors';
-import { WH_PREFIX, isWhiteoutStat } from './whiteout';
+import { probe } from './presence';
+import { WH_PREFIX } from './whiteout';
 
 export const DT_UNKNOWN = 0;
 export const DT_CHR = 2;
@@ -52,10 +53,10 @@ export function listMerged(node: DirNode): DirEntry[] {
       }
       if (taken.has(name)) continue;
       if (type === DT_CHR || type === DT_UNKNOWN) {
-        const st = lstatAt(fd, name);
-        if (typeof st === 'number') continue; // vanished between readdir and stat
-        if (isWhiteoutStat(st)) { hidden.push(name); continue; }
-        type = dtypeOf(st.mode);
+        const p = probe(fd, name);
+        if (p.kind === 'whiteout') { hidden.push(name); continue; }
+        if (p.kind !== 'present') continue; // vanished between readdir and stat
+        type = dtypeOf(p.stat.mode);
       }
       taken.add(name);
       out.push({ name, type, layer: i, dino: inos[j] });

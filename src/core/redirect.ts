@@ -11,6 +11,7 @@ import type { LayerDir } from './dircache';
 import { E, fail } from './errors';
 import type { Layer } from './layers';
 import type { Entry } from './lookup';
+import { absentErrno } from './presence';
 import { isWhiteoutStat, readDirMarks } from './whiteout';
 
 /**
@@ -98,7 +99,9 @@ export function lookupAbsolute(path: string, from: Layer, rd: Redirects, shown: 
       rel = j === 0 ? walked[j] : rel + '/' + walked[j];
       st = lstatAt(root.fd, rel);
       if (typeof st === 'number') {
-        if (st !== -E.ENOENT && st !== -E.ENAMETOOLONG && st !== -E.ENOTDIR) fail(-st, 'lookup', shown);
+        // ENOTDIR too: a path component that stopped being a directory ends the walk, as the
+        // kernel's walk stops at one (d_can_lookup).
+        if (!absentErrno(-st) && st !== -E.ENOTDIR) fail(-st, 'lookup', shown);
         found = false;
         break;
       }

@@ -10,7 +10,8 @@ import { E, FsError, check, fail } from './errors';
 import type { Layer, LayerStack } from './layers';
 import { joinPath, splitPath, type Entry, type Resolved, type Resolver } from './lookup';
 import { encodeOrigin, initOverlayUuid } from './origin';
-import { WH_OPAQUE, WH_PREFIX, isWhiteoutStat } from './whiteout';
+import { lowerPositive, probe } from './presence';
+import { WH_OPAQUE, WH_PREFIX } from './whiteout';
 import { OverlayXattrs } from './xattrs';
 
 /** Things the daemon hides from the caller but an operator must hear about. */
@@ -355,9 +356,7 @@ export class UpperWriter {
 
   /** Whether the upper directory holds a whiteout (either form) for `name`. */
   hasWhiteout(parentFd: number, name: string): boolean {
-    const st = lstatAt(parentFd, name);
-    if (typeof st !== 'number') return isWhiteoutStat(st);
-    return typeof lstatAt(parentFd, WH_PREFIX + name) !== 'number';
+    return probe(parentFd, name).kind === 'whiteout';
   }
 
   /** Drops an upper whiteout for `name` (the `.wh.` form; the device form is renamed over). */
@@ -376,7 +375,7 @@ export class UpperWriter {
    * `parent` (the kernel's ovl_lower_positive): if so, removing it needs a whiteout.
    */
   lowerPositive(parent: DirNode, name: string): boolean {
-    return lowerPositiveIn(parent.dirs, this.upper, name);
+    return lowerPositive(parent.dirs, this.upper, name);
   }
 
   /** Sets owner to the caller's when the daemon is someone else (files are born the daemon's). */
@@ -529,25 +528,3 @@ export function copyModeTimes(st: Stat, dirFd: number, name: string): void {
 
 export { joinPath, WH_OPAQUE };
 
-/**
- * The rule of ovl_lower_positive over one merged directory's stack: the first lower layer that
- * answers decides; a name that cannot be looked up for any reason but ENOENT/ENAMETOOLONG
- * (EACCES, EIO, ...) counts as present, so a removal leaves a whiteout rather than let the
- * name come back once the error clears. `lstat` is the probe (injected by unit tests).
- */
-export function lowerPositiveIn(dirs: readonly { layer: Layer; fd: number }[], upper: Layer | undefined, name: string, lstat: (fd: number, name: string) => Stat | number = lstatAt): boolean {
-  for (const d of dirs) {
-    if (d.layer === upper) continue;
-    const st = lstat(d.fd, name);
-    if (typeof st === 'number') {
-      if (st !== -E.ENOENT && st !== -E.ENAMETOOLONG) return true;
-      // An OCI layer's `.wh.NAME` whites it out; an error reading that is, again, present.
-      const wh = lstat(d.fd, WH_PREFIX + name);
-      if (typeof wh !== 'number') return false;
-      if (wh !== -E.ENOENT && wh !== -E.ENAMETOOLONG) return true;
-      continue;
-    }
-    return !isWhiteoutStat(st);
-  }
-  return false;
-}

@@ -12,11 +12,6 @@ export function isWhiteoutStat(st: Stat): boolean {
   return isChr(st.mode) && st.rdevMajor === 0 && st.rdevMinor === 0;
 }
 
-/** Whether `name` in directory `dirFd` is hidden by an OCI `.wh.name` marker. */
-export function hasWhiteoutFile(dirFd: number, name: string): boolean {
-  return name.length <= 251 && typeof lstatAt(dirFd, WH_PREFIX + name) !== 'number';
-}
-
 /**
  * "A directory is made opaque by setting the xattr trusted.overlay.opaque to y"
  * (user.overlay.opaque with userxattr); an OCI layer marks it with `.wh..wh..opq`.

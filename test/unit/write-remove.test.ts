@@ -8,7 +8,7 @@ import { DAEMON_CALLER } from '../../src/core/config';
 import { S_IFCHR, S_IFIFO, type Stat } from '../../src/host/stat';
 import { E } from '../../src/core/errors';
 import type { Layer } from '../../src/core/layers';
-import { lowerPositiveIn } from '../../src/core/upper';
+import { lowerPositive } from '../../src/core/presence';
 import { coreStack } from '../lib/stack';
 import { isWhiteout, workLeft, xattrOf } from '../lib/write-helpers';
 
@@ -148,14 +148,14 @@ t.test('a lower layer that answers with an error hides nothing: the name counts 
     return a === 'file' ? ({ mode: 0o100644, rdevMajor: 0, rdevMinor: 0 } as unknown as Stat) : a;
   };
   const dirs = [{ layer: upper, fd: -1 }, { layer: lower, fd: -1 }, { layer: lower, fd: -1 }];
-  t.equal(lowerPositiveIn(dirs, upper, 'f', fake({})), false, 'absent everywhere');
-  t.equal(lowerPositiveIn(dirs, upper, 'f', fake({ f: 'file' })), true, 'present below');
+  t.equal(lowerPositive(dirs, upper, 'f', fake({})), false, 'absent everywhere');
+  t.equal(lowerPositive(dirs, upper, 'f', fake({ f: 'file' })), true, 'present below');
   for (const e of ['EACCES', 'EIO', 'ELOOP', 'ENOTDIR'] as const) {
-    t.equal(lowerPositiveIn(dirs, upper, 'f', fake({ f: -E[e] })), true, `${e} in a lower layer: present, so a removal leaves a whiteout`);
+    t.equal(lowerPositive(dirs, upper, 'f', fake({ f: -E[e] })), true, `${e} in a lower layer: present, so a removal leaves a whiteout`);
   }
-  t.equal(lowerPositiveIn(dirs, upper, 'f', fake({ f: -E.ENAMETOOLONG })), false, 'ENAMETOOLONG is absent, as for the kernel');
-  t.equal(lowerPositiveIn(dirs, upper, 'f', fake({ '.wh.f': 'file' })), false, 'an OCI .wh. file whites it out');
-  t.equal(lowerPositiveIn(dirs, upper, 'f', fake({ '.wh.f': -E.EIO })), true, 'an error reading the .wh. file: present');
+  t.equal(lowerPositive(dirs, upper, 'f', fake({ f: -E.ENAMETOOLONG })), false, 'ENAMETOOLONG is absent, as for the kernel');
+  t.equal(lowerPositive(dirs, upper, 'f', fake({ '.wh.f': 'file' })), false, 'an OCI .wh. file whites it out');
+  t.equal(lowerPositive(dirs, upper, 'f', fake({ '.wh.f': -E.EIO })), true, 'an error reading the .wh. file: present');
   // Before this rule, lowerPositive answered "absent" on EACCES/EIO: an unlink then left no
   // whiteout and the file came back once the layer read again. Through the core, a real stack:
   ov.unlink('/d/f');
