@@ -55,8 +55,9 @@ export function listMerged(node: DirNode): DirEntry[] {
       if (type === DT_CHR || type === DT_UNKNOWN) {
         const p = probe(fd, name);
         if (p.kind === 'whiteout') { hidden.push(name); continue; }
-        if (p.kind !== 'present') continue; // vanished between readdir and stat
-        type = dtypeOf(p.stat.mode);
+        if (p.kind === 'absent') continue; // vanished between readdir and stat
+        // An entry that cannot be looked up is listed as getdents gave it (ovl_check_whiteouts).
+        if (p.kind === 'present') type = dtypeOf(p.stat.mode);
       }
       taken.add(name);
       out.push({ name, type, layer: i, dino: inos[j] });

@@ -7,8 +7,10 @@ import path from 'node:path';
 import { C, sys } from '../../src/host/native';
 import { S_IFCHR, lstatAt } from '../../src/host/stat';
 import { E } from '../../src/core/errors';
+import { DirNode } from '../../src/core/dircache';
 import type { Layer } from '../../src/core/layers';
 import { lowerPositive, probe, whiteoutFile } from '../../src/core/presence';
+import { DT_CHR, listMerged } from '../../src/core/readdir';
 import { removeTree, tmpdir } from '../lib/tree';
 
 const NOBODY = 65534;
@@ -102,7 +104,7 @@ t.test('ENOTDIR: asking a non-directory is an error, not an absence', async (t) 
   t.same(probe(dirFd, 'f/x'), { kind: 'error', errno: E.ENOTDIR });
 });
 
-t.test('EACCES: an error; lookup fails with it, a removal counts the name present', { skip: !isRoot && 'needs root to drop to another uid' }, async (t) => {
+t.test('EACCES: an error; lookup fails with it, a removal counts the name present, a listing shows the entry', { skip: !isRoot && 'needs root to drop to another uid' }, async (t) => {
   const d = scratch(t);
   const locked = path.join(d, 'locked');
   fs.mkdirSync(locked);
@@ -117,4 +119,11 @@ t.test('EACCES: an error; lookup fails with it, a removal counts the name presen
   const upper = { writable: true } as unknown as Layer;
   const lower = { writable: false } as unknown as Layer;
   t.equal(asNobody(() => lowerPositive([{ layer: upper, fd: -1 }, { layer: lower, fd }], upper, 'f')), true, 'ovl_lower_positive: "assume something is there"');
+  const node = new DirNode('/', [{ layer: lower, fd }], false, false);
+  // A second listing (as root) is kept for the layer that cannot change; the third reads it and
+  // stats what getdents left unclear, which is where nobody meets EACCES.
+  listMerged(node);
+  t.same(listMerged(node).map((e) => e.name).sort(), ['c', 'f']);
+  const listed = asNobody(() => listMerged(node)).map((e) => [e.name, e.type]).sort();
+  t.same(listed, [['c', DT_CHR], ['f', 8]], 'ovl_check_whiteouts: a character device it cannot look up is listed, not dropped');
 });
