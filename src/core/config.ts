@@ -35,3 +35,11 @@ export interface Caller {
 }
 
 export const DAEMON_CALLER: Caller = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, pid: process.pid };
+
+/** Things the daemon hides from the caller but an operator must hear about. */
+export interface CoreEvents {
+  warn(msg: string, detail?: Record<string, unknown>): void;
+  error(msg: string, detail?: Record<string, unknown>): void;
+  /** An object now exists in upper, copied from below (its merged path). */
+  copiedUp?(path: string): void;
+}

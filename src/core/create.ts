@@ -7,7 +7,8 @@ import { defaultAclOf, inheritAcl, writeInherited } from './acl';
 import type { Caller } from './config';
 import { E, check, fail } from './errors';
 import { checkName, splitPath, type Resolver } from './lookup';
-import { removeTree, type UpperWriter } from './upper';
+import type { UpperWriter } from './upper';
+import { removeTree } from './workdir';
 import { WH_PREFIX } from './whiteout';
 
 export interface WriteContext {

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import { C, sys } from '../host/native';
 import { isDir, isLnk, lstatAt, type Stat, type Timespec } from '../host/stat';
-import type { Caller, OverlayConfig } from './config';
+import type { Caller, CoreEvents, OverlayConfig } from './config';
 import { E, FsError, check, fail } from './errors';
 import { InodeNumbers } from './inode';
 import { LayerStack } from './layers';
@@ -13,7 +13,7 @@ import { redirectModeOf } from './redirect';
 import { listMerged, type DirEntry } from './readdir';
 import { OverlayXattrs } from './xattrs';
 import { FileHandle, HandleTable } from './handles';
-import { UpperWriter, type CoreEvents, type UpperStats } from './upper';
+import { UpperWriter, type UpperStats } from './upper';
 import { whenCopiedUp } from './copyup';
 import * as create from './create';
 import * as remove from './remove';

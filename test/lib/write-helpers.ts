@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { C } from '../../src/host/native';
 import type { Overlay } from '../../src/core/overlay';
-import { SHARED_WHITEOUT } from '../../src/core/upper';
+import { SHARED_WHITEOUT } from '../../src/core/marks';
 
 /** "A whiteout is created as a character device with 0/0 device number." */
 export function isWhiteout(p: string): boolean {
