@@ -304,11 +304,11 @@ export function decodeLseek(req: Request): LseekIn {
   return { fh: u64in(req, s.fh), offset: u64in(req, s.offset), whence: u32(req, s.whence) };
 }
 
-export interface CopyFileRangeIn { fhIn: number; offIn: number; fhOut: number; offOut: number; len: number }
+export interface CopyFileRangeIn { fhIn: number; offIn: number; nodeOut: number; fhOut: number; offOut: number; len: number }
 
 export function decodeCopyFileRange(req: Request): CopyFileRangeIn {
   const s = ABI.copy_file_range_in;
-  return { fhIn: u64in(req, s.fh_in), offIn: u64in(req, s.off_in), fhOut: u64in(req, s.fh_out), offOut: u64in(req, s.off_out), len: u64in(req, s.len) };
+  return { fhIn: u64in(req, s.fh_in), offIn: u64in(req, s.off_in), nodeOut: u64in(req, s.nodeid_out), fhOut: u64in(req, s.fh_out), offOut: u64in(req, s.off_out), len: u64in(req, s.len) };
 }
 
 // ---- reply bodies ----

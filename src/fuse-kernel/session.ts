@@ -216,7 +216,7 @@ export class Session {
     const { unique, opcode } = req;
     const t0 = this.debug ? process.hrtime.bigint() : 0n;
     // Read now: a reply given later finds the buffer holding another request.
-    const args = this.debug ? describe(opcode, req.buf, req.end) : undefined;
+    const args = this.debug ? describe(req) : undefined;
     let r: Reply | Promise<Reply>;
     try {
       r = this.handler.handle(req);

@@ -87,7 +87,7 @@ t.test('request bodies', async (t) => {
   t.equal(decodeInit(request(26, 0, u32(7), u32(45), u32(0), u32(1), u32(1 << 5), zeros(44)), 1 << 30).flags2, 0, 'INIT: flags2 ignored without it');
   t.same(decodeFallocate(request(43, 1, u64(2), u64(100), u64(200), u32(1), u32(0))), { fh: 2, offset: 100, length: 200, mode: 1 }, 'FALLOCATE');
   t.same(decodeLseek(request(46, 1, u64(2), u64(100), u32(3), u32(0))), { fh: 2, offset: 100, whence: 3 }, 'LSEEK');
-  t.same(decodeCopyFileRange(request(47, 1, u64(1), u64(2), u64(3), u64(4), u64(5), u64(6), u64(0))), { fhIn: 1, offIn: 2, fhOut: 4, offOut: 5, len: 6 }, 'COPY_FILE_RANGE');
+  t.same(decodeCopyFileRange(request(47, 1, u64(1), u64(2), u64(3), u64(4), u64(5), u64(6), u64(0))), { fhIn: 1, offIn: 2, nodeOut: 3, fhOut: 4, offOut: 5, len: 6 }, 'COPY_FILE_RANGE');
 });
 
 const attr: Attr = {

@@ -2,12 +2,19 @@
 // from the request as the kernel lays it out, names as host/bytes.ts shows them (\xNN for bytes
 // of a name that is no UTF-8).
 import t from 'tap';
-import { describe } from '../../src/fuse-kernel/describe';
-import { IN_HEADER } from '../../src/fuse-kernel/abi';
+import { describe as describeReq } from '../../src/fuse-kernel/describe';
+import { IN_HEADER, Request, decodeHeader, encodeHeader } from '../../src/fuse-kernel/abi';
 import { Op } from '../../src/fuse-kernel/protocol';
 
 /** A request: header (zeros) and body. */
 const req = (body: Buffer): Buffer => Buffer.concat([Buffer.alloc(IN_HEADER), body]);
+/** What the session hands describe(): request `b` with its header decoded as `opcode`. */
+function describe(opcode: number, b: Buffer, len = b.length): ReturnType<typeof describeReq> {
+  encodeHeader(b, len, opcode, 1, 1);
+  const r = new Request(b);
+  decodeHeader(r, len);
+  return describeReq(r);
+}
 const u32 = (...v: number[]): Buffer => Buffer.from(new Uint32Array(v).buffer);
 const u64 = (v: number): Buffer => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v)); return b; };
 const z = (s: string | Buffer): Buffer => Buffer.concat([Buffer.from(s), Buffer.alloc(1)]);
@@ -27,7 +34,16 @@ t.test('each request its names and arguments', async (t) => {
   t.same(describe(Op.CREATE, cr, cr.length), { entry: 'f', flags: '01101', mode: '0644', umask: '022' });
   const rd = req(Buffer.concat([u64(3), u64(4096), u32(131072, 0), Buffer.alloc(16)]));
   t.same(describe(Op.READ, rd, rd.length), { fh: 3, offset: 4096, size: 131072 });
-  t.same(describe(Op.WRITE, rd, rd.length), { fh: 3, offset: 4096, size: 131072 });
+  const wr = req(Buffer.concat([u64(3), u64(4096), u32(5, 0), Buffer.alloc(16), Buffer.from('hello')]));
+  t.same(describe(Op.WRITE, wr, wr.length), { fh: 3, offset: 4096, size: 5 });
+  const bf = req(Buffer.concat([u32(2, 0), u64(4), u64(1), u64(5), u64(2)]));
+  t.same(describe(Op.BATCH_FORGET, bf, bf.length), { count: 2 });
+  const cf = req(Buffer.concat([u64(1), u64(2), u64(3), u64(4), u64(5), u64(6), u64(0)]));
+  t.same(describe(Op.COPY_FILE_RANGE, cf, cf.length), { fh: 1, offset: 2, outnode: 3, outfh: 4, outoffset: 5, length: 6 });
+  const sx = req(Buffer.concat([u32(3, 1), z('user.k'), Buffer.from('abc')]));
+  t.same(describe(Op.SETXATTR, sx, sx.length), { xattr: 'user.k', size: 3, flags: 1 });
+  const fs = req(Buffer.concat([u64(8), u32(1, 0)]));
+  t.same(describe(Op.FSYNC, fs, fs.length), { fh: 8, datasync: 1 });
   const ln = req(Buffer.concat([u64(5), z('hard')]));
   t.same(describe(Op.LINK, ln, ln.length), { oldnode: 5, entry: 'hard' });
   const sy = req(Buffer.concat([z('s'), z('../t')]));
