@@ -10,10 +10,11 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
-import { toBinary } from '../host/bytes';
 import { sys } from '../host/native';
 import { DAEMON_NODE_FLAGS } from '../cli/node-flags';
 import type { Counters } from '../cli/registry';
+import { buildLayers } from './stress-layers';
+import { logErrors, markdown, rssTrend, type Phase, type Report, type Sample } from './stress-report';
 import { argsOrExit, eachFlag, fmtValue, memoryOf, mountedPoints, sleep } from './util';
 
 const REPO = path.resolve(__dirname, '..', '..');
@@ -31,27 +32,10 @@ const USAGE = `usage: npm run stress -- [options]
   --dir DIR              where layers and the mount live (default /var/tmp/overlayd-stress)
   --keep                 keep the run's upper, work and log directories`;
 
-// Keep in step with stress-worker.py.
-const SHARED_DIRS = 20;
-const SHARED_FILES = 100;
-const BIG_FILES = 4;
-const BIG_BYTES = 16 << 20;
-const BIG_BLOCK = 65536;
-const HOT_FILES = 8;
-const HOT_BASE = 256 << 10;
-const TREE_DIRS = 10;
-const TREE_FILES = 20;
-const SUB_FILES = 5;
-const RO_FILES = 30;
-/** Bump when the layers' recipe changes. */
-const RECIPE = 1;
-
 /** The final quiescent node count may exceed the root alone by this much ("near"). */
 const NODE_SLACK = 4;
-/** RSS growth from the first to the last quartile of the run flagged as suspicious. */
-const RSS_SUSPICIOUS = 0.25;
 
-interface Args {
+export interface Args {
   minutes: number;
   transport?: string;
   workers: number;
@@ -87,101 +71,6 @@ function parseArgs(argv: string[]): Args {
 }
 
 const say = (msg: string): void => { process.stderr.write(`stress: ${msg}\n`); };
-
-// ---- the layers ----
-
-function lowerBody(rel: string, len: number): Buffer {
-  const line = Buffer.from(rel + '\n');
-  const b = Buffer.alloc(len);
-  for (let o = 0; o < len; o += line.length) line.copy(b, o, 0, Math.min(line.length, len - o));
-  return b;
-}
-
-function bigBlock(name: string, b: number): Buffer {
-  return Buffer.from(`${name}:${String(b).padStart(8, '0')}:`.padEnd(64, '.').repeat(BIG_BLOCK / 64));
-}
-
-function whiteout(dir: string, name: string): void {
-  const r = sys.mknodat(-100, toBinary(path.join(dir, name)), 0o020000 | 0o600, 0, 0);
-  if (r < 0) throw new Error(`mknod whiteout ${dir}/${name}: errno ${-r}`);
-}
-
-/**
- * l1 (top) .. l3: shared/ (read only by the workers: 20 merged dirs of 100 files, shadowed
- * copies, whiteouts, an opaque dir, lower hard links, symlinks), big/ (16 MiB files), hot/
- * (read and appended to by every worker), and wK/ per worker slot (its own lower tree, which
- * it copies up, removes and recreates). About 2400 + 330 per slot files.
- */
-function buildLayers(dir: string, slots: number): string[] {
-  const root = path.join(dir, 'layers');
-  const layers = ['l1', 'l2', 'l3'].map((l) => path.join(root, l));
-  const stamp = path.join(root, 'recipe.json');
-  const recipe = JSON.stringify({ RECIPE, slots });
-  if (fs.existsSync(stamp) && fs.readFileSync(stamp, 'utf8') === recipe) return layers;
-  say(`building the lower layers in ${root} (once)`);
-  fs.rmSync(root, { recursive: true, force: true });
-  const put = (li: number, rel: string, len: number): void => {
-    const p = path.join(layers[li], rel);
-    fs.mkdirSync(path.dirname(p), { recursive: true });
-    fs.writeFileSync(p, lowerBody(rel, len));
-  };
-  const mk = (li: number, rel: string): void => { fs.mkdirSync(path.join(layers[li], rel), { recursive: true }); };
-  let n = 0;
-  for (let d = 0; d < SHARED_DIRS; d++) {
-    const dn = `shared/d${String(d).padStart(2, '0')}`;
-    for (let li = 0; li < 3; li++) mk(li, dn);
-    for (let j = 0; j < SHARED_FILES; j++) {
-      const rel = `${dn}/f${String(j).padStart(3, '0')}`;
-      const li = j % 3;
-      const len = 50 + ((j * 97 + d * 13) % 4000);
-      put(li, rel, len);
-      if (j % 7 === 0 && li < 2) put(li + 1, rel, len);
-      if (j % 25 === 0) {
-        const h = `h${String(j).padStart(3, '0')}`;
-        put(2, `${dn}/${h}`, 100);
-        whiteout(path.join(layers[0], dn), h);
-      }
-      n++;
-    }
-  }
-  for (let i = 0; i < 50; i++) put(2, `shared/opq/a${i}`, 300);
-  for (let i = 0; i < 10; i++) put(0, `shared/opq/b${i}`, 300);
-  const opq = sys.openat(-100, toBinary(path.join(layers[0], 'shared/opq')), sys.constants.O_PATH | sys.constants.O_DIRECTORY, 0);
-  const set = opq < 0 ? opq : sys.setxattr(opq, '', 'trusted.overlay.opaque', Buffer.from('y'), 0);
-  if (opq >= 0) sys.close(opq);
-  if (set < 0) throw new Error(`cannot set trusted.overlay.opaque: errno ${-set}`);
-  put(1, 'shared/links/x', 5000);
-  for (const l of ['x1', 'x2', 'x3']) fs.linkSync(path.join(layers[1], 'shared/links/x'), path.join(layers[1], 'shared/links', l));
-  mk(0, 'shared/sym');
-  fs.symlinkSync('../d00/f000', path.join(layers[0], 'shared/sym/s0'));
-  fs.symlinkSync('../d01/f001', path.join(layers[0], 'shared/sym/s1'));
-  fs.symlinkSync('../links/x', path.join(layers[0], 'shared/sym/s2'));
-  for (let li = 0; li < 3; li++) mk(li, 'big');
-  for (let i = 0; i < BIG_FILES; i++) {
-    const name = `big${i}`;
-    const fd = fs.openSync(path.join(layers[2], 'big', name), 'w');
-    for (let b = 0; b < BIG_BYTES / BIG_BLOCK; b++) fs.writeSync(fd, bigBlock(name, b));
-    fs.closeSync(fd);
-  }
-  for (let i = 0; i < HOT_FILES; i++) put(1, `hot/h${i}`, HOT_BASE);
-  for (let k = 0; k < slots; k++) {
-    const w = `w${k}`;
-    for (let s = 0; s < TREE_DIRS; s++) {
-      const sd = `${w}/tree/s${s}`;
-      for (let li = 0; li < 3; li++) mk(li, sd);
-      for (let j = 0; j < TREE_FILES; j++) put(j % 3, `${sd}/f${j}`, 100 + 37 * j);
-      for (let j = 0; j < SUB_FILES; j++) put(2, `${sd}/sub/g${j}`, 200);
-      put(2, `${sd}/hz`, 100);
-      whiteout(path.join(layers[0], sd), 'hz');
-    }
-    mk(0, `${w}/ro`);
-    for (let j = 0; j < RO_FILES; j++) put(j % 2 ? 0 : 2, `${w}/ro/r${j}`, 500 + 11 * j);
-    for (let j = 0; j < 4; j++) put(1 + (j % 2), `${w}/ldir/e${j}`, 100);
-  }
-  fs.writeFileSync(stamp, recipe);
-  say(`layers built: ${n + 60 + 4 + BIG_FILES + HOT_FILES + slots * (TREE_DIRS * (TREE_FILES + SUB_FILES + 1) + RO_FILES + 4)} files`);
-  return layers;
-}
 
 // ---- the daemon ----
 
@@ -231,7 +120,7 @@ async function statusCounters(merged: string): Promise<Counters | undefined> {
 
 // ---- the workers ----
 
-interface Worker {
+export interface Worker {
   slot: number;
   child: ChildProcess;
   total: number;
@@ -245,7 +134,7 @@ interface Worker {
   stderr: string;
 }
 
-interface WorkerError { slot: number; op: string; errno: string; msg: string; t: number }
+export interface WorkerError { slot: number; op: string; errno: string; msg: string; t: number }
 
 function startWorker(slot: number, merged: string, seed: number, errors: WorkerError[], t0: number): Worker {
   const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'python3', WORKER, merged, String(slot), String(seed)], {
@@ -288,21 +177,6 @@ async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
 
 // ---- samples ----
 
-type Phase = 'idle' | 'warmup' | 'load' | 'baseline-busy' | 'baseline' | 'final-busy' | 'final';
-
-interface Sample {
-  t: number;
-  phase: Phase;
-  fds?: number;
-  rss?: number;
-  hwm?: number;
-  counters?: Counters;
-  workEntries?: number;
-  workerOps: number;
-  opsPerSec?: number;
-  fuseOpsPerSec?: number;
-}
-
 function countFds(pid: number): number | undefined {
   try { return fs.readdirSync(`/proc/${pid}/fd`).length; } catch { return undefined; }
 }
@@ -312,26 +186,6 @@ function countEntries(dir: string): number | undefined {
 }
 
 // ---- the run ----
-
-interface Report {
-  args: Args;
-  started: string;
-  transport: string;
-  kernel: string;
-  node: string;
-  layers: string[];
-  durationSeconds: number;
-  interrupted: boolean;
-  samples: Sample[];
-  workers: { slot: number; total: number; ops: Record<string, number>; expected: Record<string, number>; unexpected: number; exit?: Worker['exit']; stderr: string }[];
-  errors: WorkerError[];
-  daemon: { pid: number; exitCode: number | null; signal: string | null; umountCode: number; umountStderr: string; logProblems: string[]; leftMounted: string[]; workEntriesAfter?: number };
-  dirsInTree?: number;
-  rss: { firstQuartileAvg: number; lastQuartileAvg: number; growth: number; suspicious: boolean };
-  failures: string[];
-  warnings: string[];
-  verdict: 'pass' | 'fail';
-}
 
 let stopping = false;
 let stopWake: (() => void) | undefined;
@@ -348,7 +202,7 @@ function pause(ms: number): Promise<void> {
 async function stress(a: Args): Promise<Report> {
   const started = new Date();
   const slots = Math.max(8, a.workers);
-  const lowers = buildLayers(a.dir, slots);
+  const lowers = buildLayers(a.dir, slots, say);
   const runDir = path.join(a.dir, `run-${process.pid}`);
   fs.rmSync(runDir, { recursive: true, force: true });
   const upper = path.join(runDir, 'upper');
@@ -548,13 +402,6 @@ function tail(file: string): string {
   try { return fs.readFileSync(file, 'utf8').trim().split('\n').slice(-5).join('\n'); } catch { return '(no log)'; }
 }
 
-/** pino lines at error (50) or fatal (60). */
-function logErrors(file: string): string[] {
-  let text = '';
-  try { text = fs.readFileSync(file, 'utf8'); } catch { return []; }
-  return text.split('\n').filter((l) => { try { return (JSON.parse(l) as { level?: number }).level! >= 50; } catch { return false; } });
-}
-
 /** Directories in the merged tree, counted by a process of its own (never by us on the mount). */
 function walkCount(merged: string): Promise<number | undefined> {
   return new Promise((resolve) => {
@@ -562,94 +409,6 @@ function walkCount(merged: string): Promise<number | undefined> {
       resolve(err ? undefined : Number(stdout.trim()));
     });
   });
-}
-
-function rssTrend(s: Sample[]): Report['rss'] {
-  const v = s.map((x) => x.rss).filter((x): x is number => x !== undefined);
-  const q = Math.max(1, Math.floor(v.length / 4));
-  const avg = (xs: number[]): number => xs.reduce((x, y) => x + y, 0) / Math.max(1, xs.length);
-  const first = avg(v.slice(0, q));
-  const last = avg(v.slice(-q));
-  const growth = first > 0 ? last / first - 1 : 0;
-  return { firstQuartileAvg: first, lastQuartileAvg: last, growth, suspicious: growth > RSS_SUSPICIOUS };
-}
-
-// ---- the report ----
-
-function markdown(r: Report): string {
-  const by = (p: Phase): Sample | undefined => r.samples.find((s) => s.phase === p);
-  const load = r.samples.filter((s) => s.phase === 'load');
-  const cols: [string, Sample | undefined][] = [
-    ['baseline (quiescent, after warm-up)', by('baseline')], ['first under load', load[0]], ['last under load', load[load.length - 1]],
-    ['end, workers stopped', by('final-busy')], ['final (quiescent)', by('final')],
-  ];
-  const kernel = r.transport === 'kernel';
-  const peak = (f: (s: Sample) => number | undefined): number | undefined => {
-    const v = r.samples.map(f).filter((x): x is number => x !== undefined);
-    return v.length ? Math.max(...v) : undefined;
-  };
-  const rows: [string, (s: Sample) => number | undefined, string][] = [
-    ['daemon fds', (s) => s.fds, ''],
-    ['  of which the directory cache', (s) => s.counters?.dirCacheFds, ''],
-    ['directory cache entries', (s) => s.counters?.dirCacheEntries, ''],
-    ['RSS', (s) => s.rss, 'B'],
-    ['V8 heap used', (s) => s.counters?.heapUsedBytes, 'B'],
-    ['memory held by Buffers (external)', (s) => s.counters?.externalBytes, 'B'],
-    ['open files (core handles)', (s) => s.counters?.openFiles, ''],
-    ...(kernel ? [
-      ['kernel nodes', (s: Sample) => s.counters?.nodes, ''],
-      ['kernel file handles', (s: Sample) => s.counters?.fuseOpenFiles, ''],
-      ['kernel directory handles', (s: Sample) => s.counters?.openDirs, ''],
-      ['passthrough backing ids', (s: Sample) => s.counters?.backingIds, ''],
-      ['nodes bound to a backing id', (s: Sample) => s.counters?.backedNodes, ''],
-    ] as [string, (s: Sample) => number | undefined, string][] : [
-      ['unlinked-but-open files parked', (s: Sample) => s.counters?.hiddenFiles, ''],
-    ] as [string, (s: Sample) => number | undefined, string][]),
-    ['entries in workdir/work', (s) => s.workEntries, ''],
-  ];
-  const fmt = (v: number | undefined, unit: string): string => (v === undefined ? '–' : unit === 'B' ? fmtValue(v, 'B') : String(v));
-  const out: string[] = [];
-  const opsTotal = r.workers.reduce((x, w) => x + w.total, 0);
-  const loadRates = load.map((s) => s.opsPerSec).filter((x): x is number => x !== undefined);
-  const fuseRates = load.map((s) => s.fuseOpsPerSec).filter((x): x is number => x !== undefined);
-  const avg = (xs: number[]): number => Math.round(xs.reduce((x, y) => x + y, 0) / Math.max(1, xs.length));
-  out.push(`# overlayd stress run: ${r.transport} transport, ${r.args.minutes} min, ${r.args.workers} workers`);
-  out.push('');
-  out.push(`${r.started}, Linux ${r.kernel}, node ${r.node}; ${Math.round(r.durationSeconds)} s in all. **Verdict: ${r.verdict.toUpperCase()}**${r.interrupted ? ' (interrupted)' : ''}`);
-  out.push('');
-  for (const f of r.failures) out.push(`- FAIL: ${f}`);
-  for (const w of r.warnings) out.push(`- note: ${w}`);
-  if (r.failures.length || r.warnings.length) out.push('');
-  out.push(`| | ${cols.map((c) => c[0]).join(' | ')} | peak |`);
-  out.push(`| --- | ${cols.map(() => '---:').join(' | ')} | ---: |`);
-  for (const [label, f, unit] of rows) {
-    out.push(`| ${label} | ${cols.map((c) => (c[1] ? fmt(f(c[1]), unit) : '–')).join(' | ')} | ${fmt(peak(f), unit)} |`);
-  }
-  const hwm = peak((s) => s.hwm);
-  out.push('');
-  out.push(`- RSS trend under load: first quartile ${fmtValue(r.rss.firstQuartileAvg, 'B')}, last quartile ${fmtValue(r.rss.lastQuartileAvg, 'B')} (${r.rss.growth >= 0 ? '+' : ''}${(r.rss.growth * 100).toFixed(1)}%${r.rss.suspicious ? ', suspicious' : ''}); peak (VmHWM) ${hwm !== undefined ? fmtValue(hwm, 'B') : '–'}`);
-  out.push(`- throughput: ${opsTotal} worker operations (${avg(loadRates)}/s under load), ${avg(fuseRates)} FUSE requests/s served`);
-  out.push(`- directories in the tree at the end: ${r.dirsInTree ?? '?'}; daemon exit ${r.daemon.signal ?? r.daemon.exitCode}, overlayd umount exit ${r.daemon.umountCode}, left mounted: ${r.daemon.leftMounted.length ? r.daemon.leftMounted.join(' ') : 'nothing'}, workdir/work after unmount: ${r.daemon.workEntriesAfter ?? '?'} entries`);
-  const ops: Record<string, number> = {};
-  const expected: Record<string, number> = {};
-  for (const w of r.workers) {
-    for (const [k, v] of Object.entries(w.ops)) ops[k] = (ops[k] ?? 0) + v;
-    for (const [k, v] of Object.entries(w.expected)) expected[k] = (expected[k] ?? 0) + v;
-  }
-  out.push(`- operations: ${Object.entries(ops).sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`);
-  out.push(`- expected errors: ${Object.entries(expected).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}; unexpected: ${r.errors.length || 'none'}`);
-  for (const e of r.errors.slice(0, 20)) out.push(`  - ${e.t.toFixed(0)} s, worker ${e.slot}, ${e.op}: ${e.errno} ${e.msg}`);
-  out.push('');
-  // A timeline of at most ~20 rows.
-  const tl = r.samples;
-  const step = Math.max(1, Math.ceil(tl.length / 20));
-  out.push('| t (s) | phase | fds | RSS | nodes | backing ids | open files | ops/s | FUSE req/s |');
-  out.push('| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
-  tl.forEach((s, i) => {
-    if (i % step !== 0 && s.phase === 'load' && i !== tl.length - 1) return;
-    out.push(`| ${s.t} | ${s.phase} | ${s.fds ?? '–'} | ${s.rss ? fmtValue(s.rss, 'B') : '–'} | ${s.counters?.nodes ?? '–'} | ${s.counters?.backingIds ?? '–'} | ${s.counters?.openFiles ?? '–'} | ${s.opsPerSec ?? '–'} | ${s.fuseOpsPerSec ?? '–'} |`);
-  });
-  return out.join('\n') + '\n';
 }
 
 async function main(): Promise<void> {
