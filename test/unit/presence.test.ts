@@ -9,6 +9,7 @@ import { S_IFCHR, lstatAt } from '../../src/host/stat';
 import { E } from '../../src/core/errors';
 import { DirNode } from '../../src/core/dircache';
 import type { Layer } from '../../src/core/layers';
+import { lookupIn } from '../../src/core/lookup';
 import { lowerPositive, probe, whiteoutFile } from '../../src/core/presence';
 import { DT_CHR, listMerged } from '../../src/core/readdir';
 import { removeTree, tmpdir } from '../lib/tree';
@@ -120,6 +121,7 @@ t.test('EACCES: an error; lookup fails with it, a removal counts the name presen
   const lower = { writable: false } as unknown as Layer;
   t.equal(asNobody(() => lowerPositive([{ layer: upper, fd: -1 }, { layer: lower, fd }], upper, 'f')), true, 'ovl_lower_positive: "assume something is there"');
   const node = new DirNode('/', [{ layer: lower, fd }], false, false);
+  t.throws(() => asNobody(() => lookupIn(node, 'f')), { code: 'EACCES' }, 'ovl_lookup_single: the lookup fails with it');
   // A second listing (as root) is kept for the layer that cannot change; the third reads it and
   // stats what getdents left unclear, which is where nobody meets EACCES.
   listMerged(node);
