@@ -5,7 +5,7 @@
 // the work directory and renamed into place, as ovl_copy_up and ovl_create_over_whiteout do.
 import { sys } from '../host/native';
 import { isDir, isLnk, isReg, lstatAt } from '../host/stat';
-import type { Caller, CoreEvents, OverlayConfig } from './config';
+import { DAEMON_CALLER, type Caller, type CoreEvents, type OverlayConfig } from './config';
 import type { DirNode } from './dircache';
 import { CopyUp, CopyUpPending } from './copyup';
 import { E, FsError, check } from './errors';
@@ -163,10 +163,9 @@ export class UpperWriter {
 
   /** Sets owner to the caller's when the daemon is someone else (files are born the daemon's). */
   ownByCaller(dirFd: number, name: string, caller: Caller, parentGid?: number): void {
-    const daemonUid = process.getuid?.() ?? 0;
-    const daemonGid = process.getgid?.() ?? 0;
     const gid = parentGid ?? caller.gid;
-    if (caller.uid === daemonUid && gid === daemonGid) return;
+    // The daemon's own ids, read once (two syscalls per create otherwise): it never changes them.
+    if (caller.uid === DAEMON_CALLER.uid && gid === DAEMON_CALLER.gid) return;
     const st = check(lstatAt(dirFd, name), 'stat', name);
     // Already so (a setgid directory handed its group down): a chown would only clear bits.
     if (st.uid === caller.uid && st.gid === gid) return;
