@@ -431,6 +431,15 @@ export class Overlay {
     return this.attrOfFd(h.fd, h.inUpper);
   }
 
+  /**
+   * fgetattr of a file create() just made: made in upper with O_EXCL, it has no copy-up origin
+   * to read, so its number is its own (one getxattr less per create).
+   */
+  createdAttr(id: number): Attr {
+    const st = check(lstatAt(this.handle(id).fd, ''), 'fstat');
+    return attrFrom(st, this.inodes.of(st.dev, st.ino), true, this.ids);
+  }
+
   mkdir(path: string, mode: number, caller: Caller): void {
     create.mkdir(this.w('mkdir', path), path, mode, this.stored(caller));
   }

@@ -68,7 +68,7 @@ export function create(o: KernelOps, req: Request): Reply {
   const fh = o.overlay.create(path, c.mode & 0o7777, flags, o.caller(req, c.umask));
   let attr: Attr;
   try {
-    attr = o.overlay.fgetattr(fh);
+    attr = o.overlay.createdAttr(fh);
   } catch (err) {
     o.overlay.release(fh);
     throw err;
