@@ -176,6 +176,24 @@ export class Overlay {
   }
 
   /**
+   * getattr of `path` for a caller that already reported `ino` for the upper non-directory
+   * `key` (host dev:ino). While the path still shows that object, the number stands: an upper
+   * object's origin is written before it is linked in and never changes, so it is not read
+   * again (the origin cache is keyed by ctime, which every setattr and write moves: one
+   * getxattr per GETATTR or SETATTR of an upper file, three per file of a tar x). `ino` must
+   * be what was reported for the object at `path` when the caller last looked it up: a host
+   * inode number freed by an unlink may come back at once for a new file (ext4), so the key
+   * alone cannot tell an old object's number from the new one's.
+   */
+  getattrOfUpper(path: string, key: string, ino: bigint): Attr {
+    const r = this.resolver.get(path);
+    const top = r.entries[0];
+    const st = top.stat;
+    if (top.layer !== this.stack.upper || isDir(st.mode) || `${st.dev}:${st.ino}` !== key) return this.attrOf(r);
+    return attrFrom(st, ino, true, this.ids);
+  }
+
+  /**
    * getattr of an entry of the listing of `dir` made at generation `listedAt`. While nothing
    * changed since, the layers above the entry's own are known to hold neither the name nor a
    * whiteout of it, so the lookup starts at the entry's layer.

@@ -180,7 +180,12 @@ export class KernelOps implements Handler {
     const path = this.table.pathOf(node);
     if (path !== undefined) {
       try {
-        const a = this.overlay.getattr(path);
+        // An upper file's node learns its number afresh each time the table links it to a
+        // name (entry), so node.ino is that of the object its path shows, even where the host
+        // reused a freed inode number for it.
+        const a = node.key !== undefined && node.ino !== undefined
+          ? this.overlay.getattrOfUpper(path, node.key, node.ino)
+          : this.overlay.getattr(path);
         this.table.refresh(node, a);
         node.ino = a.ino;
         return a;

@@ -187,3 +187,30 @@ t.test('leftovers in workdir/work are removed when the overlay opens', async (t)
   t.same(fs.readdirSync(w), [], 'emptied');
   t.equal(ov.getattr('/f').size, 1, 'and the mount works');
 });
+
+t.test('the number a copy-up keeps, given back without reading the origin again; a new file\'s own', async (t) => {
+  const s = coreStack([{ d: { dir: { f: 'x', g: 'y' } } }], {}, t);
+  const ov = s.ov;
+  const lowerIno = ov.getattr('/d/f').ino;
+  ov.chmod('/d/f', 0o600);
+  const a = ov.getattr('/d/f');
+  t.equal(a.ino, lowerIno, 'the copy shows its origin\'s number');
+  t.ok(a.inUpper && a.realIno !== undefined && a.realIno !== lowerIno, 'an upper object of its own');
+  const key = `${a.dev}:${a.realIno}`;
+  ov.chmod('/d/f', 0o640); // moves ctime, the origin cache's key
+  const again = ov.getattrOfUpper('/d/f', key, a.ino);
+  t.same(again, ov.getattr('/d/f'), 'the same object: the attributes a full getattr gives');
+  t.equal(again.mode & 0o7777, 0o640, 'fresh attributes');
+  t.same(ov.getattrOfUpper('/d/f', `${a.dev}:0`, 1n), ov.getattr('/d/f'), 'another object than the one named: looked up in full');
+  // Removed and made again: ext4 may hand the new file the freed inode number, so only the
+  // caller knows which object its number was for (the kernel transport learns it afresh each
+  // time it links a node to a name).
+  ov.unlink('/d/f');
+  const fh = ov.create('/d/f', 0o644, C.O_WRONLY, DAEMON_CALLER);
+  const made = ov.createdAttr(fh);
+  t.same(made, ov.fgetattr(fh), 'a created file: its own number, as fgetattr reads it');
+  t.equal(made.ino, made.realIno, 'no origin');
+  ov.release(fh);
+  // A path still below: the number of the lower object, whatever was passed.
+  t.same(ov.getattrOfUpper('/d/g', key, a.ino), ov.getattr('/d/g'), 'a lower object: looked up in full');
+});
