@@ -67,12 +67,13 @@ export function markdown(r: Report): string {
     ['end, workers stopped', by('final-busy')], ['final (quiescent)', by('final')],
   ];
   const kernel = r.transport === 'kernel';
+  const many = (r.args.mounts ?? 1) > 1;
   const peak = (f: (s: Sample) => number | undefined): number | undefined => {
     const v = r.samples.map(f).filter((x): x is number => x !== undefined);
     return v.length ? Math.max(...v) : undefined;
   };
   const rows: [string, (s: Sample) => number | undefined, string][] = [
-    ['daemon fds', (s) => s.fds, ''],
+    [many ? 'server fds' : 'daemon fds', (s) => s.fds, ''],
     ['  of which the directory cache', (s) => s.counters?.dirCacheFds, ''],
     ['directory cache entries', (s) => s.counters?.dirCacheEntries, ''],
     ['RSS', (s) => s.rss, 'B'],
@@ -96,7 +97,7 @@ export function markdown(r: Report): string {
   const loadRates = load.map((s) => s.opsPerSec).filter((x): x is number => x !== undefined);
   const fuseRates = load.map((s) => s.fuseOpsPerSec).filter((x): x is number => x !== undefined);
   const avg = (xs: number[]): number => Math.round(xs.reduce((x, y) => x + y, 0) / Math.max(1, xs.length));
-  out.push(`# overlayd stress run: ${r.transport} transport, ${r.args.minutes} min, ${r.args.workers} workers`);
+  out.push(`# overlayd stress run: ${r.transport} transport, ${r.args.minutes} min, ${many ? `${r.args.mounts} mounts served by one server, ` : ''}${r.args.workers} workers`);
   out.push('');
   out.push(`${r.started}, Linux ${r.kernel}, node ${r.node}; ${Math.round(r.durationSeconds)} s in all. **Verdict: ${r.verdict.toUpperCase()}**${r.interrupted ? ' (interrupted)' : ''}`);
   out.push('');
@@ -112,7 +113,7 @@ export function markdown(r: Report): string {
   out.push('');
   out.push(`- RSS trend under load: first quartile ${fmtValue(r.rss.firstQuartileAvg, 'B')}, last quartile ${fmtValue(r.rss.lastQuartileAvg, 'B')} (${r.rss.growth >= 0 ? '+' : ''}${(r.rss.growth * 100).toFixed(1)}%${r.rss.suspicious ? ', suspicious' : ''}); peak (VmHWM) ${hwm !== undefined ? fmtValue(hwm, 'B') : '–'}`);
   out.push(`- throughput: ${opsTotal} worker operations (${avg(loadRates)}/s under load), ${avg(fuseRates)} FUSE requests/s served`);
-  out.push(`- directories in the tree at the end: ${r.dirsInTree ?? '?'}; daemon exit ${r.daemon.signal ?? r.daemon.exitCode}, overlayd umount exit ${r.daemon.umountCode}, left mounted: ${r.daemon.leftMounted.length ? r.daemon.leftMounted.join(' ') : 'nothing'}, workdir/work after unmount: ${r.daemon.workEntriesAfter ?? '?'} entries`);
+  out.push(`- directories in the tree at the end: ${r.dirsInTree ?? '?'}; ${many ? `server pid ${r.daemon.pid} left: ${r.failures.some((f) => f.startsWith('the server did not leave')) ? 'no' : 'yes'}` : `daemon exit ${r.daemon.signal ?? r.daemon.exitCode}`}, overlayd umount exit ${r.daemon.umountCode}, left mounted: ${r.daemon.leftMounted.length ? r.daemon.leftMounted.join(' ') : 'nothing'}, workdir/work after unmount: ${r.daemon.workEntriesAfter ?? '?'} entries`);
   const ops: Record<string, number> = {};
   const expected: Record<string, number> = {};
   for (const w of r.workers) {

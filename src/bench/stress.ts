@@ -14,6 +14,7 @@ import { sys } from '../host/native';
 import { DAEMON_NODE_FLAGS } from '../cli/node-flags';
 import type { Counters } from '../cli/registry';
 import { buildLayers } from './stress-layers';
+import { run, Server, SERVER_IDLE_MS, statusCounters, type ServedMount } from './stress-server';
 import { logErrors, markdown, rssTrend, type Phase, type Report, type Sample } from './stress-report';
 import { argsOrExit, eachFlag, fmtValue, memoryOf, mountedPoints, sleep } from './util';
 
@@ -24,7 +25,11 @@ const WORKER = path.join(REPO, 'src', 'bench', 'stress-worker.py');
 const USAGE = `usage: npm run stress -- [options]
   --minutes N            how long the workers run, warm-up included (default 30; fractions allowed)
   --transport T          kernel | fuse-native (default: overlayd's default, kernel as root)
-  --workers N            worker processes (default 4)
+  --workers N            worker processes (default 4, or N of --mounts if more)
+  --mounts N             with N > 1: N mounts (each its own upper and work directory over the
+                         same lower layers) served by one resident overlayd server, the
+                         workers spread over them round-robin (kernel transport; default 1:
+                         one mount, a daemon of its own)
   --out FILE             results JSON (and FILE with .md: the Markdown summary);
                          default bench-results/stress-TRANSPORT-TIMESTAMP.json
   --interval S           seconds between samples (default 10)
@@ -39,6 +44,7 @@ export interface Args {
   minutes: number;
   transport?: string;
   workers: number;
+  mounts: number;
   out?: string;
   interval: number;
   warmup?: number;
@@ -47,7 +53,8 @@ export interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { minutes: 30, workers: 4, interval: 10, dir: '/var/tmp/overlayd-stress', keep: false };
+  let workersGiven = false;
+  const a: Args = { minutes: 30, workers: 4, mounts: 1, interval: 10, dir: '/var/tmp/overlayd-stress', keep: false };
   eachFlag(argv, (k, v) => {
     const num = (min: number): number => {
       const n = Number(v());
@@ -57,7 +64,8 @@ function parseArgs(argv: string[]): Args {
     switch (k) {
       case '--minutes': a.minutes = num(0.1); break;
       case '--transport': a.transport = v(); if (!['kernel', 'fuse-native'].includes(a.transport)) throw new Error('--transport: kernel or fuse-native'); break;
-      case '--workers': a.workers = Math.floor(num(1)); break;
+      case '--workers': a.workers = Math.floor(num(1)); workersGiven = true; break;
+      case '--mounts': a.mounts = Math.floor(num(1)); break;
       case '--out': a.out = path.resolve(v()); break;
       case '--interval': a.interval = num(1); break;
       case '--warmup': a.warmup = num(0); break;
@@ -67,6 +75,11 @@ function parseArgs(argv: string[]): Args {
       default: throw new Error(`unknown argument ${k}\n${USAGE}`);
     }
   });
+  if (a.mounts > 1) {
+    if (a.transport === 'fuse-native') throw new Error('--mounts N > 1 needs the kernel transport (the server serves only kernel mounts)');
+    if (!workersGiven) a.workers = Math.max(a.workers, a.mounts);
+    if (a.workers < a.mounts) throw new Error(`--workers ${a.workers} is fewer than --mounts ${a.mounts}: each mount needs a worker`);
+  }
   return a;
 }
 
@@ -96,26 +109,6 @@ function startDaemon(opts: string, merged: string, logFile: string): Daemon {
 
 function isMountedAt(mp: string): boolean {
   return mountedPoints().has(mp);
-}
-
-function run(args: string[], timeoutMs = 30000): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === 'number' ? (err as unknown as { code: number }).code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-async function statusCounters(merged: string): Promise<Counters | undefined> {
-  const r = await run(['status', '--json', merged], 15000);
-  if (r.code !== 0) return undefined;
-  try {
-    const e = (JSON.parse(r.stdout) as { counters?: Counters }[])[0];
-    return e?.counters;
-  } catch {
-    return undefined;
-  }
 }
 
 // ---- the workers ----
@@ -188,6 +181,13 @@ function countEntries(dir: string): number | undefined {
 // ---- the run ----
 
 let stopping = false;
+/** The run's server, for an aborted run to kill: detached, it would outlive us, serving its mounts in a namespace nobody sees. */
+let activeServer: Server | undefined;
+
+function killServer(): void {
+  const pid = activeServer?.pid;
+  if (pid !== undefined && !activeServer?.gone()) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+}
 let stopWake: (() => void) | undefined;
 
 /** Sleeps, but returns at once when the run is being stopped (Ctrl-C). */
@@ -205,13 +205,18 @@ async function stress(a: Args): Promise<Report> {
   const lowers = buildLayers(a.dir, slots, say);
   const runDir = path.join(a.dir, `run-${process.pid}`);
   fs.rmSync(runDir, { recursive: true, force: true });
-  const upper = path.join(runDir, 'upper');
-  const work = path.join(runDir, 'work');
-  const merged = path.join(runDir, 'merged');
-  const logFile = path.join(runDir, 'daemon.log');
-  for (const d of [upper, work, merged]) fs.mkdirSync(d, { recursive: true });
-  const opts = [`lowerdir=${lowers.join(':')}`, `upperdir=${upper}`, `workdir=${work}`, ...(a.transport ? [`transport=${a.transport}`] : [])].join(',');
-  const workDir = path.join(work, 'work');
+  // One mount: today's layout in runDir itself; N: runDir/mK/ each.
+  const mounts: ServedMount[] = Array.from({ length: a.mounts }, (_, k) => {
+    const base = a.mounts === 1 ? runDir : path.join(runDir, `m${k}`);
+    return { merged: path.join(base, 'merged'), upper: path.join(base, 'upper'), work: path.join(base, 'work'), log: path.join(base, 'daemon.log') };
+  });
+  for (const m of mounts) for (const d of [m.upper, m.work, m.merged]) fs.mkdirSync(d, { recursive: true });
+  const optsOf = (m: ServedMount): string => [`lowerdir=${lowers.join(':')}`, `upperdir=${m.upper}`, `workdir=${m.work}`, ...(a.transport ? [`transport=${a.transport}`] : [])].join(',');
+  const merged = mounts[0].merged;
+  const logFile = mounts[0].log;
+  const server = a.mounts > 1 ? new Server(mounts) : undefined;
+  if (server) Server.environment(path.join(runDir, 'run'));
+  activeServer = server;
 
   const samples: Sample[] = [];
   const errors: WorkerError[] = [];
@@ -225,13 +230,22 @@ async function stress(a: Args): Promise<Report> {
   const t0 = Date.now();
   const now = (): number => (Date.now() - t0) / 1000;
 
+  // The serving process: the daemon of the one mount, or the server of them all.
+  const servedPid = (): number => server?.pid ?? daemon?.pid ?? 0;
+  const servedGone = (): boolean => (server ? server.gone() : daemon?.exited ?? true);
+  const countersNow = (): Promise<Counters | undefined> => (server ? server.counters() : statusCounters(merged));
+  const workEntriesNow = (): number | undefined => {
+    const n = mounts.map((m) => countEntries(path.join(m.work, 'work')));
+    return n.some((x) => x === undefined) ? undefined : n.reduce((x: number, y) => x + (y ?? 0), 0);
+  };
+
   const sample = async (phase: Phase): Promise<Sample> => {
-    const d = daemon as Daemon;
-    const counters = await statusCounters(merged);
-    const mem = memoryOf(d.pid);
+    const pid = servedPid();
+    const counters = await countersNow();
+    const mem = memoryOf(pid);
     const s: Sample = {
-      t: Math.round(now() * 10) / 10, phase, fds: countFds(d.pid), rss: mem?.rss, hwm: mem?.peak, counters,
-      workEntries: countEntries(workDir), workerOps: workers.reduce((x, w) => x + w.total, 0),
+      t: Math.round(now() * 10) / 10, phase, fds: countFds(pid), rss: mem?.rss, hwm: mem?.peak, counters,
+      workEntries: workEntriesNow(), workerOps: workers.reduce((x, w) => x + w.total, 0),
     };
     // Against the sample before, whatever its phase: paused workers count nothing meanwhile.
     const prev = samples[samples.length - 1];
@@ -252,7 +266,9 @@ async function stress(a: Args): Promise<Report> {
    * alike both times), let the kernel forget what it can, then sample twice (before and after).
    */
   const quiesce = async (phase: 'baseline' | 'final'): Promise<void> => {
-    const walked = await walkCount(merged);
+    // Each mount walked: the summed directory caches then compare with the summed trees.
+    let walked: number | undefined = 0;
+    for (const m of mounts) { const n = await walkCount(m.merged); walked = n === undefined || walked === undefined ? undefined : walked + n; }
     if (phase === 'final') dirsInTree = walked;
     await sleep(3000);
     await sample(phase === 'baseline' ? 'baseline-busy' : 'final-busy');
@@ -260,7 +276,7 @@ async function stress(a: Args): Promise<Report> {
     for (let i = 0; i < 8; i++) {
       fs.writeFileSync('/proc/sys/vm/drop_caches', '2\n');
       await sleep(1500);
-      const c = await statusCounters(merged);
+      const c = await countersNow();
       const nodes = c?.nodes ?? c?.fds ?? 0;
       if (i >= 1 && nodes === last) break;
       last = nodes;
@@ -279,21 +295,26 @@ async function stress(a: Args): Promise<Report> {
 
   let interrupted = false;
   try {
-    say(`mounting ${merged}${a.transport ? ` (transport ${a.transport})` : ''}`);
-    daemon = startDaemon(opts, merged, logFile);
-    const d = daemon;
-    if (!await waitFor(() => isMountedAt(merged) || d.exited, 30000) || !isMountedAt(merged)) {
-      throw new Error(`overlayd did not mount ${merged}: ${tail(logFile)}`);
+    if (server) {
+      say(`mounting ${a.mounts} overlays under ${runDir} through one server (run dir ${process.env.OVERLAYD_RUN_DIR})`);
+      await server.mountAll(optsOf, say);
+    } else {
+      say(`mounting ${merged}${a.transport ? ` (transport ${a.transport})` : ''}`);
+      const d = daemon = startDaemon(optsOf(mounts[0]), merged, logFile);
+      if (!await waitFor(() => isMountedAt(merged) || d.exited, 30000) || !isMountedAt(merged)) {
+        throw new Error(`overlayd did not mount ${merged}: ${tail(logFile)}`);
+      }
     }
-    const first = await statusCounters(merged);
-    if (!first) throw new Error('overlayd status --json shows no counters for the mount');
+    const first = await countersNow();
+    if (!first) throw new Error('overlayd status --json shows no counters for the mounts');
     transport = a.transport ?? (first.nodes !== undefined ? 'kernel' : 'fuse-native');
     const total = a.minutes * 60;
     const warm = Math.min(a.warmup ?? Math.min(120, Math.max(20, total * 0.1)), total / 3);
-    say(`transport ${transport}, ${a.workers} workers, ${a.minutes} min (warm-up ${Math.round(warm)} s), sampling every ${a.interval} s`);
+    say(`transport ${transport}, ${a.mounts} mount${a.mounts > 1 ? 's' : ''}, ${a.workers} workers, ${a.minutes} min (warm-up ${Math.round(warm)} s), sampling every ${a.interval} s`);
     await sample('idle');
     const seed = Date.now() % 1000000;
-    for (let k = 0; k < a.workers; k++) workers.push(startWorker(k, merged, seed + k, errors, t0));
+    // Round-robin: worker k on mount k mod N, so each mount has at least one.
+    for (let k = 0; k < a.workers; k++) workers.push(startWorker(k, mounts[k % mounts.length].merged, seed + k, errors, t0));
     const end = t0 + total * 1000;
     const warmEnd = Date.now() + warm * 1000;
     while (!stopping && Date.now() < warmEnd) {
@@ -309,10 +330,10 @@ async function stress(a: Args): Promise<Report> {
     while (!stopping && Date.now() < end) {
       await pause(Math.min(a.interval * 1000, Math.max(0, end - Date.now())));
       if (!stopping || Date.now() >= end) await sample('load');
-      if (d.exited) break;
+      if (servedGone()) break;
       if (workers.some((w) => w.exit)) { failures.push(`a worker exited during the run (slot ${workers.find((w) => w.exit)?.slot})`); break; }
     }
-    if (d.exited) failures.push('the daemon exited during the run');
+    if (servedGone()) failures.push(`the ${server ? 'server' : 'daemon'} exited during the run`);
     interrupted = stopping;
     say(interrupted ? 'interrupted: stopping the workers' : 'stopping the workers');
     for (const w of workers) { try { w.child.kill('SIGTERM'); } catch { /* gone */ } }
@@ -321,32 +342,39 @@ async function stress(a: Args): Promise<Report> {
       for (const w of workers) { try { w.child.kill('SIGKILL'); } catch { /* gone */ } }
       await waitFor(() => workers.every((w) => w.exit), 5000);
     }
-    if (!d.exited) {
+    if (!servedGone()) {
       await quiesce('final');
       say('unmounting with overlayd umount');
-      umount = await run(['umount', merged], 60000);
+      umount = server ? await server.unmountAll() : await run(['umount', merged], 60000);
     }
-    const ex = await Promise.race([d.exit, sleep(15000).then(() => undefined)]);
-    if (!ex) failures.push('the daemon did not exit within 15 s of overlayd umount');
+    if (server) {
+      // Its exit code is not ours to see (it is no child of ours): it must leave, and its mounts' logs stay clean.
+      if (!await waitFor(() => server.gone(), SERVER_IDLE_MS + 15000)) failures.push(`the server did not leave within ${(SERVER_IDLE_MS + 15000) / 1000} s of the last unmount`);
+    } else if (daemon) {
+      const ex = await Promise.race([daemon.exit, sleep(15000).then(() => undefined)]);
+      if (!ex) failures.push('the daemon did not exit within 15 s of overlayd umount');
+    }
   } catch (err) {
     failures.push(`run aborted: ${(err as Error).message}`);
   } finally {
     for (const w of workers) { if (!w.exit) { try { w.child.kill('SIGKILL'); } catch { /* gone */ } } }
     await waitFor(() => workers.every((w) => w.exit), 5000);
-    if (daemon && isMountedAt(merged)) {
-      failures.push(`${merged} still mounted after the run: forcing it off`);
-      await run(['umount', '--force', merged], 30000);
-      if (isMountedAt(merged)) sys.umount2(merged, 2 /* MNT_DETACH */);
+    for (const m of mounts) {
+      if (!isMountedAt(m.merged)) continue;
+      failures.push(`${m.merged} still mounted after the run: forcing it off`);
+      await run(['umount', '--force', m.merged], 30000);
+      if (isMountedAt(m.merged)) sys.umount2(m.merged, 2 /* MNT_DETACH */);
     }
     if (daemon && !daemon.exited) { try { process.kill(daemon.pid, 'SIGKILL'); } catch { /* gone */ } await Promise.race([daemon.exit, sleep(5000)]); }
+    killServer();
   }
 
   // ---- the verdict ----
   const d = daemon;
   const dexit = d?.exited ? await d.exit : { code: null, signal: null };
   const leftMounted = [...mountedPoints()].filter((p) => p.startsWith(runDir));
-  const workEntriesAfter = countEntries(workDir);
-  const logProblems = logErrors(logFile);
+  const workEntriesAfter = workEntriesNow();
+  const logProblems = mounts.flatMap((m) => logErrors(m.log));
   const base = samples.find((s) => s.phase === 'baseline');
   const fin = samples.find((s) => s.phase === 'final');
   const load = samples.filter((s) => s.phase === 'load');
@@ -360,7 +388,7 @@ async function stress(a: Args): Promise<Report> {
     if (w.exit && (w.exit.code !== 0 || !w.final) && !interrupted) failures.push(`worker ${w.slot} exited ${w.exit.signal ?? w.exit.code}${w.final ? '' : ' without its final report'}`);
     if (w.stderr.trim()) failures.push(`worker ${w.slot} wrote to stderr: ${w.stderr.trim().split('\n').slice(-3).join(' | ')}`);
   }
-  if (d && dexit.code !== 0) failures.push(`the daemon exited ${dexit.signal ?? dexit.code}, not 0`);
+  if (d && !server && dexit.code !== 0) failures.push(`the daemon exited ${dexit.signal ?? dexit.code}, not 0`);
   if (umount.code !== 0 && umount.code !== -1) failures.push(`overlayd umount exited ${umount.code}: ${umount.stderr.trim()}`);
   if (leftMounted.length) failures.push(`still mounted: ${leftMounted.join(' ')}`);
   if (logProblems.length) failures.push(`${logProblems.length} error lines in the daemon's log (first: ${logProblems[0].slice(0, 300)})`);
@@ -378,7 +406,7 @@ async function stress(a: Args): Promise<Report> {
       if ((fc.backingIds ?? 0) > (bc?.backingIds ?? 0) || (fc.backingIds ?? 0) > 0) failures.push(`${fc.backingIds} passthrough backing ids live at the end (baseline ${bc?.backingIds})`);
       if (fc.backedNodes !== fc.backingIds) failures.push(`backing ids (${fc.backingIds}) and nodes bound to one (${fc.backedNodes}) disagree`);
       if ((fc.fuseOpenFiles ?? 0) > 0 || (fc.openDirs ?? 0) > 0) failures.push(`kernel handles still open at the end: ${fc.fuseOpenFiles} files, ${fc.openDirs} dirs`);
-      if ((fc.nodes ?? 0) > 1 + NODE_SLACK) failures.push(`${fc.nodes} nodes held after the kernel dropped its inodes (root alone: 1)`);
+      if ((fc.nodes ?? 0) > mounts.length * (1 + NODE_SLACK)) failures.push(`${fc.nodes} nodes held after the kernel dropped its inodes (roots alone: ${mounts.length})`);
     }
     if (fc?.hiddenFiles) failures.push(`${fc.hiddenFiles} unlinked-but-open files still parked at the end`);
     if (fin.workEntries !== undefined && fin.workEntries > (base.workEntries ?? 0)) failures.push(`workdir/work holds ${fin.workEntries} entries at the end (baseline ${base.workEntries})`);
@@ -393,7 +421,7 @@ async function stress(a: Args): Promise<Report> {
     layers: lowers, durationSeconds: now(), interrupted, samples,
     workers: workers.map((w) => ({ slot: w.slot, total: w.total, ops: w.ops, expected: w.expected, unexpected: w.unexpected, exit: w.exit, stderr: w.stderr })),
     errors,
-    daemon: { pid: d?.pid ?? 0, exitCode: dexit.code, signal: dexit.signal, umountCode: umount.code, umountStderr: umount.stderr, logProblems, leftMounted, workEntriesAfter },
+    daemon: { pid: servedPid(), exitCode: dexit.code, signal: dexit.signal, umountCode: umount.code, umountStderr: umount.stderr, logProblems, leftMounted, workEntriesAfter },
     dirsInTree, rss, failures, warnings, verdict: failures.length ? 'fail' : 'pass',
   };
 }
@@ -433,7 +461,8 @@ async function main(): Promise<void> {
       stopping = true;
       stopWake?.();
     } else {
-      say(`${sig} again: aborting; the namespace takes the mount with it`);
+      say(`${sig} again: aborting; the namespace takes the mounts with it`);
+      killServer();
       process.exit(130);
     }
   };
