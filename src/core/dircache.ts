@@ -93,8 +93,9 @@ function closeDoomed(): void {
 }
 
 /**
- * The fds the cache may hold: a quarter of RLIMIT_NOFILE, leaving the rest to the clients'
- * open files (one fd each in the daemon) and to the daemon itself.
+ * The fds the caches of one process may hold together: a quarter of RLIMIT_NOFILE, leaving the
+ * rest to the clients' open files (one fd each in the daemon) and to the daemon itself. A
+ * resident server's mounts share it: 20 caches of a quarter each ran a server out of fds.
  */
 export function dirCacheFdBudget(nofile = sys.nofileLimit(0)): number {
   return Math.max(64, Math.floor((nofile > 0 ? nofile : 1024) / 4));
@@ -102,11 +103,23 @@ export function dirCacheFdBudget(nofile = sys.nofileLimit(0)): number {
 
 const held = (node: DirNode): number => (node.ownsFds ? node.dirs.length : 0);
 
+/** This process's open caches, which share one budget (dirCacheFdBudget() unless set). */
+const live = new Set<DirCache>();
+let processBudget: number | undefined;
+const processFds = (): number => { let n = 0; for (const c of live) n += c.fdCount; return n; };
+
+/** Sets the fds every open cache of this process may hold together (undefined: the default). */
+export function setDirCacheProcessBudget(fds: number | undefined): void {
+  processBudget = fds;
+}
+
 export class DirCache {
   private readonly nodes = new Map<string, DirNode>();
   private fds = 0;
 
-  constructor(private readonly root: DirNode, readonly maxFds = dirCacheFdBudget()) {}
+  constructor(private readonly root: DirNode, readonly maxFds = dirCacheFdBudget()) {
+    live.add(this);
+  }
 
   get(path: string): DirNode | undefined {
     if (path === '/') return this.root;
@@ -123,7 +136,22 @@ export class DirCache {
     this.nodes.set(node.path, node);
     this.fds += held(node);
     // The newest stays, even alone over the budget: the caller is about to use it.
-    while (this.fds > this.maxFds && this.nodes.size > 1) this.drop(this.nodes.keys().next().value as string);
+    while (this.fds > this.maxFds && this.nodes.size > 1) this.dropOldest();
+    // Over the process's budget: the cache holding most gives up its least recently used, so
+    // one busy mount cannot starve the others, nor an idle one keep its fds for ever.
+    const budget = processBudget ??= dirCacheFdBudget();
+    for (let total = processFds(); total > budget;) {
+      let victim: DirCache | undefined;
+      for (const c of live) if (c.nodes.size > (c === this ? 1 : 0) && (!victim || c.fds > victim.fds)) victim = c;
+      if (!victim || victim.fds === 0) break;
+      const before = victim.fds;
+      victim.dropOldest();
+      total -= before - victim.fds;
+    }
+  }
+
+  private dropOldest(): void {
+    this.drop(this.nodes.keys().next().value as string);
   }
 
   private drop(path: string): void {
@@ -150,6 +178,12 @@ export class DirCache {
     for (const node of this.nodes.values()) node.release();
     this.nodes.clear();
     this.fds = 0;
+  }
+
+  /** Empty, and out of the process's budget (its overlay is closing). */
+  close(): void {
+    this.clear();
+    live.delete(this);
   }
 
   get size(): number {

@@ -125,7 +125,7 @@ export class Overlay {
 
   close(): void {
     this.handles.closeAll();
-    this.resolver.cache.clear();
+    this.resolver.cache.close();
     this.writer?.close();
     this.stack.close();
   }
