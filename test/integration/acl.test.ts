@@ -5,12 +5,11 @@
 // Steps run as nobody (setpriv), in a separate process.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { compareRun } from '../lib/compare-run';
+import { compareRun, stepAs } from '../lib/compare-run';
 import { ON_FUSE_NATIVE, type Layout } from '../lib/mounts';
 import type { Tree } from '../lib/tree';
 
-const asNobody = (cmd: string): string =>
-  `setpriv --reuid=65534 --regid=65534 --clear-groups bash -c '${cmd.replace(/'/g, "'\\''")}' 2>&1; echo "status $?"`;
+const asNobody = (cmd: string): string => stepAs(65534, cmd);
 
 const layers: Tree[] = [
   {

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { compareRun, sameAsKernel } from '../lib/compare-run';
+import { compareRun, sameAsKernel, stepAs } from '../lib/compare-run';
 import { layout, mountOverlayd, type Layout } from '../lib/mounts';
 import { removeTree } from '../lib/stack';
 import { build, tmpdir, type Tree } from '../lib/tree';
@@ -39,8 +39,7 @@ ${body}`);
 }
 
 const USER = 4321;
-const asUser = (cmd: string): string =>
-  `setpriv --reuid=${USER} --regid=${USER} --clear-groups bash -c '${cmd.replace(/'/g, "'\\''")}' 2>&1; echo "status $?"`;
+const asUser = (cmd: string): string => stepAs(USER, cmd);
 
 const layers: Tree[] = [
   { shared: { dir: {}, mode: 0o1777 }, data: { dir: { f: '0123456789', a: 'a', b: 'b', u: 'unlinked', l: 'link me' } } },

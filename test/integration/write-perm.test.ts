@@ -3,13 +3,12 @@
 // as on kernel overlayfs. Steps run as nobody (setpriv), in a separate process.
 import t from 'tap';
 import fs from 'node:fs';
-import { compareRun } from '../lib/compare-run';
+import { compareRun, stepAs } from '../lib/compare-run';
 import { ON_FUSE_NATIVE } from '../lib/mounts';
 import type { Tree } from '../lib/tree';
 
 const NOBODY = 65534;
-const asNobody = (cmd: string): string =>
-  `setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups bash -c '${cmd.replace(/'/g, "'\\''")}' 2>&1; echo "status $?"`;
+const asNobody = (cmd: string): string => stepAs(NOBODY, cmd);
 
 const layers: Tree[] = [
   {

@@ -65,6 +65,14 @@ function lowerInodes(lowers: string[]): Map<bigint, LowerObject> {
   return out;
 }
 
+/**
+ * A step run as another user (`setpriv`, its own uid as gid, `groups` as supplementary groups or
+ * none), with its output and exit status as the step's output: both sides must fail alike.
+ */
+export function stepAs(uid: number, cmd: string, groups = ''): string {
+  return `setpriv --reuid=${uid} --regid=${uid} ${groups ? `--groups=${groups}` : '--clear-groups'} bash -c '${cmd.replace(/'/g, "'\\''")}' 2>&1; echo "status $?"`;
+}
+
 export interface StepResult { status: number | null; out: string; err: string }
 
 export interface Side {
