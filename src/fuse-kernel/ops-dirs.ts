@@ -4,7 +4,6 @@ import fs from 'node:fs';
 import { sys } from '../host/native';
 import { S_IFMT } from '../host/stat';
 import { E, FsError, errnoOf } from '../core/errors';
-import { joinPath } from '../core/lookup';
 import type { Attr } from '../core/overlay';
 import {
   ENTRY_OUT, NO_VALIDITY, OUT_HEADER, decodeFsync, decodeRead, decodeRelease, direntSize, encodeDirent, encodeEntry,
@@ -19,9 +18,9 @@ const DT_DIR = 4;
 
 export function opendir(o: KernelOps, req: Request): Reply {
   const node = o.node(req.nodeid);
-  if (!node.dir) throw new FsError(E.ENOTDIR, 'opendir', o.pathOf(node));
+  if (!node.dir) throw new FsError(E.ENOTDIR, 'opendir', `node ${node.id}`);
   const fh = o.nextDir++;
-  o.dirs.set(fh, { node, entries: undefined, listedAt: -1 });
+  o.dirs.set(fh, { node, listing: undefined });
   // The kernel keeps listings while the directory's mtime and change count stay (every entry
   // change comes through this mount and bumps the count); not when asked to cache nothing.
   return { kind: 'open', fh, flags: o.cfg.cacheListings ? FOPEN.CACHE_DIR | FOPEN.KEEP_CACHE : 0, backingId: 0 };
@@ -38,8 +37,7 @@ export function fsyncdir(o: KernelOps, req: Request): Reply | Promise<Reply> {
   const d = o.dirs.get(fh);
   if (!d) throw new FsError(E.EBADF, 'fsyncdir', String(fh));
   // A directory removed since opendir has no name left to sync it by, and nothing in it to keep.
-  const path = o.table.pathOf(d.node);
-  const fd = path === undefined ? undefined : o.overlay.dirToSync(path);
+  const fd = o.union.dirToSync(d.node);
   if (fd === undefined) return EMPTY;
   return new Promise((resolve, reject) => {
     const done = (err: NodeJS.ErrnoException | null): void => {
@@ -59,26 +57,23 @@ function list(o: KernelOps, req: Request, plus: boolean): Reply {
   const { fh, offset, size } = decodeRead(req);
   const d = o.dirs.get(fh);
   if (!d) throw new FsError(E.EBADF, 'readdir', String(fh));
-  const path = o.pathOf(d.node);
-  if (offset === 0 || d.entries === undefined) {
-    d.listedAt = o.overlay.generation;
-    d.entries = plus ? o.overlay.readdirNames(path) : o.overlay.readdir(path);
-  }
+  if (offset === 0 || d.listing === undefined) d.listing = o.union.list(d.node, !plus);
+  const listing = d.listing;
   if (offset < 2 && d.self === undefined) {
-    d.self = d.node.ino ?? o.attrOf(d.node).ino;
+    d.self = d.node.ino ?? o.union.getattr(d.node).ino;
     const up = d.node.parent;
-    try { d.parent = up ? up.ino ?? o.attrOf(up).ino : d.self; } catch { d.parent = d.self; }
+    try { d.parent = up ? up.ino ?? o.union.getattr(up).ino : d.self; } catch { d.parent = d.self; }
   }
   const out = o.session.room(size);
   let pos = OUT_HEADER;
   const end = OUT_HEADER + size;
-  const total = d.entries.length + 2;
+  const total = listing.entries.length + 2;
   for (let i = offset; i < total; i++) {
-    const e = i >= 2 ? d.entries[i - 2] : undefined;
+    const e = i >= 2 ? listing.entries[i - 2] : undefined;
     const name = e ? e.name : i === 0 ? '.' : '..';
     const nameLen = name.length; // a binary string: one char per byte
     if (pos + direntSize(nameLen) + (plus ? ENTRY_OUT : 0) > end) break;
-    const held = e ? heldWithoutAttrs(o.table, d.node, name) : undefined;
+    const held = e ? heldWithoutAttrs(o.union.table, d.node, name) : undefined;
     if (e && held) e.ino = held.ino;
     let attr: Attr | undefined;
     if (e && held === undefined && (plus || e.ino === undefined)) {
@@ -86,11 +81,11 @@ function list(o: KernelOps, req: Request, plus: boolean): Reply {
       // listing is left out, as ovl_cache_update marks it stale; another failure ends this
       // batch, or fails the call that would return nothing (getdents does the same).
       try {
-        if (plus) attr = o.overlay.getattrListed(path, e, d.listedAt);
-        else e.ino = o.overlay.listedIno(path, e, d.listedAt);
+        if (plus) attr = o.union.listedAttr(d.node, listing, e);
+        else e.ino = o.union.listedIno(d.node, listing, e);
       } catch (err) {
         if (errnoOf(err) === E.ENOENT) continue;
-        o.log.warn({ path: joinPath(path, name), err: String(err) }, 'readdir: a listed entry cannot be looked up');
+        o.log.warn({ dir: d.node.id, name, err: String(err) }, 'readdir: a listed entry cannot be looked up');
         if (pos > OUT_HEADER) break;
         throw err;
       }
@@ -99,7 +94,7 @@ function list(o: KernelOps, req: Request, plus: boolean): Reply {
     let type = e ? e.type : DT_DIR;
     if (plus) {
       if (attr && e) {
-        const node = o.table.entry(d.node, name, attr);
+        const node = o.union.named(d.node, name, attr).node;
         encodeEntry(out, pos, node.id, attr, o.cfg.entryValid, o.cfg.attrValid);
         node.lookups++;
         ino = e.ino = attr.ino;

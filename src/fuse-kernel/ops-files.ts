@@ -4,12 +4,11 @@
 import fs from 'node:fs';
 import { C, fuseDevice, sys } from '../host/native';
 import { E, FsError } from '../core/errors';
-import type { Attr } from '../core/overlay';
 import {
   OUT_HEADER, decodeCopyFileRange, decodeCreate, decodeFallocate, decodeFsync, decodeLseek, decodeOpen, decodeRead,
   decodeRelease, decodeWrite, type Request,
 } from './abi';
-import type { Node } from './inodes';
+import type { Node } from '../core/nodes';
 import type { KernelOps } from './ops';
 import type { Binding } from './passthrough';
 import { EMPTY, type Reply } from './session';
@@ -35,11 +34,10 @@ function openFlags(o: KernelOps, flags: number): number {
 function bind(o: KernelOps, node: Node, fh: number): Binding {
   const b = o.passthrough.bind(node, o.overlay.handle(fh));
   if (!b) {
-    o.overlay.release(fh);
+    o.union.release(fh);
     o.retire(node);
     throw new FsError(E.ESTALE, 'open', `node ${node.id} is bound to another file`);
   }
-  node.addFile(fh);
   o.files.set(fh, { node, passthrough: b.passthrough });
   return b;
 }
@@ -47,7 +45,7 @@ function bind(o: KernelOps, node: Node, fh: number): Binding {
 export function open(o: KernelOps, req: Request): Reply {
   const node = o.node(req.nodeid);
   const flags = openFlags(o, decodeOpen(req));
-  const fh = o.overlay.open(o.pathOf(node), flags);
+  const fh = o.union.open(node, flags);
   if (flags & C.O_TRUNC) {
     const a = o.overlay.fgetattr(fh);
     const kill = suidBitsToDrop(a, req);
@@ -61,26 +59,10 @@ export function open(o: KernelOps, req: Request): Reply {
 }
 
 export function create(o: KernelOps, req: Request): Reply {
-  const parent = o.node(req.nodeid);
   const c = decodeCreate(req);
   const flags = openFlags(o, c.flags);
-  const path = o.childPath(parent, c.name);
-  const fh = o.overlay.create(path, c.mode & 0o7777, flags, o.caller(req, c.umask));
-  let attr: Attr;
-  try {
-    attr = o.overlay.createdAttr(fh);
-  } catch (err) {
-    o.overlay.release(fh);
-    throw err;
-  }
-  const node = o.table.entry(parent, c.name, attr);
-  let b: Binding;
-  try {
-    b = bind(o, node, fh);
-  } catch (err) {
-    o.table.maybeDrop(node);
-    throw err;
-  }
+  const { node, attr, fh } = o.union.create(o.node(req.nodeid), c.name, c.mode & 0o7777, flags, o.caller(req, c.umask));
+  const b = bind(o, node, fh);
   node.lookups++;
   return { kind: 'create', nodeid: node.id, attr, entryValid: o.cfg.entryValid, attrValid: o.cfg.attrValid, fh, flags: b.flags, backingId: b.backingId };
 }
@@ -89,15 +71,8 @@ export function release(o: KernelOps, req: Request): Reply {
   const fh = decodeRelease(req);
   const f = o.files.get(fh);
   o.files.delete(fh);
-  if (f) {
-    f.node.dropFile(fh);
-    o.passthrough.unbind(f.node, f);
-  }
-  try {
-    o.overlay.release(fh);
-  } finally {
-    if (f) o.table.maybeDrop(f.node);
-  }
+  if (f) o.passthrough.unbind(f.node, f);
+  o.union.release(fh);
   return EMPTY;
 }
 

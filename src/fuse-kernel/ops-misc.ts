@@ -82,42 +82,39 @@ export function statfs(o: KernelOps): Reply {
 
 export function setxattr(o: KernelOps, req: Request): Reply {
   const node = o.node(req.nodeid);
-  const path = o.pathOf(node);
   const x = decodeSetxattr(req);
-  o.overlay.setxattr(path, x.name, Buffer.from(x.value), x.flags);
+  o.union.setxattr(node, x.name, Buffer.from(x.value), x.flags);
   // An ACL written as an xattr also sets the mode (and the kernel refreshes only the ctime).
   o.session.invalAttr(node.id);
   return EMPTY;
 }
 
 /** The value, or its size where the caller asked with size 0; ERANGE where it does not fit. */
-function xattrReply(o: KernelOps, size: number, value: Buffer, op: string, path: string): Reply {
+function xattrReply(o: KernelOps, size: number, value: Buffer, op: string, id: number): Reply {
   if (size === 0) return { kind: 'count', n: value.length };
-  if (value.length > size) throw new FsError(E.ERANGE, op, path);
+  if (value.length > size) throw new FsError(E.ERANGE, op, `node ${id}`);
   return o.bytes(value);
 }
 
 export function getxattr(o: KernelOps, req: Request): Reply {
-  const path = o.pathOf(o.node(req.nodeid));
   const g = decodeGetxattr(req, true);
-  return xattrReply(o, g.size, o.overlay.getxattr(path, g.name), 'getxattr', path);
+  return xattrReply(o, g.size, o.union.getxattr(o.node(req.nodeid), g.name), 'getxattr', req.nodeid);
 }
 
 export function listxattr(o: KernelOps, req: Request): Reply {
-  const path = o.pathOf(o.node(req.nodeid));
   const g = decodeGetxattr(req, false);
-  const names = o.overlay.listxattr(path, callerCapable(req.pid, req.uid, CAP_SYS_ADMIN));
-  return xattrReply(o, g.size, Buffer.from(names.map((n) => n + '\0').join(''), 'latin1'), 'listxattr', path);
+  const names = o.union.listxattr(o.node(req.nodeid), callerCapable(req.pid, req.uid, CAP_SYS_ADMIN));
+  return xattrReply(o, g.size, Buffer.from(names.map((n) => n + '\0').join(''), 'latin1'), 'listxattr', req.nodeid);
 }
 
 export function removexattr(o: KernelOps, req: Request): Reply {
   const node = o.node(req.nodeid);
-  o.overlay.removexattr(o.pathOf(node), decodeName(req));
+  o.union.removexattr(node, decodeName(req));
   o.session.invalAttr(node.id);
   return EMPTY;
 }
 
 export function access(o: KernelOps, req: Request): Reply {
-  o.overlay.access(o.pathOf(o.node(req.nodeid)), decodeAccess(req));
+  o.union.access(o.node(req.nodeid), decodeAccess(req));
   return EMPTY;
 }

@@ -1,16 +1,15 @@
-// The kernel transport's requests, one handler each (ops-*.ts), over the node table the kernel's
-// lookups and FORGETs keep, and the state they share: open files and directories, the cache
-// timeouts, the passthrough policy. A handler takes the decoded request and returns its reply
+// The kernel transport's requests, one handler each (ops-*.ts), over the union's node tree (the
+// kernel's lookups and FORGETs count its references), and the state they share: open files and
+// directories, the cache timeouts, the passthrough policy. A handler takes the decoded request and returns its reply
 // (or a promise of it), or throws an FsError whose errno the session sends.
 import { CopyUpPending } from '../core/copyup';
-import { E, FsError, errnoOf } from '../core/errors';
+import { E, FsError } from '../core/errors';
 import type { Caller } from '../core/config';
-import { joinPath } from '../core/lookup';
+import type { Node } from '../core/nodes';
 import type { Attr, Overlay } from '../core/overlay';
-import type { DirEntry } from '../core/readdir';
+import { Union, type Listing } from '../core/union';
 import type { Logger } from '../log/logger';
 import { OUT_HEADER, type Request, type Validity } from './abi';
-import { NodeTable, type Node } from './inodes';
 import * as dirs from './ops-dirs';
 import * as entries from './ops-entries';
 import * as files from './ops-files';
@@ -94,16 +93,14 @@ export interface OpenFile {
 export interface DirHandle {
   node: Node;
   /** The listing; d_ino filled in when first needed (READDIRPLUS learns it from the attributes). */
-  entries: (DirEntry & { ino?: bigint })[] | undefined;
-  /** Overlay.generation when the listing was made. */
-  listedAt: number;
+  listing: Listing | undefined;
   /** ino of "." and "..", looked up when first listed. */
   self?: bigint;
   parent?: bigint;
 }
 
 export class KernelOps implements Handler {
-  readonly table = new NodeTable();
+  readonly union: Union;
   readonly files = new Map<number, OpenFile>();
   readonly dirs = new Map<number, DirHandle>();
   nextDir = 1;
@@ -121,10 +118,8 @@ export class KernelOps implements Handler {
   ) {
     // Requests that need a copy-up of file data wait for it off the loop (see retryAfter).
     overlay.backgroundWork = true;
-    overlay.onCopyUp = (path) => {
-      const node = this.table.find(path);
-      if (node) this.session.invalAttr(node.id);
-    };
+    this.union = new Union(overlay);
+    this.union.onCopyUp = (node) => this.session.invalAttr(node.id);
     session.onEnd(() => this.close());
   }
 
@@ -143,67 +138,29 @@ export class KernelOps implements Handler {
 
   /** Lets go of the files the kernel never released (the session ended). */
   private close(): void {
-    for (const [id, f] of this.files) {
-      try { this.overlay.release(id); } catch { /* already gone */ }
-      if (f.passthrough && f.node.backing) this.passthrough.dropBacking(f.node);
-    }
+    for (const f of this.files.values()) this.passthrough.unbind(f.node, f);
+    this.union.releaseAll();
     this.files.clear();
     this.dirs.clear();
-    this.log.info({ counters: { ops: this.session.ops, reads: this.reads, writes: this.writes, nodes: this.table.size, invalidations: this.session.invalidations, ...this.passthrough.stats } }, 'FUSE session ended');
+    this.log.info({ counters: { ops: this.session.ops, reads: this.reads, writes: this.writes, nodes: this.union.table.size, invalidations: this.session.invalidations, ...this.passthrough.stats } }, 'FUSE session ended');
   }
 
   // ---- what the handlers share ----
 
   node(id: number): Node {
-    const n = this.table.get(id);
-    if (!n) throw new FsError(E.ESTALE, 'node', String(id));
-    return n;
-  }
-
-  pathOf(node: Node): string {
-    const p = this.table.pathOf(node);
-    if (p === undefined) throw new FsError(E.ENOENT, 'path', `node ${node.id}`);
-    return p;
-  }
-
-  childPath(parent: Node, name: string): string {
-    if (name.length === 0 || name.includes('/')) throw new FsError(E.EINVAL, 'name', name);
-    return joinPath(this.pathOf(parent), name);
+    return this.union.node(id);
   }
 
   caller(req: Request, umask?: number): Caller {
     return { uid: req.uid, gid: req.gid, pid: req.pid, umask };
   }
 
-  /** Attributes of a node: by its path, else (unlinked but open) through one of its files. */
-  attrOf(node: Node, fh?: number): Attr {
-    const path = this.table.pathOf(node);
-    if (path !== undefined) {
-      try {
-        // An upper file's node learns its number afresh each time the table links it to a
-        // name (entry), so node.ino is that of the object its path shows, even where the host
-        // reused a freed inode number for it.
-        const a = node.key !== undefined && node.ino !== undefined
-          ? this.overlay.getattrOfUpper(path, node.key, node.ino)
-          : this.overlay.getattr(path);
-        this.table.refresh(node, a);
-        node.ino = a.ino;
-        return a;
-      } catch (err) {
-        if (errnoOf(err) !== E.ENOENT || (!node.files && fh === undefined)) throw err;
-      }
-    }
-    const id = fh !== undefined && this.files.get(fh)?.node === node ? fh : node.anyFile();
-    if (id === undefined) throw new FsError(E.ENOENT, 'getattr', `node ${node.id}`);
-    return this.overlay.fgetattr(id);
-  }
-
   /**
    * The entry reply for parent/name, just resolved to `attr`; counts the kernel's lookup. Like
    * attrReply, only to be returned synchronously (see Session.attrReply).
    */
-  entry(parent: Node, name: string, attr: Attr): Reply {
-    const node = this.table.entry(parent, name, attr);
+  entry(e: { node: Node; attr: Attr }): Reply {
+    const { node, attr } = e;
     node.lookups++;
     return this.session.entryReply(node.id, attr, this.cfg.entryValid, this.cfg.attrValid);
   }
@@ -219,14 +176,9 @@ export class KernelOps implements Handler {
     return this.session.bytesReply(buf, src.length);
   }
 
-  forget(id: number, n: number): void {
-    const node = this.table.get(id);
-    if (node) this.table.forget(node, n);
-  }
-
   /** The node stops standing for its names; the kernel is told to forget its dentries. */
   retire(node: Node): void {
     for (const l of node.links) this.session.invalEntry(l.parent.id, l.name);
-    this.table.retire(node);
+    this.union.table.retire(node);
   }
 }

@@ -13,7 +13,7 @@ import { shown } from '../host/bytes';
 import { lstatAt } from '../host/stat';
 import type { Logger } from '../log/logger';
 import type { FuseDevice } from './device';
-import type { Node } from './inodes';
+import type { Node } from '../core/nodes';
 import { FOPEN } from './protocol';
 
 /** -o passthrough=: `upper` (the default) binds upper files and those of a read-only mount; `all` lower readers too. */
@@ -24,6 +24,21 @@ export interface Binding {
   flags: number;
   backingId: number;
   passthrough: boolean;
+}
+
+/** The passthrough backing file a kernel inode is bound to while files on it are open. */
+export interface Backing {
+  id: number;
+  /** Real identity (host dev:ino) of the backing file. */
+  key: string;
+  refs: number;
+}
+
+/** What a node's open files hold of the kernel inode: its backing file, or its page cache. */
+interface NodeBinding {
+  backing: Backing | undefined;
+  /** Files opened without passthrough (the inode's page cache is in use). */
+  cachedOpens: number;
 }
 
 export interface PassthroughCounters {
@@ -38,6 +53,8 @@ export class Passthrough {
   on = false;
   readonly stats: PassthroughCounters = { passthroughOpens: 0, cachedOpens: 0, backingIds: 0 };
   private warned = false;
+  /** Nodes with open files (RELEASE not yet seen); dropped with their last. */
+  private readonly bound = new Map<Node, NodeBinding>();
 
   /** `mode`: what was asked, already 'off' where the daemon cannot register backing files. */
   constructor(readonly mode: PassthroughMode, private readonly dev: FuseDevice, private readonly log: Logger) {}
@@ -47,6 +64,13 @@ export class Passthrough {
    * serves it; undefined where the node is bound to another file than `h`'s (a conflict).
    */
   bind(node: Node, h: FileHandle): Binding | undefined {
+    const nb = this.bound.get(node) ?? { backing: undefined, cachedOpens: 0 };
+    const b = this.decide(nb, h);
+    if (b && !this.bound.has(node)) this.bound.set(node, nb);
+    return b;
+  }
+
+  private decide(node: NodeBinding, h: FileHandle): Binding | undefined {
     let flags = FOPEN.NOFLUSH;
     let backingId = 0;
     let passthrough = false;
@@ -86,12 +110,27 @@ export class Passthrough {
 
   /** A file opened with `b` is released. */
   unbind(node: Node, b: { passthrough: boolean }): void {
-    if (b.passthrough) this.dropBacking(node);
-    else node.cachedOpens--;
+    const nb = this.bound.get(node);
+    if (!nb) return;
+    if (b.passthrough) this.dropBacking(nb);
+    else nb.cachedOpens--;
+    if (!nb.backing && nb.cachedOpens <= 0) this.bound.delete(node);
+  }
+
+  /** Whether the node is bound to a backing file now. */
+  isBacked(node: Node): boolean {
+    return this.bound.get(node)?.backing !== undefined;
+  }
+
+  /** Nodes bound to a backing file (for counters). */
+  get backedNodes(): number {
+    let n = 0;
+    for (const nb of this.bound.values()) if (nb.backing) n++;
+    return n;
   }
 
   /** One file less on the node's backing file; the id is closed with the last. */
-  dropBacking(node: Node): void {
+  private dropBacking(node: NodeBinding): void {
     const b = node.backing;
     if (!b) return;
     if (--b.refs > 0) return;

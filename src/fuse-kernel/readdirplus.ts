@@ -6,7 +6,7 @@
 // invalidations), so the listing names it without them, for free. Not a directory: the kernel
 // marks those stale itself whenever an entry inside changes, and whoever lists this one is
 // likely to descend into them next.
-import type { Node, NodeTable } from './inodes';
+import type { Node, NodeTable } from '../core/nodes';
 
 /** The node `dir/name` is listed by without attributes, or undefined: look it up and send them. */
 export function heldWithoutAttrs(table: NodeTable, dir: Node, name: string): Node | undefined {

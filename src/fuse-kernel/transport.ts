@@ -5,7 +5,8 @@
 //
 // Its parts: mount.ts mounts (mount(2) or fusermount3); device.ts is the open /dev/fuse;
 // session.ts reads requests and sends replies and notifications; abi.ts is the wire format;
-// ops.ts and ops-*.ts answer each request over the node table (inodes.ts); passthrough.ts,
+// ops.ts and ops-*.ts answer each request with a call of the union over its node tree
+// (core/union.ts, core/nodes.ts); passthrough.ts,
 // setuid.ts and readdirplus.ts are the policies those answers follow.
 import fs from 'node:fs';
 import { toBinary } from '../host/bytes';
@@ -158,7 +159,7 @@ export class KernelTransport implements Transport {
   counters(): TransportCounters {
     const o = this.kernel;
     if (!o) return {};
-    return { ringOps: o.session.ringOps, nodes: o.table.size, fuseOpenFiles: o.files.size, openDirs: o.dirs.size, backingIds: o.passthrough.stats.backingIds, backedNodes: o.table.backedNodes() };
+    return { ringOps: o.session.ringOps, nodes: o.union.table.size, fuseOpenFiles: o.files.size, openDirs: o.dirs.size, backingIds: o.passthrough.stats.backingIds, backedNodes: o.passthrough.backedNodes };
   }
 
   /** 1 + the deepest stacking under any layer (a layer on overlayfs or FUSE is itself stacked). */

@@ -77,20 +77,20 @@ t.test('LOOKUP, GETATTR and FORGET keep the kernel\'s reference counts', async (
   t.equal(d1.entryValid, 86400, 'entries cached a day by default');
   const f = entryOf(dev.call(Op.LOOKUP, d1.nodeid, body.name('f')).body);
   t.equal(f.size, 5);
-  t.equal(ops.table.get(d1.nodeid)?.lookups, 2, 'two lookups counted');
+  t.equal(ops.union.table.get(d1.nodeid)?.lookups, 2, 'two lookups counted');
   const a = attrOf(dev.call(Op.GETATTR, f.nodeid, body.u32s(0, 0, 0, 0)).body);
   t.same([a.ino, a.size, a.mode], [f.ino, 5, 0o100644]);
   dev.push(Op.FORGET, f.nodeid, body.u64s(1));
   t.same(dev.deliver(), [], 'FORGET is not answered');
-  t.equal(ops.table.get(f.nodeid), undefined, 'forgotten: the node is gone');
+  t.equal(ops.union.table.get(f.nodeid), undefined, 'forgotten: the node is gone');
   t.equal(dev.call(Op.GETATTR, f.nodeid, body.u32s(0, 0, 0, 0)).error, -E.ESTALE, 'a forgotten node is stale');
   dev.push(Op.BATCH_FORGET, 0, Buffer.concat([body.u32s(1, 0), body.u64s(d1.nodeid, 1)]));
   dev.deliver();
-  t.equal(ops.table.get(d1.nodeid)?.lookups, 1, 'BATCH_FORGET drops one of two');
+  t.equal(ops.union.table.get(d1.nodeid)?.lookups, 1, 'BATCH_FORGET drops one of two');
   dev.push(Op.BATCH_FORGET, 0, Buffer.concat([body.u32s(1, 0), body.u64s(d1.nodeid, 1)]));
   dev.deliver();
-  t.equal(ops.table.get(d1.nodeid), undefined, 'and then the other');
-  t.equal(ops.table.size, 1, 'only the root is left');
+  t.equal(ops.union.table.get(d1.nodeid), undefined, 'and then the other');
+  t.equal(ops.union.table.size, 1, 'only the root is left');
 });
 
 t.test('a missing name: a cached negative entry, or ENOENT when misses are not cached', async (t) => {
@@ -128,7 +128,7 @@ t.test('READDIR and READDIRPLUS encode the merged listing', async (t) => {
   t.equal(p.file.nodeid, 0, 'a held file: named without attributes');
   t.equal(p.file.ino, held.ino, 'its d_ino is the one the kernel has');
   t.ok(p.old.nodeid! > 0, 'another file: its entry');
-  t.equal(ops.table.get(p.old.nodeid!)?.lookups, 1, 'which counts a lookup');
+  t.equal(ops.union.table.get(p.old.nodeid!)?.lookups, 1, 'which counts a lookup');
   t.equal(p['.'].nodeid, 0, '"." carries no entry');
   t.equal(dev.call(Op.RELEASEDIR, ROOT, body.u64s(fh, 0, 0)).error, 0);
   t.equal(dev.call(Op.READDIR, ROOT, body.read(fh, 0, 4096)).error, -E.EBADF, 'a released handle');

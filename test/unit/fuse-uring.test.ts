@@ -65,7 +65,7 @@ t.test('offered and ready: asked for at INIT, registered once the reply is out, 
   const node = entryOf(r.body).nodeid;
   dev.push(Op.FORGET, node, body.u64s(1));
   dev.deliver();
-  t.equal(ops.table.size, 1, 'a FORGET read from /dev/fuse drops the node the ring handed out');
+  t.equal(ops.union.table.size, 1, 'a FORGET read from /dev/fuse drops the node the ring handed out');
 
   // A batch of several: each answered on its own entry.
   const us = [ring.push(Op.LOOKUP, ROOT, body.name('d')), ring.push(Op.LOOKUP, ROOT, body.name('nope')), ring.push(Op.GETATTR, ROOT, body.u32s(0, 0, 0, 0))];

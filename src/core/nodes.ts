@@ -1,4 +1,6 @@
-// Node ids the kernel holds, and the merged paths they stand for.
+// The one tree of merged objects: a node per object a client holds (the kernel's lookups, or
+// an open file), with its names. Nodes are what the union's operations take (union.ts); their
+// merged paths are derived from the tree, never kept beside it.
 //
 // Directories, and anything still in a lower layer, are named by their place in the tree, as
 // the kernel's overlay gives each lower name its own inode (lower hard links are broken apart
@@ -10,22 +12,14 @@
 // names lives on while the kernel still holds it (an unlinked file that is still open).
 // Ids are never reused within a mount, so the generation is always 0.
 import { isDir } from '../host/stat';
-import type { Attr } from '../core/overlay';
-import { joinPath } from '../core/lookup';
+import type { Attr } from './overlay';
+import { joinPath } from './lookup';
 
 export const ROOT_ID = 1;
 
 export interface Link {
   parent: Node;
   name: string;
-}
-
-/** The passthrough backing file a kernel inode is bound to while files on it are open. */
-export interface Backing {
-  id: number;
-  /** Real identity (host dev:ino) of the backing file. */
-  key: string;
-  refs: number;
 }
 
 export class Node {
@@ -36,9 +30,6 @@ export class Node {
    * the first open, as most nodes are never opened (see addFile).
    */
   files: Set<number> | undefined;
-  /** Of those, the ones opened without passthrough (the inode's page cache is in use). */
-  cachedOpens = 0;
-  backing: Backing | undefined;
   /** The first name, inline (most nodes have exactly one); parent undefined: no name. */
   parent: Node | undefined = undefined;
   name = '';
@@ -146,25 +137,22 @@ export class NodeTable {
     return this.byId.get(id);
   }
 
-  /** Nodes bound to a passthrough backing file (for counters; walks the table). */
-  backedNodes(): number {
-    let n = 0;
-    for (const node of this.byId.values()) if (node.backing && node.backing.refs > 0) n++;
-    return n;
-  }
-
   pathOf(node: Node): string | undefined {
     return node.path(this.gen);
   }
 
-  /** The node standing for a merged path, if the kernel holds one. */
+  /** The node standing for a merged path, if a client holds one. */
   find(path: string): Node | undefined {
+    if (path === '/') return this.root;
     let n: Node | undefined = this.root;
-    for (const name of path.split('/')) {
-      if (name !== '') n = n.children?.get(name);
-      if (!n) return undefined;
+    let from = 1;
+    while (n) {
+      const end = path.indexOf('/', from);
+      n = n.children?.get(end < 0 ? path.slice(from) : path.slice(from, end));
+      if (end < 0) return n;
+      from = end + 1;
     }
-    return n;
+    return undefined;
   }
 
   /** The child name of `parent` some node stands for, if any. */
@@ -183,16 +171,8 @@ export class NodeTable {
   }
 
   private nodeFor(parent: Node, name: string, attr: Attr): Node {
+    if (isDir(attr.mode)) return this.dirChild(parent, name);
     const existing = this.child(parent, name);
-    if (isDir(attr.mode)) {
-      let n = existing;
-      if (!n?.dir) {
-        if (existing) this.unlinkName(parent, name);
-        n = this.make(true);
-        this.link(n, parent, name);
-      }
-      return n;
-    }
     const key = keyOf(attr);
     if (key === undefined) {
       // A lower object: one node per name.
@@ -219,6 +199,16 @@ export class NodeTable {
     const n = this.make(false);
     n.key = key;
     this.byKey.set(key, n);
+    this.link(n, parent, name);
+    return n;
+  }
+
+  /** The directory node for parent/name, now known to show a directory; made if needed. */
+  dirChild(parent: Node, name: string): Node {
+    const existing = this.child(parent, name);
+    if (existing?.dir) return existing;
+    if (existing) this.unlinkName(parent, name);
+    const n = this.make(true);
     this.link(n, parent, name);
     return n;
   }
