@@ -1,10 +1,13 @@
 // Merged directories already resolved, each holding O_PATH fds of its real directory in every
-// contributing layer. Lookups below a cached directory cost one fstatat per layer and never
-// walk the host path again. Bounded by the fds it holds, not by directories (one directory of
-// a 60-layer stack holds 60): the least recently used directories are closed first.
+// contributing layer, kept on the directory's node of the one tree (nodes.ts): the tree is the
+// dentry cache, this bounds what it holds. Lookups below a cached directory cost one fstatat
+// per layer and never walk the host path again. Bounded by the fds it holds, not by
+// directories (one directory of a 60-layer stack holds 60): the least recently used
+// directories are closed first, and their nodes dropped unless a client holds them.
 // Coherence rests on the rule overlayfs states too: layers change only through the mount.
 import { sys, type Listing } from '../host/native';
 import type { Layer } from './layers';
+import type { Node, NodeTable } from './nodes';
 
 /** One real directory that contributes to a merged directory. */
 export interface LayerDir {
@@ -17,6 +20,7 @@ const INDEX_AFTER = 8;
 
 export class DirNode {
   constructor(
+    /** The merged path it was resolved at, for messages (a rename drops the stack). */
     readonly path: string,
     /** Top to bottom; stops at the first opaque directory. */
     readonly dirs: LayerDir[],
@@ -114,35 +118,44 @@ export function setDirCacheProcessBudget(fds: number | undefined): void {
 }
 
 export class DirCache {
-  private readonly nodes = new Map<string, DirNode>();
+  /** Nodes holding a stack (the root's aside), least recently used first. */
+  private readonly held = new Set<Node>();
   private fds = 0;
 
-  constructor(private readonly root: DirNode, readonly maxFds = dirCacheFdBudget()) {
+  constructor(private readonly tree: NodeTable, rootStack: DirNode, readonly maxFds = dirCacheFdBudget()) {
+    tree.root.stack = rootStack;
     live.add(this);
   }
 
-  get(path: string): DirNode | undefined {
-    if (path === '/') return this.root;
-    const node = this.nodes.get(path);
-    if (node) {
-      this.nodes.delete(path);
-      this.nodes.set(path, node);
+  /** The node's stack, if cached (marking it used). */
+  get(node: Node): DirNode | undefined {
+    const s = node.stack;
+    if (s && node !== this.tree.root) {
+      this.held.delete(node);
+      this.held.add(node);
     }
-    return node;
+    return s;
   }
 
-  set(node: DirNode): void {
-    this.drop(node.path);
-    this.nodes.set(node.path, node);
-    this.fds += held(node);
+  /** The stack cached for a merged path, if any. */
+  getPath(path: string): DirNode | undefined {
+    const node = this.tree.find(path);
+    return node && this.get(node);
+  }
+
+  set(node: Node, stack: DirNode): void {
+    this.unhold(node);
+    node.stack = stack;
+    this.held.add(node);
+    this.fds += held(stack);
     // The newest stays, even alone over the budget: the caller is about to use it.
-    while (this.fds > this.maxFds && this.nodes.size > 1) this.dropOldest();
+    while (this.fds > this.maxFds && this.held.size > 1) this.dropOldest();
     // Over the process's budget: the cache holding most gives up its least recently used, so
     // one busy mount cannot starve the others, nor an idle one keep its fds for ever.
     const budget = processBudget ??= dirCacheFdBudget();
     for (let total = processFds(); total > budget;) {
       let victim: DirCache | undefined;
-      for (const c of live) if (c.nodes.size > (c === this ? 1 : 0) && (!victim || c.fds > victim.fds)) victim = c;
+      for (const c of live) if (c.held.size > (c === this ? 1 : 0) && (!victim || c.fds > victim.fds)) victim = c;
       if (!victim || victim.fds === 0) break;
       const before = victim.fds;
       victim.dropOldest();
@@ -151,33 +164,50 @@ export class DirCache {
   }
 
   private dropOldest(): void {
-    this.drop(this.nodes.keys().next().value as string);
+    this.drop(this.held.values().next().value as Node);
   }
 
-  private drop(path: string): void {
-    const node = this.nodes.get(path);
-    if (!node) return;
-    node.release();
-    this.fds -= held(node);
-    this.nodes.delete(path);
+  /** Closes the node's stack; the node goes too unless something else holds it. */
+  private drop(node: Node): void {
+    if (this.unhold(node)) this.tree.maybeDrop(node);
   }
 
-  /** Forget `path` and everything below it; call after the core changes them on disk. */
-  invalidate(path: string): void {
-    if (path === '/') { this.clear(); return; }
-    const prefix = path + '/';
-    for (const p of [...this.nodes.keys()]) if (p === path || p.startsWith(prefix)) this.drop(p);
+  private unhold(node: Node): boolean {
+    const s = node.stack;
+    if (!s || node === this.tree.root) return false;
+    s.release();
+    this.fds -= held(s);
+    node.stack = undefined;
+    this.held.delete(node);
+    return true;
   }
 
-  /** Forget only `path` itself (its layer set changed, e.g. after copy-up), keep descendants. */
+  /** Forget the stacks of `node` and of everything below it; call after the core changes them on disk. */
+  invalidate(node: Node): void {
+    if (node === this.tree.root) { this.clear(); return; }
+    const below: Node[] = [];
+    const walk = (n: Node): void => {
+      if (n.stack) below.push(n);
+      if (n.children) for (const c of n.children.values()) if (c.dir) walk(c);
+    };
+    walk(node);
+    for (const n of below) this.drop(n);
+  }
+
+  /** invalidate() of the node at a merged path, if there is one (nothing below it is cached otherwise). */
+  invalidatePath(path: string): void {
+    const node = this.tree.find(path);
+    if (node) this.invalidate(node);
+  }
+
+  /** Forget only the stack at `path` (its layer set changed, e.g. after copy-up), keep descendants. */
   invalidateOne(path: string): void {
-    this.drop(path);
+    const node = this.tree.find(path);
+    if (node) this.drop(node);
   }
 
   clear(): void {
-    for (const node of this.nodes.values()) node.release();
-    this.nodes.clear();
-    this.fds = 0;
+    for (const node of [...this.held]) this.drop(node);
   }
 
   /** Empty, and out of the process's budget (its overlay is closing). */
@@ -187,7 +217,7 @@ export class DirCache {
   }
 
   get size(): number {
-    return this.nodes.size;
+    return this.held.size;
   }
 
   /** The layer directory fds the cached directories hold open (for counters). */

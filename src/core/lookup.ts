@@ -2,6 +2,7 @@
 import { C, sys } from '../host/native';
 import { isDir, lstatAt, type Stat } from '../host/stat';
 import { DirCache, DirNode, type LayerDir } from './dircache';
+import { NodeTable, type Node } from './nodes';
 import { E, check, fail } from './errors';
 import type { Layer, LayerStack } from './layers';
 import { lookupAbsolute, parseRedirect, type RedirectMode, type Redirects } from './redirect';
@@ -115,15 +116,20 @@ function openDirIn(layer: Layer, parentFd: number, name: string): number {
   return check(fd, 'open', name);
 }
 
-/** Resolves merged paths to layer entries, caching merged directories. */
+/**
+ * Resolves merged names to layer entries, by node of the one tree or by path (walking the tree
+ * from the root), caching merged directories on their nodes.
+ */
 export class Resolver {
+  /** The one tree of merged objects: what clients hold, and the cached directories. */
+  readonly tree = new NodeTable();
   readonly cache: DirCache;
   readonly redirects: Redirects;
 
   /** `cacheFds`: how many fds the directory cache may hold (default: dirCacheFdBudget()). */
   constructor(readonly stack: LayerStack, cacheFds?: number, redirect: { mode: RedirectMode; xattr: string } = { mode: 'follow', xattr: OverlayXattrs.of(false).redirect }) {
     const rootDirs: LayerDir[] = stack.layers.map((layer) => ({ layer, fd: layer.fd }));
-    this.cache = new DirCache(new DirNode('/', rootDirs, false, false), cacheFds);
+    this.cache = new DirCache(this.tree, new DirNode('/', rootDirs, false, false), cacheFds);
     this.redirects = { ...redirect, roots: rootDirs };
   }
 
@@ -134,14 +140,46 @@ export class Resolver {
 
   /** The merged directory at `path`; ENOENT or ENOTDIR as the kernel would say. */
   dir(path: string): DirNode {
-    const cached = this.cache.get(path);
+    let node = this.tree.root;
+    let stack = node.stack as DirNode;
+    let from = 1;
+    while (from < path.length) {
+      const end = path.indexOf('/', from);
+      const name = end < 0 ? path.slice(from) : path.slice(from, end);
+      const child = node.children?.get(name);
+      const cached = child && this.cache.get(child);
+      if (child && cached) {
+        node = child;
+        stack = cached;
+      } else {
+        node = this.childDir(node, stack, name, end < 0 ? path : path.slice(0, end));
+        stack = node.stack as DirNode;
+      }
+      if (end < 0) break;
+      from = end + 1;
+    }
+    return stack;
+  }
+
+  /** The merged directory a node of the tree stands for (ENOENT for one with no name left). */
+  dirOf(node: Node): DirNode {
+    const cached = this.cache.get(node);
     if (cached) return cached;
-    const [parentPath, name] = splitPath(path);
-    const parent = this.dir(parentPath);
-    const r = this.lookup(parent, name);
+    const parent = node.parent;
+    if (!parent || !node.dir) fail(node.dir ? E.ENOENT : E.ENOTDIR, 'lookup', `node ${node.id}`);
+    const at = this.childDir(parent, this.dirOf(parent), node.name, joinPath(parent.stack?.path ?? '?', node.name));
+    if (at !== node) fail(E.ENOENT, 'lookup', `node ${node.id}`);
+    return node.stack as DirNode;
+  }
+
+  /** Resolves parent/name, a directory, caching it on its node (returned). */
+  private childDir(parent: Node, parentStack: DirNode, name: string, path: string): Node {
+    const r = this.lookup(parentStack, name);
     if (!r) fail(E.ENOENT, 'lookup', path);
     if (!isDir(r.entries[0].stat.mode)) fail(E.ENOTDIR, 'lookup', path);
-    return this.cacheDir(path, r.entries, r.opaque);
+    const node = this.tree.dirChild(parent, name);
+    this.cacheDir(node, path, r.entries, r.opaque);
+    return node;
   }
 
   /** Resolves any merged path; undefined when it does not exist. */
@@ -162,7 +200,7 @@ export class Resolver {
 
 
   private rootResolved(): Resolved {
-    const root = this.cache.get('/') as DirNode;
+    const root = this.tree.root.stack as DirNode;
     const entries = root.dirs.map((d) => ({
       layer: d.layer,
       parentFd: d.fd,
@@ -172,7 +210,7 @@ export class Resolver {
     return { path: '/', name: '', parent: undefined, entries, opaque: false };
   }
 
-  private cacheDir(path: string, entries: Entry[], opaque: boolean): DirNode {
+  private cacheDir(node: Node, path: string, entries: Entry[], opaque: boolean): DirNode {
     const dirs: LayerDir[] = [];
     try {
       for (const e of entries) dirs.push({ layer: e.layer, fd: openDirIn(e.layer, e.parentFd, e.name) });
@@ -180,8 +218,8 @@ export class Resolver {
       for (const d of dirs) sys.close(d.fd);
       throw err;
     }
-    const node = new DirNode(path, dirs, opaque, true);
-    this.cache.set(node);
-    return node;
+    const stack = new DirNode(path, dirs, opaque, true);
+    this.cache.set(node, stack);
+    return stack;
   }
 }

@@ -12,6 +12,7 @@
 // names lives on while the kernel still holds it (an unlinked file that is still open).
 // Ids are never reused within a mount, so the generation is always 0.
 import { isDir } from '../host/stat';
+import type { DirNode } from './dircache';
 import type { Attr } from './overlay';
 import { joinPath } from './lookup';
 
@@ -46,6 +47,11 @@ export class Node {
   ino: bigint | undefined;
   /** Stands for no name any more, even if one shows the same object (see NodeTable.retire). */
   retired = false;
+  /**
+   * A directory's resolved layer stack (its O_PATH fds in every layer that contributes), while
+   * the directory cache holds it (dircache.ts): lookups below then never walk a host path.
+   */
+  stack: DirNode | undefined = undefined;
   private pathCache: string | undefined;
   private pathGen = -1;
 
@@ -141,7 +147,7 @@ export class NodeTable {
     return node.path(this.gen);
   }
 
-  /** The node standing for a merged path, if a client holds one. */
+  /** The node standing for a merged path, if there is one (held by a client, or a cached directory). */
   find(path: string): Node | undefined {
     if (path === '/') return this.root;
     let n: Node | undefined = this.root;
@@ -304,7 +310,7 @@ export class NodeTable {
     if (node.key !== undefined && node.nameCount === 0 && !node.files && this.byKey.get(node.key) === node) {
       this.byKey.delete(node.key);
     }
-    if (node.id === ROOT_ID || node.lookups > 0 || node.files) return;
+    if (node.id === ROOT_ID || node.lookups > 0 || node.files || node.stack) return;
     if (node.children && node.children.size > 0) return;
     if (!this.byId.has(node.id)) return;
     this.byId.delete(node.id);

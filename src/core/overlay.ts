@@ -8,7 +8,8 @@ import { E, FsError, check, fail } from './errors';
 import { InodeNumbers } from './inode';
 import { LayerStack } from './layers';
 import type { DirNode } from './dircache';
-import { Resolver, joinPath, type Resolved } from './lookup';
+import { Resolver, joinPath, splitPath, type Resolved } from './lookup';
+import type { Node, NodeTable } from './nodes';
 import { redirectModeOf } from './redirect';
 import { listMerged, type DirEntry } from './readdir';
 import { OverlayXattrs } from './xattrs';
@@ -162,22 +163,39 @@ export class Overlay {
   }
 
   getattr(path: string): Attr {
-    const node = this.resolver.cache.get(path);
-    if (node?.ino !== undefined) {
-      const top = node.top;
-      const attr = attrFrom(check(lstatAt(top.fd, ''), 'stat', path), node.ino, top.layer === this.stack.upper, this.ids);
-      if (node.merged) attr.nlink = 1;
-      return attr;
-    }
+    const cached = this.resolver.cache.getPath(path);
+    if (cached?.ino !== undefined) return this.stackAttr(cached);
     const r = this.resolver.get(path);
-    const attr = this.attrOf(r);
-    if (node && node.top.layer === r.entries[0].layer) node.ino = attr.ino;
+    return this.noteIno(cached, this.attrOf(r), r);
+  }
+
+  /** getattr of parent/name, by the parent's node of the one tree (no path walked). */
+  lookupAt(parent: Node, name: string): Attr {
+    const child = parent.children?.get(name);
+    const cached = child?.dir ? this.resolver.cache.get(child) : undefined;
+    if (cached?.ino !== undefined) return this.stackAttr(cached);
+    const r = this.resolver.lookup(this.resolver.dirOf(parent), name);
+    if (!r) fail(E.ENOENT, 'lookup', name);
+    return this.noteIno(cached, this.attrOf(r), r);
+  }
+
+  /** A cached directory's attributes: one fstat of its top directory, its number known. */
+  private stackAttr(node: DirNode): Attr {
+    const top = node.top;
+    const attr = attrFrom(check(lstatAt(top.fd, ''), 'stat', node.path), node.ino as bigint, top.layer === this.stack.upper, this.ids);
+    if (node.merged) attr.nlink = 1;
+    return attr;
+  }
+
+  /** Keeps a cached directory's number, once computed, while its top layer stays. */
+  private noteIno(cached: DirNode | undefined, attr: Attr, r: Pick<Resolved, 'entries'>): Attr {
+    if (cached && cached.top.layer === r.entries[0].layer) cached.ino = attr.ino;
     return attr;
   }
 
   /**
-   * getattr of `path` for a caller that already reported `ino` for the upper non-directory
-   * `key` (host dev:ino). While the path still shows that object, the number stands: an upper
+   * getattr of parent/name for a caller that already reported `ino` for the upper non-directory
+   * `key` (host dev:ino). While the name still shows that object, the number stands: an upper
    * object's origin is written before it is linked in and never changes, so it is not read
    * again (the origin cache is keyed by ctime, which every setattr and write moves: one
    * getxattr per GETATTR or SETATTR of an upper file, three per file of a tar x). `ino` must
@@ -185,8 +203,9 @@ export class Overlay {
    * inode number freed by an unlink may come back at once for a new file (ext4), so the key
    * alone cannot tell an old object's number from the new one's.
    */
-  getattrOfUpper(path: string, key: string, ino: bigint): Attr {
-    const r = this.resolver.get(path);
+  getattrOfUpper(parent: Node, name: string, key: string, ino: bigint): Attr {
+    const r = this.resolver.lookup(this.resolver.dirOf(parent), name);
+    if (!r) fail(E.ENOENT, 'lookup', name);
     const top = r.entries[0];
     const st = top.stat;
     if (top.layer !== this.stack.upper || isDir(st.mode) || `${st.dev}:${st.ino}` !== key) return this.attrOf(r);
@@ -476,11 +495,21 @@ export class Overlay {
 
   unlink(path: string): void {
     remove.unlink(this.w('unlink', path, [path]), path);
+    this.dropName(path);
+  }
+
+  /** The tree's node for a name just removed no longer stands for it. */
+  private dropName(path: string): void {
+    const [dir, name] = splitPath(path);
+    const parent = this.resolver.tree.find(dir);
+    if (parent) this.resolver.tree.unlinkName(parent, name);
   }
 
   /** unlink that keeps an open object alive until dropDetached (see remove.detach). */
   detach(path: string): remove.Detached {
-    return remove.detach(this.w('unlink', path, [path]), path);
+    const d = remove.detach(this.w('unlink', path, [path]), path);
+    this.dropName(path);
+    return d;
   }
 
   dropDetached(d: remove.Detached): void {
@@ -495,10 +524,27 @@ export class Overlay {
 
   rmdir(path: string): void {
     remove.rmdir(this.w('rmdir', path, [path]), path);
+    this.dropName(path);
   }
 
   rename(from: string, to: string, flags = 0): void {
     rename(this.w('rename', from, [from, to]), from, to, flags);
+    // The tree follows: the node moves with its name (or the two swap).
+    const tree = this.resolver.tree;
+    const [fromDir, fromName] = splitPath(from);
+    const [toDir, toName] = splitPath(to);
+    const p = tree.find(fromDir);
+    const np = tree.find(toDir);
+    if (p && np) tree.rename(p, fromName, np, toName, (flags & C.RENAME_EXCHANGE) !== 0);
+    else {
+      if (p) tree.unlinkName(p, fromName);
+      if (np) tree.unlinkName(np, toName);
+    }
+  }
+
+  /** The one tree of merged objects (nodes.ts), which the path calls above keep in step. */
+  get tree(): NodeTable {
+    return this.resolver.tree;
   }
 
   chmod(path: string, mode: number): void {

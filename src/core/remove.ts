@@ -46,7 +46,7 @@ function removeName(ctx: WriteContext, r: Resolved, dir: boolean): void {
   } else {
     check(sys.unlinkat(parentFd, name, 0), 'unlink', r.path);
   }
-  if (dir || needsWhiteout) ctx.resolver.cache.invalidate(r.path);
+  if (dir || needsWhiteout) ctx.resolver.cache.invalidatePath(r.path);
 }
 
 /** A name removed from the merged view while a process still has the object open. */

@@ -90,8 +90,8 @@ export function rename(ctx: WriteContext, from: string, to: string, flags: numbe
       ctx.upper.stats.whiteouts++;
     }
   }
-  ctx.resolver.cache.invalidate(from);
-  ctx.resolver.cache.invalidate(to);
+  ctx.resolver.cache.invalidatePath(from);
+  ctx.resolver.cache.invalidatePath(to);
 }
 
 /**
@@ -125,8 +125,8 @@ function exchange(ctx: WriteContext, from: string, to: string): void {
   if (dstMerged) setRedirect(ctx, to, samedir);
   else if (dstIsDir && ctx.resolver.dir(fromParent).merged && !isOpaqueDir(dstParentFd, toName)) ctx.upper.setOpaque(dstParentFd, toName);
   check(sys.renameat2(srcParentFd, fromName, dstParentFd, toName, C.RENAME_EXCHANGE), 'rename', from);
-  ctx.resolver.cache.invalidate(from);
-  ctx.resolver.cache.invalidate(to);
+  ctx.resolver.cache.invalidatePath(from);
+  ctx.resolver.cache.invalidatePath(to);
 }
 
 function canRedirect(ctx: WriteContext): boolean {

@@ -10,7 +10,7 @@ import { E, FsError, errnoOf } from './errors';
 import { joinPath } from './lookup';
 import type { Attr, Overlay } from './overlay';
 import type { DirEntry } from './readdir';
-import { NodeTable, type Node } from './nodes';
+import type { Node, NodeTable } from './nodes';
 
 /** A name just resolved or made: its node (no lookup counted) and attributes. */
 export interface Named {
@@ -41,13 +41,14 @@ function validName(name: string): void {
 }
 
 export class Union {
-  readonly table = new NodeTable();
+  readonly table: NodeTable;
   /** Open handle → its node. */
   private readonly opened = new Map<number, Node>();
   /** Told of each node whose attributes a copy-up changed (ctime, blocks, a directory's nlink). */
   onCopyUp: ((node: Node) => void) | undefined;
 
   constructor(readonly overlay: Overlay) {
+    this.table = overlay.tree;
     overlay.onCopyUp = (path) => {
       const node = this.table.find(path);
       if (node) this.onCopyUp?.(node);
@@ -80,7 +81,7 @@ export class Union {
   /** The node for parent/name and its attributes (ENOENT where nothing is visible). */
   lookup(parent: Node, name: string): Named {
     validName(name);
-    return this.named(parent, name, this.overlay.getattr(joinPath(this.pathOf(parent), name)));
+    return this.named(parent, name, this.overlay.lookupAt(parent, name));
   }
 
   /** The node for parent/name, just resolved to `attr` elsewhere (a listing's entry). */
@@ -90,15 +91,15 @@ export class Union {
 
   /** A node's attributes: by its name, else (unlinked but open) through one of its files. */
   getattr(node: Node, fh?: number): Attr {
-    const path = this.table.pathOf(node);
-    if (path !== undefined) {
+    const parent = node.parent;
+    if (parent || node === this.table.root) {
       try {
         // An upper file's node learns its number afresh each time the table links it to a
-        // name (entry), so node.ino is that of the object its path shows, even where the host
+        // name (entry), so node.ino is that of the object its name shows, even where the host
         // reused a freed inode number for it.
-        const a = node.key !== undefined && node.ino !== undefined
-          ? this.overlay.getattrOfUpper(path, node.key, node.ino)
-          : this.overlay.getattr(path);
+        const a = !parent ? this.overlay.getattr('/')
+          : node.key !== undefined && node.ino !== undefined ? this.overlay.getattrOfUpper(parent, node.name, node.key, node.ino)
+            : this.overlay.lookupAt(parent, node.name);
         this.table.refresh(node, a);
         node.ino = a.ino;
         return a;
@@ -149,6 +150,11 @@ export class Union {
       else ov.utimens(path as string, atime, mtime);
     }
     return this.getattr(node, fh);
+  }
+
+  /** Copies the node's object up (and its parents), waiting for a copy in flight. */
+  copyUp(node: Node, signal?: AbortSignal): Promise<void> {
+    return this.overlay.copyUp(this.pathOf(node), signal);
   }
 
   readlink(node: Node): string {
@@ -231,17 +237,14 @@ export class Union {
 
   unlink(parent: Node, name: string): void {
     this.overlay.unlink(this.childPath(parent, name));
-    this.table.unlinkName(parent, name);
   }
 
   rmdir(parent: Node, name: string): void {
     this.overlay.rmdir(this.childPath(parent, name));
-    this.table.unlinkName(parent, name);
   }
 
   rename(parent: Node, name: string, newParent: Node, newName: string, flags: number): void {
     this.overlay.rename(this.childPath(parent, name), this.childPath(newParent, newName), flags);
-    this.table.rename(parent, name, newParent, newName, (flags & C.RENAME_EXCHANGE) !== 0);
   }
 
   /** A directory's listing: with d_ino, or names only where the caller asks attributes anyway. */
