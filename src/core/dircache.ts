@@ -77,8 +77,31 @@ export class DirNode {
     return this.dirs.length > 1;
   }
 
+  /** Its fds passed to a successor (copiedUp): closing is the successor's job. */
+  private passedOn = false;
+
+  /**
+   * This directory once copied up: `upper` on top of the same directories below, whose fds pass
+   * to the new stack. A copy-up changes no layer below (the new upper directory has neither an
+   * opaque mark nor a redirect), so looking the directory up again would find just this.
+   */
+  copiedUp(upper: LayerDir): DirNode {
+    const next = new DirNode(this.path, [upper, ...this.dirs], this.opaque, true);
+    this.passedOn = true;
+    next.ino = this.ino;
+    next.listings = this.listings;
+    // What was learnt per layer moves down one place with its layer.
+    if (this.fixedListings) next.fixedListings = [undefined, ...this.fixedListings] as Listing[];
+    if (this.fixedNames) next.fixedNames = [undefined, ...this.fixedNames];
+    if (this.lookups) {
+      next.lookups = new Uint16Array(this.lookups.length + 1);
+      next.lookups.set(this.lookups, 1);
+    }
+    return next;
+  }
+
   release(): void {
-    if (this.ownsFds) for (const d of this.dirs) closeLater(d.fd);
+    if (this.ownsFds && !this.passedOn) for (const d of this.dirs) closeLater(d.fd);
   }
 }
 

@@ -109,7 +109,7 @@ export function lookupIn(parent: DirNode, name: string, from = 0, rd?: Redirects
  * through the host's mount tree (layers.ts), a mount point is refused (EXDEV) rather than
  * entered: the kernel would see the directory the mount covers, which only a clone can show.
  */
-function openDirIn(layer: Layer, parentFd: number, name: string): number {
+export function openDirIn(layer: Layer, parentFd: number, name: string): number {
   const fd = layer.attached
     ? sys.openBeneath(parentFd, name, C.O_PATH | C.O_NOFOLLOW | C.O_DIRECTORY, 0)
     : sys.openat(parentFd, name, C.O_PATH | C.O_NOFOLLOW | C.O_DIRECTORY, 0);

@@ -8,9 +8,9 @@ import { isDir, isLnk, isReg, lstatAt } from '../host/stat';
 import { DAEMON_CALLER, type Caller, type CoreEvents, type OverlayConfig } from './config';
 import type { DirNode } from './dircache';
 import { CopyUp, CopyUpPending } from './copyup';
-import { E, FsError, check } from './errors';
+import { E, FsError, check, fail } from './errors';
 import type { Layer, LayerStack } from './layers';
-import { splitPath, type Entry, type Resolved, type Resolver } from './lookup';
+import { openDirIn, splitPath, type Entry, type Resolved, type Resolver } from './lookup';
 import { MarkWriter } from './marks';
 import { initOverlayUuid } from './origin';
 import { lowerPositive, probe } from './presence';
@@ -89,18 +89,23 @@ export class UpperWriter {
    * Returns its upper fd.
    */
   upperDir(path: string): number {
-    let node = this.resolver.dir(path);
-    if (node.top.layer !== this.upper) {
-      if (path !== '/') {
-        const [parentPath, name] = splitPath(path);
-        const parentFd = this.upperDir(parentPath);
-        const st = check(lstatAt(node.top.fd, ''), 'stat', path);
-        this.copies.now({ path, src: { layer: node.top.layer, dirFd: node.top.fd, name: '', stat: st }, parentFd, name, withData: false });
-      }
+    const node = this.resolver.dir(path);
+    if (node.top.layer === this.upper) return node.top.fd;
+    if (path === '/') fail(E.EROFS, 'copy-up', path);
+    const [parentPath, name] = splitPath(path);
+    const parentFd = this.upperDir(parentPath);
+    const st = check(lstatAt(node.top.fd, ''), 'stat', path);
+    this.copies.now({ path, src: { layer: node.top.layer, dirFd: node.top.fd, name: '', stat: st }, parentFd, name, withData: false });
+    // The same stack with the new upper directory on top, not a fresh lookup of every layer.
+    const at = this.resolver.tree.find(path);
+    if (at?.stack !== node) {
+      // Evicted meanwhile (a small cache): resolve it again.
       this.resolver.cache.invalidateOne(path);
-      node = this.resolver.dir(path);
+      return this.resolver.dir(path).top.fd;
     }
-    return node.top.fd;
+    const up = node.copiedUp({ layer: this.upper, fd: openDirIn(this.upper, parentFd, name) });
+    this.resolver.cache.set(at, up);
+    return up.top.fd;
   }
 
   /**

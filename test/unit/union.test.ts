@@ -129,7 +129,13 @@ t.test('copyUp(node): the object and its parents in upper, the node and its numb
   const b = u.lookup(a, 'b').node;
   const f = u.lookup(b, 'f');
   f.node.lookups++;
+  const lowerOfA = a.stack?.dirs[0];
   await u.copyUp(f.node);
+  // "each ancestor resolved twice": a copied-up directory keeps the stack it had, its new
+  // upper directory on top, instead of being looked up again in every layer.
+  t.equal(a.stack?.dirs.length, 2, '/a: upper on its lower');
+  t.equal(a.stack?.dirs[0].layer, s.ov.stack.upper);
+  t.equal(a.stack?.dirs[1], lowerOfA, 'the lower directory it already held, not looked up again');
   t.equal(fs.readFileSync(path.join(s.upper as string, 'a', 'b', 'f'), 'utf8'), 'lower', 'copied up with its parents');
   const after = u.getattr(f.node);
   t.ok(after.inUpper, 'the node now shows the upper object');
