@@ -377,7 +377,7 @@ export function formatStatus(entries: StatusEntry[]): string {
     if (e.transport !== undefined) lines.push(`  transport ${e.transport}`);
     const c = e.counters;
     if (c) {
-      lines.push(`  ops served ${c.ops}${c.ringOps ? ` (${c.ringOps} through io_uring)` : ''}, bytes copied up ${c.bytesCopiedUp} (${c.copyUps} copy-ups), whiteouts ${c.whiteouts}, open files ${c.openFiles}, rss ${Math.round(c.rssBytes / 1048576)} MiB`);
+      lines.push(`  ops served ${c.ops}${c.ringOps ? ` (${c.ringOps} through io_uring)` : ''}, bytes copied up ${c.bytesCopiedUp} (${c.copyUps} copy-ups), whiteouts ${c.whiteouts}, open files ${c.openFiles}${c.openFilesShare !== undefined ? ` (of a share of ${c.openFilesShare})` : ''}, rss ${Math.round(c.rssBytes / 1048576)} MiB`);
       if (c.nodes !== undefined) lines.push(`  kernel nodes ${c.nodes}, passthrough backing ids ${c.backingIds ?? 0}, fds ${c.fds ?? '?'} (${c.dirCacheFds ?? 0} for ${c.dirCacheEntries ?? 0} cached dirs)`);
     }
     lines.push(`  log      ${e.logFile ?? 'none'}, level ${e.logLevel}`);

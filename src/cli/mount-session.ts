@@ -3,6 +3,7 @@
 // lock, Overlay, FUSE session, logger, registry record and mountinfo watch; what ends one (an
 // unmount, a fatal error in its session) ends only it.
 import fs from 'node:fs';
+import type { FdPool } from '../core/fdshare';
 import { Overlay } from '../core/overlay';
 import { FuseNativeTransport } from '../fuse/adapter';
 import { KernelTransport } from '../fuse-kernel/transport';
@@ -39,6 +40,8 @@ export interface StartHow {
   detached: boolean;
   /** Also say things on stderr (a daemon a person started with -f). */
   interactive: boolean;
+  /** The process serves other mounts too: this one's open files take a share of these fds. */
+  fds?: FdPool;
 }
 
 /** A mount that serves, until `ended` resolves (with the exit code a daemon of its own would have). */
@@ -85,6 +88,8 @@ export async function startMount(run: RunOptions, how: StartHow): Promise<Active
     dest.close();
     throw new Error(`cannot open layers: ${(err as Error).message}`);
   }
+  // Layer roots and the work directory: fds the mount holds for its life.
+  if (how.fds) overlay.handles.share = how.fds.join(overlay.stack.layers.length + 1);
   if (run.options.transportNote !== undefined) log.info(run.options.transportNote);
   for (const note of run.options.notes) log.info(note);
   const transport: Transport = run.options.transport === 'kernel'
@@ -135,6 +140,7 @@ function countersOf(transport: Transport, overlay: Overlay): Counters {
   const c: Counters = {
     ops: transport.ops,
     openFiles: overlay.handles.size,
+    openFilesShare: overlay.handles.share?.limit,
     copyUps: up?.copyUps ?? 0,
     bytesCopiedUp: up?.bytesCopiedUp ?? 0,
     whiteouts: up?.whiteouts ?? 0,

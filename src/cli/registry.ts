@@ -75,6 +75,8 @@ export interface Counters extends TransportCounters {
   /** FUSE operations served. */
   ops: number;
   openFiles: number;
+  /** In a server: the open files this mount may hold, its share of the server's fds (fdshare.ts). */
+  openFilesShare?: number;
   copyUps: number;
   bytesCopiedUp: number;
   whiteouts: number;

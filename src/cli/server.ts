@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { FdPool } from '../core/fdshare';
 import { sys } from '../host/native';
 import { setDaemonProcess } from './daemon';
 import { startMount, type ActiveMount, type RunOptions } from './mount-session';
@@ -97,6 +98,8 @@ export async function serverMain(runner: RequestRunner): Promise<number> {
   const lockFd = lockFor(sock);
   if (lockFd === undefined) return 0; // another server has it: our client connects to that one
   setDaemonProcess();
+  // After setDaemonProcess: the limit it raised to the hard one.
+  const fds = new FdPool(sys.nofileLimit(0));
   const env = overlaydEnv();
   const mounts = new Set<ActiveMount>();
   let starting = 0;
@@ -122,7 +125,7 @@ export async function serverMain(runner: RequestRunner): Promise<number> {
   };
   const host: MountHost = {
     async start(run: RunOptions): Promise<void> {
-      const m = await startMount(run, { seq: ++seq, detached: true, interactive: false });
+      const m = await startMount(run, { seq: ++seq, detached: true, interactive: false, fds });
       mounts.add(m);
       void m.ended.then(() => { mounts.delete(m); checkIdle(); });
       if (stopping) void m.stop('SIGTERM');

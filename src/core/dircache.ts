@@ -140,6 +140,17 @@ export function setDirCacheProcessBudget(fds: number | undefined): void {
   processBudget = fds;
 }
 
+/**
+ * Out of fds: every cache of this process lets go of all its directories, their fds closed now
+ * rather than after the operation (the one that ran out has returned). Returns how many it closed.
+ */
+export function giveBackFds(): number {
+  let n = 0;
+  for (const c of live) { n += c.fdCount; c.clear(); }
+  closeDoomed();
+  return n;
+}
+
 export class DirCache {
   /** Nodes holding a stack (the root's aside), least recently used first. */
   private readonly held = new Set<Node>();

@@ -1,6 +1,7 @@
 // Open files of the merged view. A handle outlives its name (unlink, rename of an open file),
 // so reads and writes go to the host fd, never back through the path.
 import { sys } from '../host/native';
+import { FdShareExhausted, type FdShare } from './fdshare';
 
 export class FileHandle {
   /**
@@ -33,6 +34,24 @@ export class FileHandle {
 export class HandleTable {
   private readonly handles = new Map<number, FileHandle>();
   private next = 1;
+  /** Where the process serves other overlays too: the open files this one may hold (fdshare.ts). */
+  share: FdShare | undefined;
+  /** Told when an open is first refused for the share since the table last had room. */
+  onFull: ((share: number, path: string) => void) | undefined;
+  /** Whether the last open was refused for the share, until one is let go (to say it once). */
+  private full = false;
+
+  /**
+   * Throws EMFILE (FdShareExhausted) where one more open file would take this table past its
+   * share; called before the fd is opened.
+   */
+  room(path: string): void {
+    const limit = this.share?.limit;
+    if (limit === undefined || this.handles.size < limit) return;
+    if (!this.full) this.onFull?.(limit, path);
+    this.full = true;
+    throw new FdShareExhausted(limit, path);
+  }
 
   add(h: FileHandle): number {
     // Numbers start at 1: 0 means "no handle" to libfuse-based transports.
@@ -53,6 +72,7 @@ export class HandleTable {
     if (!h) return false;
     this.handles.delete(id);
     h.closeFds();
+    this.full = false;
     return true;
   }
 

@@ -84,6 +84,7 @@ export class Overlay {
       this.inodes = new InodeNumbers(this.stack, config.userxattr, config.uuid);
       this.xattrs = OverlayXattrs.of(config.userxattr);
       this.ids = idMapOf(config.idmap);
+      this.handles.onFull = (share, path) => events.warn('open files at this mount\'s share of the process\'s fds: further opens get EMFILE until some are closed', { path, share });
       this.writer = this.stack.upper && !config.readonly ? new UpperWriter(this.stack, this.resolver, config, { ...events, copiedUp: (p) => this.onCopyUp?.(p) }) : undefined;
     } catch (err) {
       this.stack.close();
@@ -126,6 +127,7 @@ export class Overlay {
 
   close(): void {
     this.handles.closeAll();
+    this.handles.share?.leave();
     this.resolver.cache.close();
     this.writer?.close();
     this.stack.close();
@@ -280,6 +282,7 @@ export class Overlay {
    * lies; writers (or O_TRUNC) get the upper copy, copied up first.
    */
   open(path: string, flags: number): number {
+    this.handles.room(path);
     const writing = (flags & 3) !== C.O_RDONLY || (flags & C.O_TRUNC) !== 0;
     if (writing) return this.handles.add(new FileHandle(setattr.openWrite(this.w('open', path), path, flags), path, true));
     const r = this.resolver.get(path);
@@ -308,6 +311,7 @@ export class Overlay {
 
   /** Creates a regular file and opens it; returns a handle number. */
   create(path: string, mode: number, flags: number, caller: Caller): number {
+    this.handles.room(path);
     const fd = create.createFile(this.w('create', path), path, mode, flags, this.stored(caller));
     return this.handles.add(new FileHandle(fd, path, true));
   }

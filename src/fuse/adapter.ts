@@ -8,6 +8,7 @@ import { makedev, type Timespec } from '../host/stat';
 import { DAEMON_CALLER } from '../core/config';
 import { CopyUpPending } from '../core/copyup';
 import { E, errnoOf, fail } from '../core/errors';
+import { withFdsGivenBack } from '../core/fdshare';
 import type { Detached } from '../core/remove';
 import type { Attr, Overlay } from '../core/overlay';
 import { hasCapSysAdmin, inInitUserNs } from '../fuse-kernel/caller';
@@ -288,7 +289,7 @@ export class FuseNativeTransport implements Transport {
         const attempt = (): void => {
           let v: unknown;
           try {
-            v = fn(...(a.map((x) => (typeof x === 'string' ? binaryArg(x) : x)) as A));
+            v = withFdsGivenBack(() => fn(...(a.map((x) => (typeof x === 'string' ? binaryArg(x) : x)) as A)));
           } catch (err) {
             // A copy-up in flight holds this request up: it waits off the loop, then goes again.
             if (err instanceof CopyUpPending) err.wait().then(attempt, (e: unknown) => done(-errnoOf(e)));

@@ -137,6 +137,50 @@ if (ON_FUSE_NATIVE) {
     tt.same(serversOf(ctx.runDir), server, 'the same server');
   });
 
+  t.test('clients holding files open on one mount use up its share of the server\'s fds, not the other mount\'s', async (tt) => {
+    const ctx = context(tt);
+    const FILES = 600;
+    const a = withFile(layout(1)), b = withFile(layout(1));
+    for (let i = 0; i < FILES; i++) fs.writeFileSync(path.join(a.lowers[0], `f${i}`), '');
+    made.set(ctx, [a.merged, b.merged]);
+    // The server inherits the limits of the client that starts it: a small hard limit keeps this quick.
+    const r = await run('prlimit', ['--nofile=256:512', CLIENT, '-o', optionString(a), a.merged], { env: ctx.env });
+    tt.same([r.code, r.stderr], [0, ''], 'a mounted (starting the server under RLIMIT_NOFILE 256:512)');
+    await mount(tt, ctx, b);
+    const [pid] = serversOf(ctx.runDir);
+    const nofile = /^Max open files\s+(\d+)\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/limits`, 'utf8'));
+    tt.same(nofile?.slice(1), ['512', '512'], 'the server raised its soft limit to the hard one');
+    const held: number[] = [];
+    tt.teardown(() => { for (const fd of held.splice(0)) fs.closeSync(fd); });
+    let refused = '';
+    for (let i = 0; i < FILES; i++) {
+      try {
+        held.push(fs.openSync(path.join(a.merged, `f${i}`), 'r'));
+      } catch (err) {
+        refused = (err as NodeJS.ErrnoException).code ?? String(err);
+        break;
+      }
+    }
+    tt.equal(refused, 'EMFILE', `a refuses the next open once its clients hold ${held.length} files`);
+    tt.ok(held.length >= 64 && held.length < 256, `a's share (${held.length}) is under half the server's fds`);
+    // b: opens (holding some), creates, lists, reads, as if a were another daemon's.
+    const inB: number[] = [];
+    tt.teardown(() => { for (const fd of inB.splice(0)) fs.closeSync(fd); });
+    try {
+      for (let i = 0; i < 32; i++) inB.push(fs.openSync(path.join(b.merged, 'f'), 'r'));
+      fs.writeFileSync(path.join(b.merged, 'new'), 'written\n');
+      tt.same(fs.readdirSync(b.merged).sort(), ['f', 'new'], 'b lists');
+      tt.equal(fs.readFileSync(path.join(b.merged, 'new'), 'utf8'), 'written\n', 'b reads what it created');
+      tt.pass(`b opened ${inB.length} files and created one while a was out of fds`);
+    } catch (err) {
+      tt.fail(`b failed while a was out of fds: ${(err as Error).message}`);
+    }
+    const st = JSON.parse((await node(ctx, ['status', '--json', a.merged])).stdout) as { counters?: { openFiles?: number; openFilesShare?: number } }[];
+    tt.same([st[0]?.counters?.openFiles, st[0]?.counters?.openFilesShare], [held.length, held.length], 'status: a holds all of its share');
+    for (const fd of held.splice(0)) fs.closeSync(fd);
+    tt.equal(fs.readFileSync(path.join(a.merged, `f${FILES - 1}`), 'utf8'), '', 'a opens again once its clients let go');
+  });
+
   t.test('a mount whose connection is aborted ends alone; overlayd umount clears it', async (tt) => {
     const ctx = context(tt);
     const a = withFile(layout(1)), b = withFile(layout(1));
