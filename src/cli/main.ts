@@ -1,7 +1,7 @@
 // overlayd's command line: mount, umount, status; and mount(8)'s helper form,
 // `overlayd SOURCE MOUNTPOINT [-sfnv] [-N NS] [-o OPTIONS] [-t TYPE]`, which mount.fuse3 runs
 // for the type fuse.overlayd and /sbin/mount.fuse.overlayd runs for mount(8).
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
@@ -232,8 +232,22 @@ function waitForSessionEnd(rec: MountRecord, ms: number): boolean {
  * Whether a FUSE mount's connection is gone (its daemon died, or it was aborted): the kernel
  * then answers ENOTCONN (ECONNABORTED) to everything. A daemon that does not answer within
  * `ms` is alive, if hung; any other answer, an error included, comes from a live connection.
+ * Asked in a child (`stat -f`), killed at the deadline: a statfs of a hung mount holds the
+ * thread asking until the daemon answers, and node's exit waits for its thread pool, so
+ * `status` printed and then never ended while a server was stopped.
  */
 async function connectionGone(mountpoint: string, ms = 2000): Promise<boolean> {
+  return new Promise((resolve) => {
+    execFile('stat', ['-f', '-c', '%t', '--', mountpoint], { timeout: ms, killSignal: 'SIGKILL', env: { ...process.env, LC_ALL: 'C' } }, (err, _out, stderr) => {
+      if (err === null || err.killed) resolve(false);
+      else if (err.code === 'ENOENT') resolve(statfsGone(mountpoint, ms)); // no stat(1) here
+      else resolve(/Transport endpoint is not connected|Software caused connection abort/.test(stderr));
+    });
+  });
+}
+
+/** connectionGone in this process, where there is no stat(1): a hung daemon then holds up our exit. */
+async function statfsGone(mountpoint: string, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
   const probe = fs.promises.statfs(mountpoint).then(
