@@ -331,6 +331,11 @@ export interface StatusEntry {
   logLevel?: string;
   transport?: string;
   counters?: MountRecord['counters'];
+  /**
+   * Set where the daemon did not write fresh counters when asked (busy, stopped, out of fds):
+   * how old those shown are, in seconds.
+   */
+  countersAgeSeconds?: number;
 }
 
 /**
@@ -354,7 +359,8 @@ export async function statusEntries(target?: string): Promise<StatusEntry[]> {
   const gone = await Promise.all(shown.map((m) => connectionGone(m.mountpoint)));
   const out: StatusEntry[] = [];
   for (const [i, m] of shown.entries()) {
-    const rec = recs.filter((r) => r.mountpoint === m.mountpoint).pop();
+    const found = recs.filter((r) => r.rec.mountpoint === m.mountpoint).pop();
+    const rec = found?.rec;
     if (gone[i]) { out.push({ mountpoint: m.mountpoint, source: m.source, state: 'dead', pid: rec?.pid }); continue; }
     if (!rec) { out.push({ mountpoint: m.mountpoint, source: m.source, state: 'serving' }); continue; }
     out.push({
@@ -362,6 +368,7 @@ export async function statusEntries(target?: string): Promise<StatusEntry[]> {
       uptimeSeconds: Math.max(0, Math.round((Date.now() - rec.started) / 1000)),
       lowerdirs: rec.lowerdirs, upperdir: rec.upperdir, workdir: rec.workdir, options: rec.options,
       logFile: rec.logFile, logLevel: rec.logLevel, transport: rec.transport, counters: rec.counters,
+      ...(found?.fresh === false && rec.counters !== undefined ? { countersAgeSeconds: Math.max(0, Math.round((Date.now() - rec.updated) / 1000)) } : {}),
     });
   }
   return out;
@@ -390,6 +397,7 @@ export function formatStatus(entries: StatusEntry[]): string {
     else lines.push('  upper    (none: read-only)');
     if (e.transport !== undefined) lines.push(`  transport ${e.transport}`);
     const c = e.counters;
+    if (c && e.countersAgeSeconds !== undefined) lines.push(`  counters as of ${duration(e.countersAgeSeconds)} ago: the daemon did not refresh them when asked (busy, stopped or out of fds)`);
     if (c) {
       lines.push(`  ops served ${c.ops}${c.ringOps ? ` (${c.ringOps} through io_uring)` : ''}, bytes copied up ${c.bytesCopiedUp} (${c.copyUps} copy-ups), whiteouts ${c.whiteouts}, open files ${c.openFiles}${c.openFilesShare !== undefined ? ` (of a share of ${c.openFilesShare})` : ''}, rss ${Math.round(c.rssBytes / 1048576)} MiB`);
       if (c.nodes !== undefined) lines.push(`  kernel nodes ${c.nodes}, passthrough backing ids ${c.backingIds ?? 0}, fds ${c.fds ?? '?'} (${c.dirCacheFds ?? 0} for ${c.dirCacheEntries ?? 0} cached dirs)`);

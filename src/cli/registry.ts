@@ -226,8 +226,18 @@ export function findDaemonRecord(mountpoint: string): MountRecord | undefined {
   return undefined;
 }
 
-/** Asks each serving process for fresh counters (SIGUSR1, once each) and waits briefly for them to be written. */
-export function refreshRecords(recs: MountRecord[], waitMs = 1000): MountRecord[] {
+/** A record as `refreshRecords` left it: `fresh` where its process wrote it anew when asked. */
+export interface Refreshed {
+  rec: MountRecord;
+  fresh: boolean;
+}
+
+/**
+ * Asks each serving process for fresh counters (SIGUSR1, once each) and waits briefly for them
+ * to be written. A process that does not (busy, stopped, out of fds, another user's) leaves its
+ * record as it was: not fresh.
+ */
+export function refreshRecords(recs: MountRecord[], waitMs = 1000): Refreshed[] {
   const keyOf = (r: MountRecord): string => `${r.pid}-${r.seq}`;
   const pending = new Map<string, MountRecord>();
   const signalled = new Set<number>();
@@ -240,13 +250,13 @@ export function refreshRecords(recs: MountRecord[], waitMs = 1000): MountRecord[
   }
   const deadline = Date.now() + waitMs;
   const sleeper = new Int32Array(new SharedArrayBuffer(4));
-  const out = new Map(recs.map((r) => [keyOf(r), r]));
+  const out = new Map<string, Refreshed>(recs.map((r) => [keyOf(r), { rec: r, fresh: false }]));
   while (pending.size > 0 && Date.now() < deadline) {
     for (const [key, before] of [...pending]) {
       const now = readRecord(before.pid, before.seq);
-      if (now && now.updated !== before.updated) { out.set(key, now); pending.delete(key); }
+      if (now && now.updated !== before.updated) { out.set(key, { rec: now, fresh: true }); pending.delete(key); }
     }
     if (pending.size > 0) Atomics.wait(sleeper, 0, 0, 10);
   }
-  return recs.map((r) => out.get(keyOf(r)) as MountRecord);
+  return recs.map((r) => out.get(keyOf(r)) as Refreshed);
 }

@@ -181,6 +181,33 @@ if (ON_FUSE_NATIVE) {
     tt.equal(fs.readFileSync(path.join(a.merged, `f${FILES - 1}`), 'utf8'), '', 'a opens again once its clients let go');
   });
 
+  t.test('status says so where the server did not refresh the counters it shows', async (tt) => {
+    const ctx = context(tt);
+    const a = withFile(layout(1)), b = withFile(layout(1));
+    await mount(tt, ctx, a);
+    await mount(tt, ctx, b);
+    const [pid] = serversOf(ctx.runDir);
+    type Aged = Status & { counters?: object; countersAgeSeconds?: number };
+    const aged = async (): Promise<(number | undefined)[]> => {
+      const st = JSON.parse((await node(ctx, ['status', '--json'])).stdout) as Aged[];
+      return [a, b].map((l) => { const e = st.find((s) => s.mountpoint === l.merged); return e?.counters ? e.countersAgeSeconds : -1; });
+    };
+    tt.same(await aged(), [undefined, undefined], 'a serving server: fresh counters, no age');
+    // A stopped server answers neither SIGUSR1 nor its mounts (the status probe times out).
+    process.kill(pid, 'SIGSTOP');
+    tt.teardown(() => { try { process.kill(pid, 'SIGCONT'); } catch { /* gone */ } });
+    await new Promise((r) => setTimeout(r, 1100));
+    try {
+      const ages = await aged();
+      tt.ok(ages.every((x) => typeof x === 'number' && x >= 1), `stopped: both marked stale, with their age (${ages.join(', ')} s)`);
+      const text = await node(ctx, ['status', a.merged]);
+      tt.match(text.stdout, /counters as of \d+s ago: the daemon did not refresh them/, 'and the text says so');
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    tt.same(await aged(), [undefined, undefined], 'continued: fresh again');
+  });
+
   t.test('a mount whose connection is aborted ends alone; overlayd umount clears it', async (tt) => {
     const ctx = context(tt);
     const a = withFile(layout(1)), b = withFile(layout(1));
