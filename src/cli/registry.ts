@@ -7,6 +7,7 @@
 // to be the user's own), and root's `status` reads those too.
 import fs from 'node:fs';
 import path from 'node:path';
+import { mkdirs } from '../host/mkdirs';
 import type { TransportCounters } from '../transport';
 
 const SYSTEM_RUN_DIR = '/run/overlayd';
@@ -44,6 +45,16 @@ function runDir(): string {
 
 /** Where this process's daemons keep their records. */
 export const RUN_DIR = runDir();
+
+/** Makes RUN_DIR (and its parents) with `mode`; throws one line saying which and why where it cannot. */
+export function makeRunDir(mode: number): void {
+  try {
+    mkdirs(RUN_DIR, mode);
+  } catch (err) {
+    const from = process.env.OVERLAYD_RUN_DIR ? ' (OVERLAYD_RUN_DIR)' : '';
+    throw new Error(`cannot make the run directory ${RUN_DIR}${from}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
 
 /**
  * Where records may be read from: ours, and (with no OVERLAYD_RUN_DIR) root's and every user's
@@ -125,7 +136,7 @@ export function ownMountNamespace(pid: number | 'self' = 'self'): string {
 export function registerMount(rec: MountRecord): void {
   try {
     const uid = process.getuid?.() ?? 0;
-    if (uid === 0 || process.env.OVERLAYD_RUN_DIR) fs.mkdirSync(RUN_DIR, { recursive: true, mode: 0o755 });
+    if (uid === 0 || process.env.OVERLAYD_RUN_DIR) makeRunDir(0o755);
     else if (!ownPrivateDir(RUN_DIR, uid, true)) return; // someone else's: keep no record rather than trust it
     const tmp = fileOf(rec.pid, rec.seq) + '.tmp';
     fs.writeFileSync(tmp, JSON.stringify(rec));

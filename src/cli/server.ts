@@ -13,7 +13,7 @@ import { sys } from '../host/native';
 import { setDaemonProcess } from './daemon';
 import { startMount, type ActiveMount, type RunOptions } from './mount-session';
 import { daemonNodeArgs } from './node-flags';
-import { RUN_DIR } from './registry';
+import { makeRunDir } from './registry';
 import {
   decodeReply, decodeRequest, encodeReply, encodeRequest, overlaydEnv, sameEnv, serverSocketPath,
   type ServerReply, type ServerRequest,
@@ -93,7 +93,13 @@ function lockFor(sock: string): number | undefined {
 
 /** `overlayd serve`: runs until idle. Resolves with the exit code. */
 export async function serverMain(runner: RequestRunner): Promise<number> {
-  fs.mkdirSync(RUN_DIR, { recursive: true, mode: (process.getuid?.() ?? 0) === 0 ? 0o755 : 0o700 });
+  try {
+    makeRunDir((process.getuid?.() ?? 0) === 0 ? 0o755 : 0o700);
+  } catch (err) {
+    // Our client then mounts with a daemon of its own (see askServer).
+    process.stderr.write(`overlayd: ${(err as Error).message}\n`);
+    return 1;
+  }
   const sock = serverSocketPath();
   const lockFd = lockFor(sock);
   if (lockFd === undefined) return 0; // another server has it: our client connects to that one

@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
+import { mkdirs } from '../host/mkdirs';
 
 export type Logger = pino.Logger;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -15,8 +16,12 @@ export function isLogLevel(s: string): s is LogLevel {
 
 /** Opens `file` for appending (creating it and its directory), as the daemon's log and stdio. */
 export function openLogFile(file: string): number {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  return fs.openSync(file, 'a', 0o640);
+  try {
+    mkdirs(path.dirname(file), 0o755);
+    return fs.openSync(file, 'a', 0o640);
+  } catch (err) {
+    throw new Error(`cannot open the log file ${file}: ${(err as Error).message}`);
+  }
 }
 
 /** A synchronous destination on an fd that swallows write errors. */

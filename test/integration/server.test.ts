@@ -181,6 +181,19 @@ if (ON_FUSE_NATIVE) {
     tt.equal(fs.readFileSync(path.join(a.merged, `f${FILES - 1}`), 'utf8'), '', 'a opens again once its clients let go');
   });
 
+  t.test('a mount whose log file cannot be made fails alone, with one line; the server serves on', async (tt) => {
+    const ctx = context(tt);
+    const a = withFile(layout(1)), b = withFile(layout(1));
+    await mount(tt, ctx, b);
+    const r = await run('timeout', ['20', CLIENT, '-o', optionString(a, ['log_file=/proc/overlayd-x/log/a.log']), a.merged], { env: ctx.env });
+    tt.equal(r.code, 1, 'the mount fails');
+    tt.match(r.stderr, /^overlayd: cannot open the log file \/proc\/overlayd-x\/log\/a\.log: ENOENT[^\n]*\n$/, 'with one line saying why');
+    tt.notOk(isMounted(a.merged), 'nothing mounted');
+    tt.equal(fs.readFileSync(path.join(b.merged, 'f'), 'utf8'), 'lower\n', 'b serves on');
+    await mount(tt, ctx, a);
+    tt.equal(serversOf(ctx.runDir).length, 1, 'and the same server mounts a without the log file');
+  });
+
   t.test('status says so where the server did not refresh the counters it shows', async (tt) => {
     const ctx = context(tt);
     const a = withFile(layout(1)), b = withFile(layout(1));
@@ -281,9 +294,15 @@ if (ON_FUSE_NATIVE) {
 }
 
 if (!ON_FUSE_NATIVE) {
-  t.test('a server that cannot serve from the run dir: the mount gets a daemon of its own, at once', async (tt) => {
+  // Cannot be made: ENOTDIR; and ENOENT for every name under /proc, where node's recursive
+  // mkdir looped for ever (the server spun, the client waited 15 s for it).
+  for (const dir of ['/dev/null/overlayd-run', '/proc/overlayd-x/run']) t.test(`a server that cannot serve from the run dir (${dir}): the mount gets a daemon of its own, at once`, async (tt) => {
     const ctx = context(tt);
-    ctx.env.OVERLAYD_RUN_DIR = '/dev/null/overlayd-run'; // cannot be made: ENOTDIR
+    ctx.env.OVERLAYD_RUN_DIR = dir;
+    const t0 = Date.now();
+    const serve = await run('timeout', ['10', process.execPath, BIN, 'serve'], { env: ctx.env });
+    tt.equal(serve.code, 1, `overlayd serve exits 1 in ${Date.now() - t0} ms`);
+    tt.match(serve.stderr, new RegExp(`^overlayd: cannot make the run directory ${dir} \\(OVERLAYD_RUN_DIR\\): E[A-Z]+\n$`), 'with one line saying why');
     for (const how of ['client', 'node'] as const) {
       const l = withFile(layout(1));
       const t0 = Date.now();
