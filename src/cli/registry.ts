@@ -139,7 +139,15 @@ export function registerMount(rec: MountRecord): void {
     if (uid === 0 || process.env.OVERLAYD_RUN_DIR) makeRunDir(0o755);
     else if (!ownPrivateDir(RUN_DIR, uid, true)) return; // someone else's: keep no record rather than trust it
     const tmp = fileOf(rec.pid, rec.seq) + '.tmp';
-    fs.writeFileSync(tmp, JSON.stringify(rec));
+    // Readable by all (a user's status lists root's mounts), writable by us alone: the daemon's
+    // umask is 0, and a leftover temp file keeps the mode it was made with.
+    const fd = fs.openSync(tmp, 'w', 0o644);
+    try {
+      fs.fchmodSync(fd, 0o644);
+      fs.writeSync(fd, JSON.stringify(rec));
+    } finally {
+      fs.closeSync(fd);
+    }
     fs.renameSync(tmp, fileOf(rec.pid, rec.seq));
   } catch {
     // Status is a convenience; a read-only /run must not stop a mount.

@@ -90,6 +90,20 @@ if (ON_FUSE_NATIVE) {
     tt.same(fs.readdirSync(ctx.runDir).filter((n) => !n.endsWith('.lock')), [], 'no socket or record left');
   });
 
+  t.test('the run dir\'s records are written by their daemon alone (0644), its socket and lock are the owner\'s (0600)', async (tt) => {
+    const ctx = context(tt);
+    const a = withFile(layout(1)), b = withFile(layout(1));
+    await mount(tt, ctx, a);
+    ctx.env.OVERLAYD_SERVER = '0';
+    await mount(tt, ctx, b); // a daemon of its own
+    delete ctx.env.OVERLAYD_SERVER;
+    await status(ctx); // every record written again, with fresh counters
+    const mode = (n: string): string => (fs.statSync(path.join(ctx.runDir, n)).mode & 0o7777).toString(8);
+    const names = fs.readdirSync(ctx.runDir).sort();
+    tt.same(names.filter((n) => n.endsWith('.json')).map(mode), ['644', '644'], 'the server\'s record and the daemon\'s: 0644');
+    tt.same(names.filter((n) => !n.endsWith('.json')).map(mode), ['600', '600'], 'the server\'s socket and lock: 0600');
+  });
+
   t.test('clients racing to start a server: exactly one serves them all', async (tt) => {
     const ctx = context(tt);
     const ls = Array.from({ length: 4 }, () => withFile(layout(1)));
