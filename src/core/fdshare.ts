@@ -71,16 +71,21 @@ export class FdPool {
 }
 
 /**
- * Runs one whole request, and where it ran out of fds (EMFILE, ENFILE: the process's, not the
- * mount's share) while directory caches held some, once more after they gave theirs back. A
- * request that ran out of fds failed at an open, before its change: the second run starts clean.
+ * Whether `err`, which ended a whole request, is the process running out of fds (EMFILE, ENFILE:
+ * not the mount's share) and the directory caches gave some back: then the request may run once
+ * more. One that ran out of fds failed at an open, before its change: the second run starts clean.
  */
+export function fdsGivenBack(err: unknown): boolean {
+  const errno = errnoOf(err);
+  return (errno === E.EMFILE || errno === E.ENFILE) && !(err instanceof FdShareExhausted) && giveBackFds() > 0;
+}
+
+/** Runs one whole request, once more where it ran out of fds and the caches gave some back. */
 export function withFdsGivenBack<T>(run: () => T): T {
   try {
     return run();
   } catch (err) {
-    const errno = errnoOf(err);
-    if ((errno !== E.EMFILE && errno !== E.ENFILE) || err instanceof FdShareExhausted || giveBackFds() === 0) throw err;
+    if (!fdsGivenBack(err)) throw err;
     return run();
   }
 }

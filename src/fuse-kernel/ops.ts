@@ -4,7 +4,7 @@
 // (or a promise of it), or throws an FsError whose errno the session sends.
 import { CopyUpPending } from '../core/copyup';
 import { E, FsError } from '../core/errors';
-import { withFdsGivenBack } from '../core/fdshare';
+import { fdsGivenBack } from '../core/fdshare';
 import type { Caller } from '../core/config';
 import type { Node } from '../core/nodes';
 import type { Attr, Overlay } from '../core/overlay';
@@ -129,7 +129,13 @@ export class KernelOps implements Handler {
     if (this.cfg.allowRoot && req.uid !== 0 && req.uid !== this.daemonUid && !ALWAYS_ALLOWED.has(op)) throw new FsError(E.EACCES, 'allow_root');
     const h = HANDLERS[op];
     if (!h) throw new FsError(E.ENOSYS, OP_NAMES[op] ?? `op ${op}`);
-    return withFdsGivenBack(() => h(this, req));
+    // withFdsGivenBack, without a closure on every request.
+    try {
+      return h(this, req);
+    } catch (err) {
+      if (!fdsGivenBack(err)) throw err;
+      return h(this, req);
+    }
   }
 
   /** A request held up by a copy-up in progress waits for it, and is then handled again. */
