@@ -3,6 +3,8 @@
 // watcher once read EMFILE from mountinfo as "unmounted externally" and exited.) And a deep
 // stack of layers does not eat the daemon's fds: its directory cache holds at most a quarter
 // of RLIMIT_NOFILE, so `find` over 40 layers of 50 directories (2000 directory fds) works under a limit of 1024.
+// And a daemon at its limit with directories cached closes them and serves the request (before,
+// every open got EMFILE, and the daemon never served another while the cache held its fds).
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -76,4 +78,40 @@ t.test('40 layers x 50 directories under RLIMIT_NOFILE 1024: find sees everythin
   const c = st[0]?.counters;
   t.ok((c?.dirCacheFds ?? Infinity) <= 256, `the directory cache holds ${c?.dirCacheFds} fds (at most a quarter of 1024)`);
   t.ok((c?.fds ?? Infinity) < 512, `the daemon holds ${c?.fds} fds in all`);
+});
+
+t.test('out of fds with directories cached: the daemon closes them and serves the open', async (t) => {
+  const DIRS = 100;
+  const l = layout(2);
+  t.teardown(() => removeTree(path.dirname(l.merged)));
+  for (const dir of l.lowers) for (let d = 0; d < DIRS; d++) fs.mkdirSync(path.join(dir, `d${d}`));
+  for (let d = 0; d < DIRS; d++) fs.writeFileSync(path.join(l.lowers[0], `d${d}`, 'f'), `${d}\n`);
+  const m = await mountOverlayd(l);
+  t.teardown(() => m.unmount());
+  const pid = m.daemon?.pid as number;
+  // Every directory looked up: the cache holds an fd per layer of each.
+  const f = spawnSync('find', [l.merged, '-type', 'f'], { encoding: 'utf8' });
+  t.equal(f.stdout.split('\n').filter((x) => x !== '').length, DIRS, 'find sees every file');
+  const cached = fdsOf(pid);
+  t.ok(cached > 2 * DIRS, `the daemon holds ${cached} fds`);
+  // Not one fd number to spare: the limit at the lowest free one.
+  const used = new Set(fs.readdirSync(`/proc/${pid}/fd`).map(Number));
+  let free = 0;
+  while (used.has(free)) free++;
+  const r = spawnSync('prlimit', ['--pid', String(pid), `--nofile=${free}:${free}`], { encoding: 'utf8' });
+  t.equal(r.status, 0, `prlimit the daemon to ${free} fds (${r.stderr.trim()})`);
+  const held: number[] = [];
+  t.teardown(() => { for (const fd of held.splice(0)) fs.closeSync(fd); });
+  let refused = '';
+  for (let d = 0; d < DIRS; d++) {
+    try {
+      held.push(fs.openSync(path.join(l.merged, `d${d}`, 'f'), 'r'));
+    } catch (err) {
+      refused = (err as NodeJS.ErrnoException).code ?? String(err);
+      break;
+    }
+  }
+  t.ok(held.length >= DIRS / 2, `${held.length} files opened with the directories' fds given back (then ${refused || 'none refused'})`);
+  for (const fd of held.splice(0)) fs.closeSync(fd);
+  t.equal(fs.readFileSync(path.join(l.merged, `d${DIRS - 1}`, 'f'), 'utf8'), `${DIRS - 1}\n`, 'and serves on');
 });
