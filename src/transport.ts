@@ -3,7 +3,7 @@
 
 /** Figures a transport adds to `overlayd status` (see cli/registry Counters). */
 export interface TransportCounters {
-  /** Kernel transport: nodes the kernel holds, its open file and directory handles, live backing ids. */
+  /** Kernel transport: nodes the kernel holds (the root and those it looked up or has open; cached directories are dirCacheEntries), its open file and directory handles, live backing ids. */
   nodes?: number;
   fuseOpenFiles?: number;
   openDirs?: number;

@@ -139,6 +139,13 @@ export class NodeTable {
     return this.byId.size;
   }
 
+  /** Nodes a client holds (lookups or open files), the root aside; the rest are cached directories (walks the table: for counters). */
+  heldByClients(): number {
+    let n = 0;
+    for (const node of this.byId.values()) if (node !== this.root && (node.lookups > 0 || node.files)) n++;
+    return n;
+  }
+
   get(id: number): Node | undefined {
     return this.byId.get(id);
   }

@@ -149,7 +149,7 @@ export class KernelOps implements Handler {
     this.union.releaseAll();
     this.files.clear();
     this.dirs.clear();
-    this.log.info({ counters: { ops: this.session.ops, reads: this.reads, writes: this.writes, nodes: this.union.table.size, invalidations: this.session.invalidations, ...this.passthrough.stats } }, 'FUSE session ended');
+    this.log.info({ counters: { ops: this.session.ops, reads: this.reads, writes: this.writes, nodes: 1 + this.union.table.heldByClients(), invalidations: this.session.invalidations, ...this.passthrough.stats } }, 'FUSE session ended');
   }
 
   // ---- what the handlers share ----

@@ -159,7 +159,7 @@ export class KernelTransport implements Transport {
   counters(): TransportCounters {
     const o = this.kernel;
     if (!o) return {};
-    return { ringOps: o.session.ringOps, nodes: o.union.table.size, fuseOpenFiles: o.files.size, openDirs: o.dirs.size, backingIds: o.passthrough.stats.backingIds, backedNodes: o.passthrough.backedNodes };
+    return { ringOps: o.session.ringOps, nodes: 1 + o.union.table.heldByClients(), fuseOpenFiles: o.files.size, openDirs: o.dirs.size, backingIds: o.passthrough.stats.backingIds, backedNodes: o.passthrough.backedNodes };
   }
 
   /** 1 + the deepest stacking under any layer (a layer on overlayfs or FUSE is itself stacked). */
