@@ -250,13 +250,14 @@ export const ENGINE_WORKLOADS: EngineWorkload[] = [
     name: 'podman',
     metrics: [
       { key: 'podman-build', title: '(10) podman build --no-cache, 3 RUN steps', unit: 's' },
+      { key: 'podman-build20', title: '(10) podman build --no-cache, 20 RUN steps', unit: 's' },
       { key: 'podman-run', title: '(10) podman run --rm true', unit: 's' },
     ],
     kinds: ['overlayd', 'fuse-overlayfs', 'kernel'],
     async engine(spec, dir) {
       const program = engineMountProgram(spec, dir);
       const r = podmanJob(dir, program, spec.kind === 'overlayd' ? spec.opts : [], spec.kind === 'overlayd' ? spec.env : {});
-      return { 'podman-build': r.build, 'podman-run': r.run };
+      return { 'podman-build': r.build, 'podman-build20': r.build20, 'podman-run': r.run };
     },
   },
 ];
