@@ -11,7 +11,7 @@ export interface TransportCounters {
   backedNodes?: number;
   /** Kernel transport: requests that came through FUSE over io_uring. */
   ringOps?: number;
-  /** fuse-native: unlinked-but-open files parked in the work directory. */
+  /** fuse-native: unlinked-but-open files libfuse still names .fuse_hidden* (see fuse/walk.ts). */
   hiddenFiles?: number;
 }
 

@@ -87,7 +87,7 @@ export function markdown(r: Report): string {
       ['passthrough backing ids', (s: Sample) => s.counters?.backingIds, ''],
       ['nodes bound to a backing id', (s: Sample) => s.counters?.backedNodes, ''],
     ] as [string, (s: Sample) => number | undefined, string][] : [
-      ['unlinked-but-open files parked', (s: Sample) => s.counters?.hiddenFiles, ''],
+      ['unlinked-but-open files still named .fuse_hidden*', (s: Sample) => s.counters?.hiddenFiles, ''],
     ] as [string, (s: Sample) => number | undefined, string][]),
     ['entries in workdir/work', (s) => s.workEntries, ''],
   ];

@@ -408,7 +408,7 @@ async function stress(a: Args): Promise<Report> {
       if ((fc.fuseOpenFiles ?? 0) > 0 || (fc.openDirs ?? 0) > 0) failures.push(`kernel handles still open at the end: ${fc.fuseOpenFiles} files, ${fc.openDirs} dirs`);
       if ((fc.nodes ?? 0) > mounts.length * (1 + NODE_SLACK)) failures.push(`${fc.nodes} nodes held after the kernel dropped its inodes (roots alone: ${mounts.length})`);
     }
-    if (fc?.hiddenFiles) failures.push(`${fc.hiddenFiles} unlinked-but-open files still parked at the end`);
+    if (fc?.hiddenFiles) failures.push(`${fc.hiddenFiles} unlinked-but-open files still named .fuse_hidden* at the end`);
     if (fin.workEntries !== undefined && fin.workEntries > (base.workEntries ?? 0)) failures.push(`workdir/work holds ${fin.workEntries} entries at the end (baseline ${base.workEntries})`);
   } else if (!interrupted) {
     failures.push('no baseline or no final quiescent sample');

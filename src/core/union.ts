@@ -302,4 +302,10 @@ export class Union {
       try { this.release(fh); } catch { /* already gone */ }
     }
   }
+
+  /** fsync of a directory's upper directory, on this thread; nothing for one with no name left. */
+  fsyncdir(dir: Node, datasync: boolean): void {
+    const path = this.table.pathOf(dir);
+    if (path !== undefined) this.overlay.fsyncdir(path, datasync);
+  }
 }

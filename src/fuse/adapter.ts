@@ -1,6 +1,8 @@
-// The fuse-native transport: registers libfuse 2 callbacks and translates each to one core call.
-// Thin on purpose: everything the overlay means lives in src/core. What fuse-native cannot
-// carry (caller credentials, ns times, 64-bit inodes, create flags) is noted where it is lost.
+// The fuse-native transport: registers libfuse 2 callbacks and translates each to one call of the
+// node-addressed union (core/union.ts), the path walked to its node by walk.ts, as libfuse's
+// high-level layer sits on its low-level one. Thin on purpose: everything the overlay means lives
+// in src/core. What fuse-native cannot carry (caller credentials, ns times, 64-bit inodes, create
+// flags) is noted where it is lost.
 import Fuse from 'fuse-native';
 import { fromBinary, shown, toBinary } from '../host/bytes';
 import { sys } from '../host/native';
@@ -9,11 +11,13 @@ import { DAEMON_CALLER } from '../core/config';
 import { CopyUpPending } from '../core/copyup';
 import { E, errnoOf, fail } from '../core/errors';
 import { withFdsGivenBack } from '../core/fdshare';
-import type { Detached } from '../core/remove';
 import type { Attr, Overlay } from '../core/overlay';
+import type { Node } from '../core/nodes';
+import { Union, type AttrChanges } from '../core/union';
 import { hasCapSysAdmin, inInitUserNs } from '../fuse-kernel/caller';
 import type { Logger } from '../log/logger';
 import type { Transport, TransportCounters } from '../transport';
+import { PathWalker } from './walk';
 
 export interface FuseMountOptions {
   allowOther: boolean;
@@ -51,9 +55,6 @@ export interface FuseMountOptions {
 }
 
 type Reply = (...args: unknown[]) => void;
-
-/** The names libfuse 2 gives open files it hides instead of removing (fuse.c, hidden_name). */
-const HIDDEN_NAME = /\/\.fuse_hidden[0-9a-f]{16}$/;
 
 const msOf = (t: Timespec): number => t.sec * 1000 + Math.floor(t.nsec / 1e6);
 
@@ -196,8 +197,8 @@ export class FuseNativeTransport implements Transport {
   /** libfuse reports real inode numbers only when they fit its 32-bit field without clashing. */
   readonly useIno: boolean;
   ops = 0;
-  /** libfuse's hidden paths of unlinked-but-open files, and the objects they stand for. */
-  private readonly hidden = new Map<string, Detached>();
+  private readonly union: Union;
+  private readonly walker: PathWalker;
   /** Directories (and files, for xattr names) already warned about names fuse-native cannot carry. */
   private readonly unshowable = new Set<string>();
 
@@ -208,6 +209,8 @@ export class FuseNativeTransport implements Transport {
     this.useIno = overlay.stack.singleDevice && sys.fstatfs(overlay.stack.layers[0].fd, sfs) === 0 && sfs[8] === EXT4_SUPER_MAGIC;
     // Each request waits on a libfuse thread of its own: one waiting for a copy-up holds no other.
     overlay.backgroundWork = true;
+    this.union = new Union(overlay);
+    this.walker = new PathWalker(this.union);
   }
 
   fuseOptions(): string[] {
@@ -216,8 +219,8 @@ export class FuseNativeTransport implements Transport {
       `fsname=${o.fsname.replace(/[,\\]/g, '_')}`, 'subtype=overlayd',
       // No hard_remove: with it, libfuse 2 drops the path of an unlinked open file and then fails
       // every read, write and fstat on it with ENOENT (fuse-native cannot take nullpath_ok). Without
-      // it, libfuse renames such a file to .fuse_hidden*; the adapter turns that rename into the
-      // core's detach, which parks the object in workdir, never in upper (see `hidden`).
+      // it, libfuse renames such a file to .fuse_hidden*; the walker turns that rename into the
+      // union's unlink and maps the hidden name to the nameless node (walk.ts, hide).
       'big_writes', 'max_read=131072', 'max_write=131072',
       `entry_timeout=${o.entryTimeout ?? 1}`, `attr_timeout=${o.attrTimeout ?? 1}`, `negative_timeout=${o.negativeTimeout ?? 0}`,
     ];
@@ -243,28 +246,25 @@ export class FuseNativeTransport implements Transport {
     return 'fuse-native';
   }
 
-  /** Unlinked-but-open files parked in the work directory. */
+  /** Unlinked-but-open files libfuse still names .fuse_hidden*. */
   counters(): TransportCounters {
-    return { hiddenFiles: this.hidden.size };
+    return { hiddenFiles: this.walker.hiddenCount };
   }
 
-  /** Lets go of objects still parked for open files (call once the mount is gone). */
   /** libfuse 2 runs its loop in its own thread and tells us nothing of its end: the mountinfo watch sees the unmount. */
   onSessionEnd(): void { /* never called */ }
   readonly endsWithKernel = false;
 
+  /** Lets go of the files libfuse never released and the nodes walked (call once the mount is gone). */
   close(): void {
-    for (const d of this.hidden.values()) this.overlay.dropDetached(d);
-    this.hidden.clear();
-  }
-
-  private hiddenAttr(p: string): Attr | undefined {
-    const d = this.hidden.get(p);
-    return d && this.overlay.attrOfFd(d.fd, d.workName !== undefined);
+    this.union.releaseAll();
+    this.walker.close();
   }
 
   private handlers(): Record<string, (...args: never[]) => void> {
     const ov = this.overlay;
+    const union = this.union;
+    const walk = this.walker;
     const useIno = this.useIno;
     const debug = this.log.isLevelEnabled('debug');
     const log = this.log;
@@ -312,13 +312,24 @@ export class FuseNativeTransport implements Transport {
     type Listed = { name: string; type: number; ino?: bigint };
     const listing = (p: string, list: Listed[]): Listed[] => textEntries(list, (e) => e.name, (e, name) => ({ ...e, name }), omitted('dir', p));
 
+    // The node a handle is open on: libfuse's path of it may be a hidden name, or gone.
+    const nodeOf = (p: string, fh: number): Node => union.nodeOfFile(fh) ?? walk.node(p);
+    const setattr = (p: string, c: AttrChanges): void => { union.setattr(walk.node(p), c); };
+    /** Drops a name; the walker gives back its hold of the node that had it. */
+    const removed = (p: string, remove: (parent: Node, name: string) => void): void => {
+      const { parent, name } = walk.parent(p);
+      const node = union.table.child(parent, name);
+      remove(parent, name);
+      walk.letGo(node);
+    };
+
     return {
       init: (cb: Reply) => cb(0),
-      getattr: wrap('getattr', (p: string) => statArray(this.hiddenAttr(p) ?? ov.getattr(p), useIno), value),
-      fgetattr: wrap('fgetattr', (_p: string, fh: number) => statArray(ov.fgetattr(fh), useIno), value),
+      getattr: wrap('getattr', (p: string) => statArray(walk.attr(p), useIno), value),
+      fgetattr: wrap('fgetattr', (p: string, fh: number) => statArray(union.getattr(nodeOf(p, fh), fh), useIno), value),
       // d_ino matters: readdir(3) callers skip entries whose d_ino is 0. Without use_ino,
       // libfuse puts its own numbers in, and only the type is needed from us.
-      readdir: wrap('readdir', (p: string) => listing(p, useIno ? ov.readdir(p) : ov.readdirNames(p)), (cb, v) => {
+      readdir: wrap('readdir', (p: string) => listing(p, union.list(walk.node(p), useIno).entries), (cb, v) => {
         const list = v as Listed[];
         const names = ['.', '..'];
         const dot = new Uint32Array(18);
@@ -340,17 +351,20 @@ export class FuseNativeTransport implements Transport {
         }
         cb(0, names, stats);
       }),
-      readlink: wrap('readlink', (p: string) => fromBinary(ov.readlink(p)) ?? fail(E.EILSEQ, 'readlink', p), value),
+      readlink: wrap('readlink', (p: string) => fromBinary(union.readlink(walk.node(p))) ?? fail(E.EILSEQ, 'readlink', p), value),
       statfs: wrap('statfs', () => {
         const s = ov.statfs();
         return { ...s, favail: s.ffree, fsid: 0, flag: 0 };
       }, value),
-      access: wrap('access', (p: string, mode: number) => ov.access(p, mode), ok),
-      open: wrap('open', (p: string, flags: number) => ov.open(p, flags), value),
+      access: wrap('access', (p: string, mode: number) => union.access(walk.node(p), mode), ok),
+      open: wrap('open', (p: string, flags: number) => union.open(walk.node(p), flags), value),
       // fuse-native drops create's open flags: O_EXCL is enforced by the kernel's lookup, and
       // the file is opened read-write, which any of the caller's modes can use.
-      create: wrap('create', (p: string, mode: number) => ov.create(p, mode, 2, DAEMON_CALLER), value),
-      release: wrap('release', (_p: string, fh: number) => ov.release(fh), ok),
+      create: wrap('create', (p: string, mode: number) => {
+        const { parent, name } = walk.parent(p);
+        return union.create(parent, name, mode, 2, DAEMON_CALLER).fh;
+      }, value),
+      release: wrap('release', (_p: string, fh: number) => union.release(fh), ok),
       // Synchronous: the libfuse thread that carries the request already waits for this one, and
       // the thread pool would add two more thread wake-ups per call (measured: about half the
       // cost of a page-cache read; see the README's Performance section).
@@ -358,31 +372,49 @@ export class FuseNativeTransport implements Transport {
       write: wrap('write', (_p: string, fh: number, buf: Buffer, len: number, pos: number) => ov.writeSync(fh, buf, len, pos), count),
       flush: wrap('flush', () => undefined, ok),
       fsync: wrap('fsync', (_p: string, datasync: number, fh: number) => ov.fsync(fh, !!datasync), ok),
-      fsyncdir: wrap('fsyncdir', (p: string, datasync: number) => ov.fsyncdir(p, !!datasync), ok),
-      truncate: wrap('truncate', (p: string, size: number) => ov.truncate(p, size), ok),
-      ftruncate: wrap('ftruncate', (_p: string, fh: number, size: number) => ov.ftruncate(fh, size), ok),
-      getxattr: wrap('getxattr', (p: string, name: string) => ov.getxattr(p, name), value),
-      listxattr: wrap('listxattr', (p: string) => textEntries(ov.listxattr(p, listTrusted), (n) => n, (_n, text) => text, omitted('file', p)), value),
-      setxattr: wrap('setxattr', (p: string, name: string, value: Buffer, _pos: number, flags: number) => ov.setxattr(p, name, Buffer.from(value), flags), ok),
-      removexattr: wrap('removexattr', (p: string, name: string) => ov.removexattr(p, name), ok),
-      mkdir: wrap('mkdir', (p: string, mode: number) => ov.mkdir(p, mode, DAEMON_CALLER), ok),
-      mknod: wrap('mknod', (p: string, mode: number, dev: number) => ov.mknod(p, mode, ((dev >>> 8) & 0xfff), (dev & 0xff) | ((dev >>> 12) & 0xfff00), DAEMON_CALLER), ok),
-      symlink: wrap('symlink', (target: string, p: string) => ov.symlink(target, p, DAEMON_CALLER), ok),
-      link: wrap('link', (existing: string, p: string) => ov.link(existing, p, DAEMON_CALLER), ok),
+      fsyncdir: wrap('fsyncdir', (p: string, datasync: number) => union.fsyncdir(walk.node(p), !!datasync), ok),
+      truncate: wrap('truncate', (p: string, size: number) => setattr(p, { size }), ok),
+      ftruncate: wrap('ftruncate', (p: string, fh: number, size: number) => { union.setattr(nodeOf(p, fh), { size }, fh); }, ok),
+      getxattr: wrap('getxattr', (p: string, name: string) => union.getxattr(walk.node(p), name), value),
+      listxattr: wrap('listxattr', (p: string) => textEntries(union.listxattr(walk.node(p), listTrusted), (n) => n, (_n, text) => text, omitted('file', p)), value),
+      setxattr: wrap('setxattr', (p: string, name: string, value: Buffer, _pos: number, flags: number) => union.setxattr(walk.node(p), name, Buffer.from(value), flags), ok),
+      removexattr: wrap('removexattr', (p: string, name: string) => union.removexattr(walk.node(p), name), ok),
+      mkdir: wrap('mkdir', (p: string, mode: number) => {
+        const { parent, name } = walk.parent(p);
+        union.mkdir(parent, name, mode, DAEMON_CALLER);
+      }, ok),
+      mknod: wrap('mknod', (p: string, mode: number, dev: number) => {
+        const { parent, name } = walk.parent(p);
+        union.mknod(parent, name, mode, ((dev >>> 8) & 0xfff), (dev & 0xff) | ((dev >>> 12) & 0xfff00), DAEMON_CALLER);
+      }, ok),
+      symlink: wrap('symlink', (target: string, p: string) => {
+        const { parent, name } = walk.parent(p);
+        union.symlink(parent, name, target, DAEMON_CALLER);
+      }, ok),
+      link: wrap('link', (existing: string, p: string) => {
+        const { parent, name } = walk.parent(p);
+        const made = union.link(walk.node(existing), parent, name, DAEMON_CALLER);
+        // The source's node could not follow its copy-up (it has other names): its name is looked
+        // up again, as the kernel transport has the kernel do, so the next walk finds the upper object.
+        if (made.stale) {
+          try { union.lookup(made.stale.parent, made.stale.name); } catch { /* gone meanwhile */ }
+        }
+      }, ok),
       unlink: wrap('unlink', (p: string) => {
-        const d = this.hidden.get(p);
-        if (!d) return ov.unlink(p);
-        this.hidden.delete(p); // the last close of a hidden file
-        ov.dropDetached(d);
+        const { parent, name } = walk.parent(p);
+        if (walk.unhide(parent, name)) return; // the last close of a hidden file: already unlinked
+        removed(p, (d, n) => union.unlink(d, n));
       }, ok),
-      rmdir: wrap('rmdir', (p: string) => ov.rmdir(p), ok),
+      rmdir: wrap('rmdir', (p: string) => removed(p, (d, n) => union.rmdir(d, n)), ok),
       rename: wrap('rename', (from: string, to: string) => {
-        if (!HIDDEN_NAME.test(to)) return ov.rename(from, to, 0);
-        if (this.hidden.has(from) || this.hidden.has(to)) fail(E.EBUSY, 'rename', to);
-        this.hidden.set(to, ov.detach(from));
+        if (PathWalker.isHiding(to)) return walk.hide(from, to);
+        const src = walk.parent(from);
+        if (walk.isHidden(src.parent, src.name)) fail(E.EBUSY, 'rename', from);
+        // What `to` named, if anything, lost that name.
+        removed(to, (d, n) => union.rename(src.parent, src.name, d, n, 0));
       }, ok),
-      chmod: wrap('chmod', (p: string, mode: number) => ov.chmod(p, mode), ok),
-      chown: wrap('chown', (p: string, uid: number, gid: number) => ov.chown(p, uid, gid), ok),
+      chmod: wrap('chmod', (p: string, mode: number) => setattr(p, { mode }), ok),
+      chown: wrap('chown', (p: string, uid: number, gid: number) => setattr(p, { uid, gid }), ok),
       // fuse-native hands over milliseconds, and atime twice (its binding reads tv[0] for both):
       // mtime cannot be set exactly through it. libfuse 2 calls utimens only when the caller sets
       // both times, so a change of one alone (touch -m, tar's UTIME_OMIT atime) never arrives and
@@ -390,7 +422,7 @@ export class FuseNativeTransport implements Transport {
       // runs these cases and reports them as todo here).
       utimens: wrap('utimens', (p: string, atime: number, mtime: number) => {
         const ts = (ms: number): Timespec => ({ sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1e6 });
-        ov.utimens(p, ts(atime), ts(mtime));
+        setattr(p, { atime: ts(atime), mtime: ts(mtime) });
       }, ok),
     } as unknown as Record<string, (...args: never[]) => void>;
   }
