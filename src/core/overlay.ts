@@ -509,19 +509,8 @@ export class Overlay {
     if (parent) this.resolver.tree.unlinkName(parent, name);
   }
 
-  /** unlink that keeps an open object alive until dropDetached (see remove.detach). */
-  detach(path: string): remove.Detached {
-    const d = remove.detach(this.w('unlink', path, [path]), path);
-    this.dropName(path);
-    return d;
-  }
-
-  dropDetached(d: remove.Detached): void {
-    remove.dropDetached(this.w('unlink', ''), d);
-  }
-
-  /** Attributes of an object through an fd (also O_PATH), whatever its name now. */
-  attrOfFd(fd: number, inUpper: boolean): Attr {
+  /** Attributes of an object through an fd, whatever its name now. */
+  private attrOfFd(fd: number, inUpper: boolean): Attr {
     const st = check(lstatAt(fd, ''), 'fstat');
     return attrFrom(st, inUpper ? this.inodes.ofUpper(fd, '', st) : this.inodes.of(st.dev, st.ino), inUpper, this.ids);
   }
