@@ -84,6 +84,17 @@ export class Union {
     return this.named(parent, name, this.overlay.lookupAt(parent, name));
   }
 
+  /**
+   * The attributes of parent/name without a node for it: for a client that names by path and
+   * holds nothing of the name (a stat through libfuse's high-level API), where a node made and
+   * forgotten per call would only be garbage.
+   */
+  attrAt(parent: Node, name: string): Attr {
+    validName(name);
+    const held = parent.children?.get(name);
+    return held ? this.getattr(held) : this.overlay.lookupAt(parent, name);
+  }
+
   /** The node for parent/name, just resolved to `attr` elsewhere (a listing's entry). */
   named(parent: Node, name: string, attr: Attr): Named {
     return { node: this.table.entry(parent, name, attr), attr };

@@ -81,7 +81,9 @@ t.test('a path deeper than the bound is walked; the directories it passed stay w
   const walk = new PathWalker(union, 2);
   t.equal(walk.attr('/a/b/c/d/f').size, 4);
   t.ok(walk.size <= 2, 'held within the bound');
-  t.ok(union.table.find('/a/b/c/d/f'), 'the file and every directory above it in the tree');
+  t.equal(union.table.find('/a/b/c/d/f'), undefined, 'a stat makes no node for the name it stats');
+  walk.node('/a/b/c/d/f');
+  t.ok(union.table.find('/a/b/c/d/f'), 'a walk to it does: the file and every directory above it in the tree');
   walk.node('/a');
   walk.node('/a/b');
   t.equal(union.table.find('/a/b/c/d/f'), undefined, 'f dropped once nothing holds it');
