@@ -107,6 +107,11 @@ export class Node {
     return this.files?.values().next().value;
   }
 
+  /** Its cached path no longer holds (it got its first name). */
+  forgetPath(): void {
+    this.pathGen = -1;
+  }
+
   /** The merged path, or undefined for a node with no name left. */
   path(gen: number): string | undefined {
     if (this.id === ROOT_ID) return '/';
@@ -137,6 +142,11 @@ export class NodeTable {
 
   get size(): number {
     return this.byId.size;
+  }
+
+  /** Moves with every change that can change an existing path's node (a removal, a rename). */
+  get generation(): number {
+    return this.gen;
   }
 
   /** Nodes a client holds (lookups or open files), the root aside; the rest are cached directories (walks the table: for counters). */
@@ -252,9 +262,16 @@ export class NodeTable {
   }
 
   private link(node: Node, parent: Node, name: string): void {
+    const first = node.parent === undefined;
     node.addLink(parent, name);
     parent.children?.set(name, node);
-    this.gen++;
+    // A new name changes no other node's path: only this node's, where it is its first (a
+    // second name of a hard link leaves the path on the first). Cached paths stay valid
+    // through a create, a mkdir or a lookup (a tar x makes nothing but these); a removal or a
+    // rename bumps the generation.
+    if (!first) return;
+    if (node.children && node.children.size > 0) this.gen++;
+    else node.forgetPath();
   }
 
   /** The name parent/name no longer stands for the node it did (unlink, rmdir, replaced). */
