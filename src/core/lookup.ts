@@ -138,8 +138,27 @@ export class Resolver {
     return lookupIn(parent, name, from, this.redirects);
   }
 
+  /**
+   * The last path dir() walked, and where to: the calls of one request, and of a run of
+   * requests in one directory (a tar x), ask for the same parent again and again. It holds while
+   * no name was removed or moved (the tree's generation) and the stack is still cached.
+   */
+  private last: { path: string; node: Node; stack: DirNode; gen: number } | undefined;
+
   /** The merged directory at `path`; ENOENT or ENOTDIR as the kernel would say. */
   dir(path: string): DirNode {
+    const last = this.last;
+    if (last && last.path === path && last.gen === this.tree.generation && last.node.stack === last.stack) {
+      return this.cache.get(last.node) as DirNode;
+    }
+    const node = this.walk(path);
+    const stack = node.stack as DirNode;
+    this.last = { path, node, stack, gen: this.tree.generation };
+    return stack;
+  }
+
+  /** The node of the directory at `path`, its stack cached on it. */
+  private walk(path: string): Node {
     let node = this.tree.root;
     let stack = node.stack as DirNode;
     let from = 1;
@@ -158,7 +177,7 @@ export class Resolver {
       if (end < 0) break;
       from = end + 1;
     }
-    return stack;
+    return node;
   }
 
   /** The merged directory a node of the tree stands for (ENOENT for one with no name left). */

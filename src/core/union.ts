@@ -216,19 +216,19 @@ export class Union {
   mkdir(parent: Node, name: string, mode: number, caller: Caller): Named {
     const path = this.childPath(parent, name);
     this.overlay.mkdir(path, mode, caller);
-    return this.named(parent, name, this.overlay.getattr(path));
+    return this.named(parent, name, this.overlay.lookupAt(parent, name));
   }
 
   mknod(parent: Node, name: string, mode: number, major: number, minor: number, caller: Caller): Named {
     const path = this.childPath(parent, name);
     this.overlay.mknod(path, mode, major, minor, caller);
-    return this.named(parent, name, this.overlay.getattr(path));
+    return this.named(parent, name, this.overlay.lookupAt(parent, name));
   }
 
   symlink(parent: Node, name: string, target: string, caller: Caller): Named {
     const path = this.childPath(parent, name);
     this.overlay.symlink(target, path, caller);
-    return this.named(parent, name, this.overlay.getattr(path));
+    return this.named(parent, name, this.overlay.lookupAt(parent, name));
   }
 
   /**
