@@ -352,5 +352,6 @@ t.test('many layers: the directory cache holds at most its fd budget, and lookup
 t.test('the default fd budget is a quarter of RLIMIT_NOFILE', async (t) => {
   t.equal(dirCacheFdBudget(20000), 5000);
   t.equal(dirCacheFdBudget(100), 64, 'never below 64');
+  t.equal(dirCacheFdBudget(1048576), 16384, 'nor above 16384, where engines raise the limit to 1048576');
   t.equal(new Resolver(coreStack([{}, {}], { upper: false }, t).ov.stack).cache.maxFds, dirCacheFdBudget(), 'from the live limit by default');
 });
