@@ -76,12 +76,16 @@ t0=$(date +%s)
 # Host networking for the build: the registries are reachable from the host's network.
 # Certificate authorities this machine adds to Debian's (as update-ca-certificates takes them).
 extra_ca=$(cat /usr/local/share/ca-certificates/*.crt 2>/dev/null || true)
+# The build's output goes to a log of this run's own, shown (its end) only when the build fails.
+build_out=$(mktemp "${TMPDIR:-/tmp}/overlayd-docker-build.XXXXXX")
 if ! docker build --force-rm --network host --build-arg "BASE=$base" --build-arg "EXTRA_CA_CERTS=$extra_ca" \
-    -f Dockerfile.test -t "$image" . > "${TMPDIR:-/tmp}/overlayd-docker-build.log" 2>&1; then
-  tail -30 "${TMPDIR:-/tmp}/overlayd-docker-build.log" >&2
+    -f Dockerfile.test -t "$image" . > "$build_out" 2>&1; then
+  tail -30 "$build_out" >&2
+  rm -f "$build_out"
   log "docker build failed"
   exit 1
 fi
+rm -f "$build_out"
 log "image $image built ($(since "$t0"))"
 
 fi
